@@ -1,0 +1,734 @@
+"""The sans-I/O AT codec: bytes in, typed events out; commands in, bytes out.
+
+No I/O, no clock, no asyncio: the runtime (`quecmqtt.modem`) owns time-outs and the port.
+
+    codec = AtCodec()
+    port.write(codec.send(commands.QMTOPEN(0, "host", 1883)))
+    codec.receive(port.read())
+    for event in codec.events(): ...
+
+Framing, in the order the scanner applies it (DESIGN section 3):
+
+* Lines end in CR LF, a bare CR (the echo ends in CR only) or a bare LF; blank lines are
+  ignored. An LF right after a CR belongs to that CR, whichever read it arrives in.
+* ``+QMTRECV: <c>,<id>,"<topic>",<len>,"`` switches to counting <len> payload bytes,
+  whatever they contain; without a length field the payload runs from the quote after
+  the topic to the first quote followed by CR or LF, across line ends if need be.
+* ``>`` at the start of a line is a prompt only while the pending command expects one.
+* ``CONNECT`` starts the pending command's data phase; for a download (``QHTTPREAD``) the
+  body is framed by the content length of the preceding ``+QHTTPGET/POST`` result when
+  that is followed by ``\\r\\nOK\\r\\n``, and otherwise ends at ``\\r\\nOK\\r\\n`` followed
+  by ``+QHTTPREAD:``.
+* Data the host sent in a data phase and that the module echoes back (echo on) is
+  consumed as echo.
+* A line over `max_line` bytes is reported once as `Garbage` and skipped to its end.
+
+Every decision waits until the bytes that decide it have arrived, so feeding a stream
+whole, byte by byte or in random pieces gives the same events; any byte sequence gives
+events or `Garbage`, never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator
+from enum import Enum
+
+from quecmqtt.at.cme import cme_from_text
+from quecmqtt.at.events import (
+    GARBAGE_SAMPLE,
+    CommandComplete,
+    Event,
+    FieldValue,
+    Final,
+    Garbage,
+    ModuleReady,
+    MqttMessage,
+    MqttStatus,
+    PoweredDown,
+    Prompt,
+    Response,
+    UnsolicitedFinal,
+    Urc,
+)
+from quecmqtt.at.fields import INT, STR, tokenize
+from quecmqtt.at.spec import Command, DataKind
+from quecmqtt.errors import LocalProtocolError
+from quecmqtt.secret import REDACTED, Secret
+
+CR, LF = 0x0D, 0x0A
+_TERMINATOR = re.compile(rb"[\r\n]")
+# A received message header. The topic may hold quotes (nothing forbids them in MQTT);
+# the first `",` that is followed by `<len>,"` or `"` ends it.
+_RECV_HEADER = re.compile(rb'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"([^\r\n]{0,1024}?)" ?, ?(?:(\d{1,7}) ?, ?)?"')
+# EC200U firmware is reported to put the payload of a buffered read on the next line [R]:
+# +QMTRECV: <c>,<id>,"<topic>",<len>  CR LF  <len bytes>
+_RECV_SPLIT = re.compile(r'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"(.{0,1024})" ?, ?(\d{1,7})\Z')
+_RECV_PREFIX = b"+QMTRECV:"
+_HEADER_MAX = 1100  # longest header _RECV_HEADER can match
+_HTTP_END = b"\r\nOK\r\n"
+_HTTP_READ_RESULT = b"+QHTTPREAD:"
+# Control bytes that never occur in a text line (TAB is tolerated).
+_JUNK = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+
+BANNERS_READY = frozenset({"RDY", "APP RDY"})
+BANNERS_DOWN = frozenset({"POWERED DOWN", "NORMAL POWER DOWN"})
+# Unprefixed URCs that are neither of the above: reported as Urc(prefix=banner).
+BANNERS_OTHER = frozenset({"PSM POWER DOWN", "RING"})
+_FINALS_PLAIN = frozenset({"OK", "ERROR", "NO CARRIER", "SEND OK", "SEND FAIL", "BUSY", "NO ANSWER", "NO DIALTONE"})
+_HTTP_RESULT_PREFIXES = frozenset({"+QHTTPGET", "+QHTTPPOST", "+QHTTPPUT", "+QHTTPPOSTFILE"})
+
+
+class _Mode(Enum):
+    LINE = 1
+    COUNT = 2  # counting a +QMTRECV payload
+    TRAILER = 3  # the '"' CR LF after a counted payload
+    QUOTED = 4  # a +QMTRECV payload without length: up to '"' + CR/LF
+    BODY = 5  # a CONNECT download body
+    ECHO = 6  # the module echoing data the host sent
+    SKIP = 7  # rest of an over-long line
+
+
+class _State(Enum):
+    SENT = 1  # waiting for responses, a prompt or the final result
+    PROMPTED = 2  # the module waits for data
+    DATA_SENT = 3  # data written; waiting for the final result
+
+
+class _Pending:
+    __slots__ = ("body", "command", "echo", "echo_seen", "responses", "results", "state")
+
+    def __init__(self, command: Command) -> None:
+        self.command = command
+        self.echo = command.line
+        self.echo_seen = False
+        self.state = _State.SENT
+        self.responses: list[Response] = []
+        self.results: list[Urc] = []
+        self.body: bytes | None = None
+
+
+class AtCodec:
+    """See the module docstring. Not thread-safe; one instance per serial port."""
+
+    def __init__(
+        self,
+        *,
+        max_line: int = 65536,
+        max_body: int = 16 * 1024 * 1024,
+        max_payload: int = 1024 * 1024,
+    ) -> None:
+        self.max_line = max_line
+        self.max_body = max_body
+        self.max_payload = max_payload
+        self._buf = bytearray()
+        self._off = 0  # start of unconsumed bytes in _buf
+        self._scan = 0  # where the terminator search of the current line resumes
+        self._events: deque[Event] = deque()
+        self._mode = _Mode.LINE
+        self._pending: _Pending | None = None
+        self._skip_lf = False  # an LF right after a CR is part of that CR
+        self._skip_space = False  # the space of the "> " prompt
+        # +QMTRECV being assembled
+        self._msg_client = 0
+        self._msg_id = 0
+        self._msg_topic = ""
+        self._msg_length: int | None = None
+        self._msg_need = 0
+        self._msg_parts: list[bytes] = []
+        self._msg_header = b""
+        self._msg_trailer_required = True
+        self._msg_trailer_quote = False
+        self._msg_keep = True  # False while counting through an over-limit payload
+        # CONNECT download body (kept in _buf until its end is known)
+        self._body_hint: int | None = None  # content length from the last +QHTTPGET/POST
+        self._body_expected: int | None = None
+        self._body_scan = 0
+        # host data the module may echo
+        self._echo_expect = b""
+        self._echo_pos = 0
+        self._echo_held = bytearray()
+        # over-long line
+        self._skip_count = 0
+
+    # -- host side --------------------------------------------------------------------
+
+    @property
+    def pending(self) -> Command | None:
+        """The command waiting for its final result, if any."""
+        return self._pending.command if self._pending else None
+
+    @property
+    def awaiting_data(self) -> bool:
+        """True after a `Prompt` event until `send_data`/`abort_data`."""
+        return self._pending is not None and self._pending.state is _State.PROMPTED
+
+    def send(self, command: Command) -> bytes:
+        """Start `command`; return the bytes to write. One command at a time."""
+        if self._pending is not None:
+            raise LocalProtocolError(
+                f"cannot send {command.redacted}: {self._pending.command.redacted} is still pending"
+            )
+        self._pending = _Pending(command)
+        return command.wire
+
+    def send_data(self, data: bytes) -> bytes:
+        """Answer a `Prompt`: return the bytes to write (data plus Ctrl-Z where the form
+        needs it). The length must match what the command announced."""
+        pending = self._pending
+        if pending is None or pending.state is not _State.PROMPTED:
+            raise LocalProtocolError("no data prompt is open")
+        phase = pending.command.spec.data
+        assert phase is not None
+        expected = pending.command.data_length
+        if expected is not None and len(data) != expected:
+            raise LocalProtocolError(f"{pending.command.redacted} announced {expected} bytes of data, got {len(data)}")
+        if phase.terminator and (phase.terminator in data or (phase.abort and phase.abort in data)):
+            raise LocalProtocolError(
+                f"{pending.command.redacted}: data contains the Ctrl-Z/ESC byte; use a length form"
+            )
+        wire = data + phase.terminator
+        pending.state = _State.DATA_SENT
+        if pending.echo_seen and wire and phase.kind is not DataKind.DOWNLOAD:
+            # echo is on: the module may send the data back before its answer
+            self._echo_expect = wire
+            self._echo_pos = 0
+            self._echo_held.clear()
+            self._mode = _Mode.ECHO
+        return wire
+
+    def abort_data(self) -> bytes:
+        """Cancel an open data entry where the module allows it (ESC for Ctrl-Z entry)."""
+        pending = self._pending
+        if pending is None or pending.state is not _State.PROMPTED:
+            raise LocalProtocolError("no data prompt is open")
+        phase = pending.command.spec.data
+        if phase is None or phase.abort is None:
+            raise LocalProtocolError(f"{pending.command.redacted}: this data phase cannot be aborted")
+        pending.state = _State.DATA_SENT
+        return phase.abort
+
+    def abandon(self) -> Command | None:
+        """Forget the pending command (after a time-out or a reboot). A late final result
+        then arrives as `UnsolicitedFinal`. Returns the command forgotten."""
+        pending = self._pending
+        self._pending = None
+        if self._mode in (_Mode.BODY, _Mode.ECHO):
+            self._resume_lines(self._echo_held if self._mode is _Mode.ECHO else b"")
+            self._run()  # may queue events: drain events() after abandon()
+        return pending.command if pending else None
+
+    # -- module side ------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Feed bytes read from the port; events become available from `events()`."""
+        if not data:
+            return
+        self._buf += data
+        self._run()
+
+    def events(self) -> Iterator[Event]:
+        """Drain the events produced so far."""
+        queue = self._events
+        while queue:
+            yield queue.popleft()
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events (a partial line, a payload)."""
+        return len(self._buf) - self._off + sum(map(len, self._msg_parts))
+
+    # -- the scanner ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        steps = {
+            _Mode.LINE: self._step_line,
+            _Mode.COUNT: self._step_count,
+            _Mode.TRAILER: self._step_trailer,
+            _Mode.QUOTED: self._step_quoted,
+            _Mode.BODY: self._step_body,
+            _Mode.ECHO: self._step_echo,
+            _Mode.SKIP: self._step_skip,
+        }
+        while steps[self._mode]():
+            pass
+        # compact once per receive instead of once per line
+        if self._off:
+            del self._buf[: self._off]
+            self._scan = max(0, self._scan - self._off)
+            self._body_scan = max(0, self._body_scan - self._off)
+            self._off = 0
+
+    def _step_line(self) -> bool:
+        buf = self._buf
+        off = self._off
+        end = len(buf)
+        if off >= end:
+            return False
+        if self._skip_lf:
+            self._skip_lf = False
+            if buf[off] == LF:
+                off += 1
+                self._off = off
+                if off >= end:
+                    return False
+        if self._skip_space:
+            self._skip_space = False
+            if buf[off] == 0x20:
+                off += 1
+                self._off = off
+                if off >= end:
+                    return False
+        first = buf[off]
+        if first == 0x2B and buf.startswith(_RECV_PREFIX, off):  # '+'
+            match = _RECV_HEADER.match(buf, off)
+            if match is not None:
+                self._start_message(match)
+                return True
+        m = _TERMINATOR.search(buf, max(off, self._scan))
+        if m is None:
+            # partial line: decide what can be decided now
+            self._scan = end
+            if end - off > self.max_line:
+                self._garbage(
+                    bytes(buf[off : off + GARBAGE_SAMPLE]), end - off, f"line longer than {self.max_line} bytes"
+                )
+                self._skip_count = end - off
+                self._off = end
+                self._mode = _Mode.SKIP
+                return True
+            if first == 0x3E and self._prompt_expected():  # '>'
+                self._off = off + 1
+                self._skip_space = True
+                self._open_prompt(">")
+                return True
+            return False
+        pos = m.start()
+        line = bytes(buf[off:pos])
+        self._off = pos + 1
+        self._scan = pos + 1
+        if buf[pos] == CR:
+            self._skip_lf = True
+        if pos - off > self.max_line:
+            self._garbage(line[:GARBAGE_SAMPLE], len(line), f"line longer than {self.max_line} bytes")
+            return True
+        if line:
+            self._line(line)
+        return True
+
+    def _step_skip(self) -> bool:
+        buf, off = self._buf, self._off
+        m = _TERMINATOR.search(buf, off)
+        if m is None:
+            self._skip_count += len(buf) - off
+            self._off = len(buf)
+            return False
+        self._off = m.start() + 1
+        self._scan = self._off
+        self._skip_lf = buf[m.start()] == CR
+        self._mode = _Mode.LINE
+        return True
+
+    # -- lines ------------------------------------------------------------------------
+
+    def _line(self, line: bytes) -> None:
+        pending = self._pending
+        if pending is not None and not pending.echo_seen and line == pending.echo:
+            pending.echo_seen = True
+            return
+        junk = _JUNK.search(line)
+        if junk is not None:
+            # Noise glued to the front of a real line (boot noise before RDY is common):
+            # report the noise, keep what follows the last junk byte if it is meaningful.
+            last = max(m.end() for m in _JUNK.finditer(line))
+            tail = line[last:]
+            if tail and self._meaningful(tail):
+                self._garbage(line[:last], last, "control bytes in a text line")
+                self._line(tail)
+            else:
+                self._garbage(line[:GARBAGE_SAMPLE], len(line), "control bytes in a text line")
+            return
+        text = line.decode("utf-8", errors="replace").strip()
+        if not text:
+            return
+        if "\ufffd" in text and not text.startswith("+") and pending is None:
+            self._garbage(line[:GARBAGE_SAMPLE], len(line), "not UTF-8 text")
+            return
+        final = self._parse_final(text)
+        if final is not None:
+            if pending is not None:
+                self._complete(final)
+            else:
+                self._events.append(UnsolicitedFinal(final))
+            return
+        if text in BANNERS_READY:
+            self._events.append(ModuleReady(text))
+            return
+        if text in BANNERS_DOWN:
+            self._events.append(PoweredDown(text))
+            return
+        if text in BANNERS_OTHER:
+            self._events.append(Urc(text, (), text))
+            return
+        if text[0] == "+":
+            colon = text.find(":")
+            if colon > 1:
+                self._prefixed(text[:colon], text[colon + 1 :].lstrip(" "), text)
+                return
+        if pending is not None:
+            if pending.state is _State.SENT and pending.command.spec.data is not None:
+                if text == "CONNECT" or text.startswith("CONNECT "):
+                    if pending.command.spec.data.kind is DataKind.DOWNLOAD:
+                        self._start_body()
+                    else:
+                        self._open_prompt("CONNECT")
+                    return
+                if text in (">", "> ") and pending.command.spec.data.kind is DataKind.PROMPT:
+                    self._open_prompt(">")
+                    return
+            pending.responses.append(Response(None, (), text))
+            return
+        self._garbage(line[:GARBAGE_SAMPLE], len(line), "unsolicited line that is no known URC")
+
+    def _meaningful(self, tail: bytes) -> bool:
+        text = tail.decode("utf-8", errors="replace").strip()
+        return (
+            text in BANNERS_READY
+            or text in BANNERS_DOWN
+            or text in BANNERS_OTHER
+            or self._parse_final(text) is not None
+            or (text.startswith("+") and ":" in text)
+        )
+
+    @staticmethod
+    def _parse_final(text: str) -> Final | None:
+        if text in _FINALS_PLAIN:
+            return Final(text, text)
+        if text.startswith("+CME ERROR:") or text.startswith("+CMS ERROR:"):
+            return Final(text[:10], text, cme_from_text(text[11:]))
+        return None
+
+    def _prefixed(self, prefix: str, rest: str, text: str) -> None:
+        tokens = tokenize(rest)
+        kinds = tuple(k for k, _ in tokens)
+        values: tuple[FieldValue, ...] = tuple(v for _, v in tokens)
+        pending = self._pending
+        if pending is not None:
+            resp = pending.command.spec.response_for(prefix, kinds)
+            if resp is not None:
+                if resp.secret_fields:
+                    values, text = _hide(values, resp.secret_fields, text, prefix)
+                pending.responses.append(Response(prefix, values, text))
+                return
+        if prefix == "+QMTSTAT" and kinds == (INT, INT):
+            client, code = values
+            assert isinstance(client, int) and isinstance(code, int)
+            self._events.append(MqttStatus(client, code))
+            return
+        if prefix == "+QMTRECV" and kinds == (INT, INT, STR, INT):
+            split = _RECV_SPLIT.match(text)
+            if split is not None:
+                self._start_split_message(split)
+                return
+        if prefix in _HTTP_RESULT_PREFIXES:
+            # content length of the response, used to frame the next QHTTPREAD body
+            length = values[2] if len(values) >= 3 and values[0] == 0 else None
+            self._body_hint = length if isinstance(length, int) and length >= 0 else None
+        urc = Urc(prefix, values, text)
+        if pending is not None:
+            result = pending.command.spec.result
+            if result is not None and result.prefix == prefix:
+                key = pending.command.result_key() or ()
+                if tuple(values[: len(key)]) == key:
+                    pending.results.append(urc)
+        self._events.append(urc)
+
+    def _complete(self, final: Final) -> None:
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        self._events.append(
+            CommandComplete(
+                command=pending.command,
+                final=final,
+                responses=tuple(pending.responses),
+                results=tuple(pending.results),
+                body=pending.body,
+                echoed=pending.echo_seen,
+            )
+        )
+
+    def _garbage(self, sample: bytes, length: int, reason: str) -> None:
+        self._events.append(Garbage(sample[:GARBAGE_SAMPLE], length, reason))
+
+    # -- prompts and data phases ----------------------------------------------------------
+
+    def _prompt_expected(self) -> bool:
+        pending = self._pending
+        return (
+            pending is not None
+            and pending.state is _State.SENT
+            and pending.command.spec.data is not None
+            and pending.command.spec.data.kind is DataKind.PROMPT
+        )
+
+    def _open_prompt(self, marker: str) -> None:
+        pending = self._pending
+        assert pending is not None
+        pending.state = _State.PROMPTED
+        self._events.append(Prompt(pending.command, marker))
+
+    def _step_echo(self) -> bool:
+        buf, off = self._buf, self._off
+        avail = len(buf) - off
+        if avail <= 0:
+            return False
+        expect = self._echo_expect
+        pos = self._echo_pos
+        take = min(avail, len(expect) - pos)
+        chunk = buf[off : off + take]
+        if chunk == expect[pos : pos + take]:
+            self._echo_held += chunk
+            self._off = off + take
+            self._echo_pos = pos + take
+            if self._echo_pos == len(expect):
+                self._echo_held.clear()
+                self._mode = _Mode.LINE
+                return True
+            return False
+        # not (or no longer) an echo: give the held bytes back to the line scanner
+        self._resume_lines(self._echo_held)
+        return True
+
+    def _resume_lines(self, held: bytes | bytearray) -> None:
+        if held:
+            self._buf[self._off : self._off] = held
+        self._echo_held = bytearray()
+        self._echo_expect = b""
+        self._mode = _Mode.LINE
+
+    def _start_body(self) -> None:
+        pending = self._pending
+        assert pending is not None
+        pending.state = _State.DATA_SENT
+        hint = self._body_hint
+        self._body_expected = hint if hint is not None and hint <= self.max_body else None
+        self._body_hint = None
+        self._body_scan = self._off
+        self._mode = _Mode.BODY
+
+    def _step_body(self) -> bool:
+        if not self._consume_pending_lf():
+            return False
+        buf = self._buf
+        start = self._off
+        expected = self._body_expected
+        if expected is not None:
+            # Framed by length only: a shorter body would make this wait for the
+            # runtime's time-out, but looking for the terminator before the length is
+            # reached would cut bodies that contain it, depending on read sizes.
+            if len(buf) - start < expected + len(_HTTP_END):
+                return False
+            if buf[start + expected : start + expected + len(_HTTP_END)] == _HTTP_END:
+                self._finish_body(bytes(buf[start : start + expected]), start + expected + len(_HTTP_END))
+                return True
+            # the content length does not frame this body (response headers on?)
+            self._body_expected = None
+        # terminator search: \r\nOK\r\n followed by an optional CR LF and +QHTTPREAD:
+        scan = max(start, self._body_scan)
+        while True:
+            at = buf.find(_HTTP_END, scan)
+            if at < 0:
+                self._body_scan = max(start, len(buf) - len(_HTTP_END) + 1)
+                if len(buf) - start > self.max_body:
+                    return self._body_overflow()
+                return False
+            after = at + len(_HTTP_END)
+            tail = bytes(buf[after : after + len(_HTTP_READ_RESULT) + 2])
+            candidates = (_HTTP_READ_RESULT, b"\r\n" + _HTTP_READ_RESULT)
+            if any(tail.startswith(c) for c in candidates):
+                self._finish_body(bytes(buf[start:at]), after)
+                return True
+            if any(c.startswith(tail) for c in candidates):
+                # not enough bytes yet to tell whether +QHTTPREAD: follows
+                self._body_scan = at
+                return False
+            scan = at + 1
+
+    def _finish_body(self, body: bytes, resume: int) -> None:
+        pending = self._pending
+        self._off = resume
+        self._scan = resume
+        self._skip_lf = False
+        self._mode = _Mode.LINE
+        if pending is not None:
+            pending.body = body
+            self._complete(Final("OK", "OK"))
+        else:
+            self._garbage(body[:GARBAGE_SAMPLE], len(body), "HTTP body with no command pending")
+
+    def _body_overflow(self) -> bool:
+        size = len(self._buf) - self._off
+        self._garbage(
+            bytes(self._buf[self._off : self._off + GARBAGE_SAMPLE]), size, f"HTTP body over {self.max_body} bytes"
+        )
+        self._off = len(self._buf)
+        self._skip_count = 0
+        self._mode = _Mode.SKIP
+        return True
+
+    # -- +QMTRECV payloads --------------------------------------------------------------
+
+    def _start_message(self, match: re.Match[bytes]) -> None:
+        self._msg_client = int(match.group(1))
+        self._msg_id = int(match.group(2))
+        self._msg_topic = match.group(3).decode("utf-8", errors="replace")
+        self._msg_header = match.group(0)
+        self._msg_parts = []
+        self._off = match.end()
+        self._scan = self._off
+        length = match.group(4)
+        if length is None:
+            self._msg_length = None
+            self._mode = _Mode.QUOTED
+        else:
+            self._msg_length = int(length)
+            self._msg_need = self._msg_length
+            self._msg_trailer_required = True
+            self._msg_keep = self._msg_length <= self.max_payload
+            self._mode = _Mode.COUNT
+
+    def _start_split_message(self, match: re.Match[str]) -> None:
+        self._msg_client = int(match.group(1))
+        self._msg_id = int(match.group(2))
+        self._msg_topic = match.group(3)
+        self._msg_header = match.group(0).encode()
+        self._msg_parts = []
+        self._msg_length = self._msg_need = int(match.group(4))
+        self._msg_trailer_required = False
+        self._msg_keep = self._msg_length <= self.max_payload
+        self._mode = _Mode.COUNT
+
+    def _consume_pending_lf(self) -> bool:
+        """Swallow the LF of a CR LF that ended the line before a counted block.
+        False if the byte that decides it has not arrived yet."""
+        if self._skip_lf:
+            if self._off >= len(self._buf):
+                return False
+            self._skip_lf = False
+            if self._buf[self._off] == LF:
+                self._off += 1
+        return True
+
+    def _step_count(self) -> bool:
+        if not self._consume_pending_lf():
+            return False
+        buf, off = self._buf, self._off
+        avail = len(buf) - off
+        if avail <= 0 and self._msg_need > 0:
+            return False
+        take = min(avail, self._msg_need)
+        if take:
+            if self._msg_keep:
+                self._msg_parts.append(bytes(buf[off : off + take]))
+            self._off = off + take
+            self._msg_need -= take
+        if self._msg_need == 0:
+            self._mode = _Mode.TRAILER
+            self._msg_trailer_quote = False
+            return True
+        return False
+
+    def _step_trailer(self) -> bool:
+        buf, off = self._buf, self._off
+        if off >= len(buf):
+            return False
+        byte = buf[off]
+        if not self._msg_trailer_required:
+            # split form: an optional CR LF after the payload
+            if byte in (CR, LF):
+                self._off = off + 1
+                self._skip_lf = byte == CR
+            self._emit_message(b"".join(self._msg_parts))
+            return True
+        if not self._msg_trailer_quote:
+            if byte == 0x22:  # '"'
+                self._msg_trailer_quote = True
+                self._off = off + 1
+                return True
+        elif byte in (CR, LF):
+            self._off = off + 1
+            self._skip_lf = byte == CR
+            self._emit_message(b"".join(self._msg_parts))
+            return True
+        # the length field did not frame the payload: report everything, resynchronise
+        payload = b"".join(self._msg_parts)
+        sample = self._msg_header + payload + (b'"' if self._msg_trailer_quote else b"")
+        self._garbage(
+            sample, len(sample), f"+QMTRECV payload of declared length {self._msg_length} is not followed by '\"' CR LF"
+        )
+        self._msg_parts = []
+        self._mode = _Mode.LINE
+        self._scan = self._off
+        return True
+
+    def _step_quoted(self) -> bool:
+        buf = self._buf
+        scan = max(self._off, self._scan)
+        while True:
+            q = buf.find(b'"', scan)
+            if q < 0 or q + 1 >= len(buf):
+                self._scan = q if q >= 0 else len(buf)
+                if len(buf) - self._off > self.max_line:
+                    sample = self._msg_header + bytes(buf[self._off : self._off + GARBAGE_SAMPLE])
+                    self._garbage(
+                        sample, len(buf) - self._off, f"+QMTRECV payload without length over {self.max_line} bytes"
+                    )
+                    self._skip_count = 0
+                    self._off = len(buf)
+                    self._mode = _Mode.SKIP
+                    return True
+                return False
+            nxt = buf[q + 1]
+            if nxt in (CR, LF):
+                payload = bytes(buf[self._off : q])
+                self._off = q + 2
+                self._scan = self._off
+                self._skip_lf = nxt == CR
+                self._emit_message(payload)
+                return True
+            scan = q + 1
+
+    def _emit_message(self, payload: bytes) -> None:
+        if not self._msg_keep:
+            self._garbage(self._msg_header, self._msg_length or 0, f"+QMTRECV payload over {self.max_payload} bytes")
+            self._msg_parts = []
+            self._mode = _Mode.LINE
+            self._scan = self._off
+            return
+        pending = self._pending
+        buffered = pending is not None and pending.command.spec.name == "+QMTRECV"
+        self._events.append(
+            MqttMessage(self._msg_client, self._msg_id, self._msg_topic, payload, self._msg_length, buffered)
+        )
+        self._msg_parts = []
+        self._mode = _Mode.LINE
+        self._scan = self._off
+
+
+def _hide(
+    values: tuple[FieldValue, ...], secret_fields: tuple[int, ...], text: str, prefix: str
+) -> tuple[tuple[FieldValue, ...], str]:
+    """Wrap secret fields in `Secret` and remove their values from the line text."""
+    out = list(values)
+    for index in secret_fields:
+        if -len(out) <= index < len(out):
+            value = out[index]
+            if isinstance(value, str) and value:
+                out[index] = Secret(value, f"{prefix.lstrip('+').lower()}_field")
+                text = text.replace(value, REDACTED)
+    return tuple(out), text

@@ -1,0 +1,161 @@
+"""Events the AT codec produces. All are frozen; none holds a secret in clear text in its
+`repr` (secret response fields are `Secret` objects, and `text` is redacted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from quecmqtt.at.cme import cme_description
+from quecmqtt.secret import Secret
+
+if TYPE_CHECKING:
+    from quecmqtt.at.spec import Command
+
+FieldValue = int | str | Secret
+
+
+class Event:
+    """Base class of every codec event."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Final(Event):
+    """A final result line. `kind` is ``OK``, ``ERROR``, ``+CME ERROR``, ``+CMS ERROR``,
+    ``NO CARRIER``, ``SEND OK``, ``SEND FAIL``, ``BUSY``, ``NO ANSWER`` or ``NO DIALTONE``."""
+
+    kind: str
+    text: str
+    cme: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind in ("OK", "SEND OK")
+
+    @property
+    def description(self) -> str:
+        return cme_description(self.cme) if self.cme is not None else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Response(Event):
+    """A line that belongs to the pending command: ``prefix`` is ``"+CSQ"`` for
+    ``+CSQ: 20,99`` and None for an unprefixed intermediate line (``ATI``, ``AT+CGSN``)."""
+
+    prefix: str | None
+    fields: tuple[FieldValue, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Urc(Event):
+    """An unsolicited line: ``+QMTOPEN: 0,0``, ``+QIURC: "pdpdeact",1``, ``RING``.
+
+    Two-phase results (``+QMTOPEN``, ``+QMTPUBEX``, ``+QHTTPGET``...) are URCs too: the
+    runtime correlates them with the command that asked for them."""
+
+    prefix: str
+    fields: tuple[FieldValue, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class MqttMessage(Event):
+    """A received MQTT message: pushed as ``+QMTRECV`` or read from the module's buffer.
+
+    `declared_length` is the module's length field, None when the module sent none."""
+
+    client: int
+    msg_id: int
+    topic: str
+    payload: bytes
+    declared_length: int | None = None
+    buffered: bool = False
+
+    def __repr__(self) -> str:  # payloads can be large and may carry secrets
+        return (
+            f"MqttMessage(client={self.client}, msg_id={self.msg_id}, topic={self.topic!r}, "
+            f"payload=<{len(self.payload)} bytes>, buffered={self.buffered})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MqttStatus(Event):
+    """``+QMTSTAT: <client>,<code>``: the module closed the client's link."""
+
+    client: int
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleReady(Event):
+    """``RDY`` or ``APP RDY``: the module (re)started."""
+
+    banner: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoweredDown(Event):
+    """``POWERED DOWN`` / ``NORMAL POWER DOWN``: the module is switching off or rebooting."""
+
+    banner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt(Event):
+    """The module waits for the pending command's data: ``> `` or ``CONNECT``.
+    Answer with `AtCodec.send_data` (or `abort_data` for Ctrl-Z entry)."""
+
+    command: Command
+    marker: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandComplete(Event):
+    """The pending command received its final result.
+
+    `results` holds two-phase result URCs for this command that arrived before the final
+    result (they were also emitted as `Urc` events); `body` is the data a ``CONNECT``
+    download phase delivered (``AT+QHTTPREAD``)."""
+
+    command: Command
+    final: Final
+    responses: tuple[Response, ...] = ()
+    results: tuple[Urc, ...] = ()
+    body: bytes | None = field(default=None, repr=False)
+    echoed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.final.ok
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return tuple(r.text for r in self.responses)
+
+
+@dataclass(frozen=True, slots=True)
+class UnsolicitedFinal(Event):
+    """A final result with no command pending (a late answer to an abandoned command, or
+    a plain capture decoded with no host side)."""
+
+    final: Final
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage(Event):
+    """Bytes that fit nothing: noise, a cut line, a line over the length cap, a payload
+    whose length field lied. `data` is at most the first `GARBAGE_SAMPLE` bytes; `length`
+    is the true count."""
+
+    data: bytes
+    length: int
+    reason: str
+
+    def __repr__(self) -> str:
+        return f"Garbage(length={self.length}, reason={self.reason!r})"
+
+
+GARBAGE_SAMPLE = 256

@@ -1,0 +1,136 @@
+"""One error hierarchy for the whole library, split like h11's.
+
+* `LocalError`: the caller misused the API (a bad argument, a command sent while another
+  one is pending, a closed modem). Retrying the same call will fail the same way.
+* `RemoteError`: the module or its peer misbehaved or failed (an ``ERROR`` result, no
+  answer in time, a reboot, a vanished port, a refused MQTT connection). These are the
+  conditions a long-running program recovers from.
+
+Messages never contain secrets: commands appear in their redacted form.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quecmqtt.at.events import Final, Response, Urc
+
+
+class QuecError(Exception):
+    """Base of every error raised by quecmqtt."""
+
+
+# --- local: misuse of the API ------------------------------------------------------------
+
+
+class LocalError(QuecError):
+    """The caller used the API wrongly."""
+
+
+class InvalidArgument(LocalError, ValueError):
+    """A command argument is out of range, of the wrong type, or could inject bytes."""
+
+
+class LocalProtocolError(LocalError):
+    """An operation that the protocol state does not allow (e.g. data with no prompt)."""
+
+
+class NotOpen(LocalError):
+    """The modem is not open (never opened, or closed)."""
+
+
+# --- remote: the module or the network misbehaved -----------------------------------------
+
+
+class RemoteError(QuecError):
+    """The module or its peer failed or misbehaved."""
+
+
+class CommandError(RemoteError):
+    """A command ended in ``ERROR``, ``+CME ERROR``, ``+CMS ERROR`` or another failure result.
+
+    `results` holds result lines that arrived *instead of* ``OK`` (seen: ``+QMTOPEN: 0,-1``
+    then ``ERROR``).
+    """
+
+    def __init__(
+        self,
+        command: str,
+        final: Final,
+        *,
+        lines: tuple[Response, ...] = (),
+        results: tuple[Urc, ...] = (),
+    ) -> None:
+        self.command = command
+        self.final = final
+        self.lines = lines
+        self.results = results
+        text = f"{command} failed: {final.text}"
+        if final.cme is not None and final.description:
+            text += f" ({final.description})"
+        if results:
+            text += "; result: " + ", ".join(r.text for r in results)
+        super().__init__(text)
+
+    @property
+    def cme(self) -> int | None:
+        """The CME/CMS error number (numeric or mapped from verbose text), if any."""
+        return self.final.cme
+
+
+class CommandTimeout(RemoteError):
+    """No final result (or no two-phase result) within the command's time-out."""
+
+    def __init__(self, command: str, timeout: float, waiting_for: str = "final result") -> None:
+        self.command = command
+        self.timeout = timeout
+        self.waiting_for = waiting_for
+        super().__init__(f"{command}: no {waiting_for} within {timeout:g} s")
+
+
+class ModuleRebooted(RemoteError):
+    """The module rebooted or powered down (``RDY``, ``POWERED DOWN``) while this was pending."""
+
+    def __init__(self, banner: str, generation: int) -> None:
+        self.banner = banner
+        self.generation = generation
+        super().__init__(f"module reported {banner!r} (generation {generation})")
+
+
+class ModuleUnresponsive(RemoteError):
+    """Several commands in a row got no answer; the module is being reset."""
+
+
+class PortLost(RemoteError):
+    """The serial port disappeared (USB re-enumeration, unplug) or failed."""
+
+
+class LinkLost(RemoteError):
+    """``+QMTSTAT`` closed the MQTT client while this operation was pending."""
+
+    def __init__(self, client: int, code: int) -> None:
+        self.client = client
+        self.code = code
+        super().__init__(f"MQTT client {client} lost its link (+QMTSTAT code {code})")
+
+
+class MqttError(RemoteError):
+    """An MQTT operation failed: the module's `result` and, for CONNECT, the CONNACK code."""
+
+    def __init__(self, message: str, result: int, return_code: int | None = None) -> None:
+        self.result = result
+        self.return_code = return_code
+        super().__init__(message)
+
+
+class HttpError(RemoteError):
+    """An HTTP(S) operation failed with a module error code (7xx) or an HTTP status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class TranscriptError(QuecError, ValueError):
+    """A transcript file is malformed; the message names the line."""

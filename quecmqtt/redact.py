@@ -1,0 +1,78 @@
+"""Redaction of known secret values in free text and byte streams.
+
+Commands redact their own secret arguments structurally (see `quecmqtt.at.spec`). What
+structure cannot catch is the *same* value showing up elsewhere: the module's echo of the
+command, a read-back such as ``+QMTCFG: "aliauth",...``, a payload. A `Redactor` remembers
+every secret value the runtime has seen and finds it anywhere.
+
+Values shorter than `MIN_SCAN_LENGTH` bytes are not searched for in free text: redacting
+every "12" in a transcript would destroy it while protecting nothing. They are still
+redacted where they are passed as a secret argument.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+
+from quecmqtt.secret import REDACTED, Secret
+
+MIN_SCAN_LENGTH = 4
+
+
+class Redactor:
+    """A set of secret values, searched for in bytes and text. Thread-safe."""
+
+    def __init__(self, secrets: Iterable[Secret] = ()) -> None:
+        self._names: dict[bytes, str] = {}
+        self._lock = threading.Lock()
+        self._bytes_re: re.Pattern[bytes] | None = None
+        self._text_re: re.Pattern[str] | None = None
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, value: Secret | str | bytes, name: str | None = None) -> None:
+        if isinstance(value, Secret):
+            name = name or value.name
+            raw = value.reveal_bytes()
+        elif isinstance(value, str):
+            raw = value.encode("utf-8")
+        else:
+            raw = value
+        if len(raw) < MIN_SCAN_LENGTH:
+            return
+        with self._lock:
+            if raw in self._names:
+                return
+            self._names[raw] = name or "secret"
+            ordered = sorted(self._names, key=len, reverse=True)
+            self._bytes_re = re.compile(b"|".join(re.escape(v) for v in ordered))
+            texts = [v.decode("utf-8", errors="surrogateescape") for v in ordered]
+            self._text_re = re.compile("|".join(re.escape(t) for t in texts))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, value: bytes) -> bool:
+        return value in self._names
+
+    def spans(self, data: bytes) -> list[tuple[int, int, str]]:
+        """(start, end, name) of every secret occurrence, left to right, non-overlapping."""
+        pattern = self._bytes_re
+        if pattern is None:
+            return []
+        names = self._names
+        return [(m.start(), m.end(), names[m.group()]) for m in pattern.finditer(data)]
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        pattern = self._bytes_re
+        if pattern is None:
+            return data
+        return pattern.sub(REDACTED.encode(), data)
+
+    def redact_text(self, text: str) -> str:
+        pattern = self._text_re
+        if pattern is None:
+            return text
+        return pattern.sub(REDACTED, text)

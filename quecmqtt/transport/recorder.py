@@ -1,0 +1,133 @@
+"""Record a session as a redacted transcript while passing bytes through.
+
+Host writes are recorded at once: the runtime registers a command's secrets (and a
+secret data phase) with the shared `Redactor` *before* it writes, so the record already
+shows ``{{password:40}}``. Module output is held back until the runtime has parsed it: a
+read-back such as ``+QMTCFG: "aliauth",...`` teaches the redactor a secret only once its
+line is complete. Held chunks are written at the next read or write once they end at a
+line boundary (or at once if they grow past `HOLD_LIMIT`), each chunk its own record, so
+read boundaries survive; chunks a secret straddles are merged into one record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import IO
+
+from quecmqtt.redact import Redactor
+from quecmqtt.transcript import HOST, MODULE, Placeholder, Record, Segment, TranscriptWriter
+from quecmqtt.transport.base import Transport
+
+HOLD_LIMIT = 64 * 1024
+
+
+class RecorderTransport(Transport):
+    def __init__(
+        self,
+        inner: Transport,
+        target: str | os.PathLike[str] | IO[str],
+        redactor: Redactor | None = None,
+        *,
+        comments: tuple[str, ...] = (),
+        timestamps: bool = True,
+    ) -> None:
+        self.inner = inner
+        self.name = f"record:{inner.name}"
+        self.reopenable = inner.reopenable
+        self.redactor = redactor if redactor is not None else Redactor()
+        if isinstance(target, str | os.PathLike):
+            self._file: IO[str] | None = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            out: IO[str] = self._file
+        else:
+            self._file = None
+            out = target
+        self._writer = TranscriptWriter(out, comments=comments or (f"recorded from {inner.name}",))
+        self._timestamps = timestamps
+        self._start: float | None = None
+        self._held: list[tuple[bytes, float | None]] = []
+
+    def _now(self) -> float | None:
+        if not self._timestamps:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        return loop.time() - self._start
+
+    async def open(self) -> None:
+        self._now()
+        await self.inner.open()
+
+    async def read(self) -> bytes:
+        self._flush(force=False)
+        data = await self.inner.read()
+        self._held.append((data, self._now()))
+        if sum(len(d) for d, _ in self._held) > HOLD_LIMIT:
+            self._flush(force=True)
+        return data
+
+    async def write(self, data: bytes) -> None:
+        self._flush(force=True)
+        self._write_record(HOST, [(data, self._now())])
+        await self.inner.write(data)
+
+    async def close(self) -> None:
+        self._flush(force=True)
+        await self.inner.close()
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+
+    def comment(self, text: str) -> None:
+        self._flush(force=True)
+        self._writer.comment(text)
+
+    # -- redaction ----------------------------------------------------------------------
+
+    def _flush(self, *, force: bool) -> None:
+        if not self._held:
+            return
+        last = self._held[-1][0]
+        if not force and not last.endswith((b"\n", b"\r")):
+            return
+        held, self._held = self._held, []
+        self._write_record(MODULE, held)
+
+    def _write_record(self, direction: str, chunks: list[tuple[bytes, float | None]]) -> None:
+        joined = b"".join(d for d, _ in chunks)
+        spans = self.redactor.spans(joined)
+        # chunk boundaries (offsets) that a secret straddles are not kept
+        cut_points: list[int] = []
+        offset = 0
+        for data, _ in chunks[:-1]:
+            offset += len(data)
+            cut_points.append(offset)
+        kept = {p for p in cut_points if not any(s < p < e for s, e, _ in spans)}
+        start = offset = 0
+        stamp: float | None = None
+        for data, when in chunks:
+            if offset == start:
+                stamp = when
+            offset += len(data)
+            if offset in kept or offset == len(joined):
+                self._emit(direction, joined[start:offset], start, spans, stamp)
+                start = offset
+
+    def _emit(
+        self, direction: str, data: bytes, base: int, spans: list[tuple[int, int, str]], stamp: float | None
+    ) -> None:
+        if not data:
+            return
+        segments: list[Segment] = []
+        pos = 0
+        for s, e, name in spans:
+            s, e = s - base, e - base
+            if e <= 0 or s >= len(data):
+                continue
+            if s > pos:
+                segments.append(data[pos:s])
+            segments.append(Placeholder(name, e - s))
+            pos = e
+        if pos < len(data):
+            segments.append(data[pos:])
+        self._writer.write(Record(direction, tuple(segments), stamp))  # type: ignore[arg-type]
