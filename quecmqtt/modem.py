@@ -150,7 +150,8 @@ class _Waiter:
 
     async def wait(self) -> Urc:
         try:
-            return await asyncio.wait_for(asyncio.shield(self.future), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.shield(self.future)
         except TimeoutError:
             self._modem._drop_waiter(self)
             raise CommandTimeout(self.command.redacted, self.timeout, f"{self.prefix} result") from None
@@ -227,7 +228,8 @@ class Subscription:
                 self._wakeup.clear()
                 await self._wakeup.wait()
 
-        return await asyncio.wait_for(_wait(), timeout) if timeout is not None else await _wait()
+        async with asyncio.timeout(timeout):
+            return await _wait()
 
     def __len__(self) -> int:
         return len(self._items) + (1 if self._dropped else 0)
@@ -324,6 +326,8 @@ class Modem:
         self._rdy.set()
         self._port_event = asyncio.Event()  # set while the port is open
         self._port_up = False
+        self._stale_risk = False  # a command was given up: its answer may still come
+        self._unsolicited = asyncio.Event()  # set on every final result with nothing pending
         self._consecutive_timeouts = 0
         self._resets_in_a_row = 0
         self._last_ready_banner = -1e9
@@ -444,7 +448,8 @@ class Modem:
         if self.state is State.CLOSED:
             raise NotOpen("modem is not open")
         if _IN_START_UP.get() is not self:  # init steps run before the modem is ready
-            await self._wait_ready(self.recovery_wait)
+            # an explicit time-out bounds the whole call, the wait for a recovery included
+            await self._wait_ready(timeout if timeout is not None else self.recovery_wait)
         return await self._run_shielded(command, data, timeout, result_timeout, _want_result)
 
     async def _run_shielded(
@@ -500,25 +505,15 @@ class Modem:
                 if result_timeout is not None:
                     waiter.timeout = result_timeout
                 self._waiters.setdefault(waiter.prefix, []).append(waiter)  # before the write
-            for secret in command.secrets:
-                self.redactor.add(secret)
-            inflight = _InFlight(command)
-            wire = self._codec.send(command)
-            self._inflight = inflight
-            started.set()
-            if command.spec.closes_client and command.client is not None:
-                self._closing[command.client] = float("inf")
             try:
-                completion = await self._converse(inflight, wire, data, timeout)
+                if self._stale_risk:
+                    await self._guard()
+                completion = await self._exchange(command, data, timeout, started)
             except BaseException as exc:
                 if waiter is not None:
                     self._drop_waiter(waiter)
                     waiter.fail(exc if isinstance(exc, QuecError) else NotOpen("command abandoned"))
                 raise
-            finally:
-                self._inflight = None
-                if command.spec.closes_client and command.client is not None:
-                    self._closing[command.client] = asyncio.get_running_loop().time() + 5.0
         reply = Reply(command, completion.final, completion.responses, completion.body)
         if not completion.final.ok:
             if waiter is not None:
@@ -528,6 +523,44 @@ class Modem:
                 command.redacted, completion.final, lines=completion.responses, results=completion.results
             )
         return Pending(reply, waiter)
+
+    async def _exchange(
+        self, command: Command, data: bytes | Secret | None, timeout: float | None, started: asyncio.Event | None
+    ) -> CommandComplete:
+        """Send one command and take its final result; the caller holds the lock."""
+        for secret in command.secrets:
+            self.redactor.add(secret)  # before the write: the recorder and the logs need it
+        inflight = _InFlight(command)
+        wire = self._codec.send(command)
+        self._inflight = inflight
+        if started is not None:
+            started.set()
+        if command.spec.closes_client and command.client is not None:
+            self._closing[command.client] = float("inf")
+        try:
+            return await self._converse(inflight, wire, data, timeout)
+        finally:
+            self._inflight = None
+            if command.spec.closes_client and command.client is not None:
+                self._closing[command.client] = asyncio.get_running_loop().time() + 5.0
+
+    async def _guard(self) -> None:
+        """After a command was given up (time-out, cancellation) its answer may still
+        arrive, and with echo off a late ``OK`` is indistinguishable from the next
+        command's. Probe with a command whose answer is recognisable (``AT+CMEE?`` answers
+        ``+CMEE: <n>``) until a probe gets its own answer; a probe completed without it was
+        completed by a late answer, so wait for the probe's own final before probing again."""
+        for _ in range(4):
+            self._unsolicited.clear()
+            completion = await self._exchange(C.CMEE_READ(), None, 2.0, None)
+            if any(r.prefix == "+CMEE" for r in completion.responses):
+                self._stale_risk = False
+                return
+            log.debug("a late answer completed the sync probe; waiting for the probe's own answer")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._unsolicited.wait()
+        raise ModuleUnresponsive("could not re-synchronise with the module after a time-out")
 
     async def _converse(
         self, inflight: _InFlight, wire: bytes, data: bytes | Secret | None, timeout: float | None
@@ -542,12 +575,15 @@ class Modem:
                 await self._data_phase(inflight, data, phase.timeout)
             limit = timeout if timeout is not None else command.timeout
             try:
-                completion = await asyncio.wait_for(asyncio.shield(inflight.done), limit)
+                async with asyncio.timeout(limit):
+                    completion = await asyncio.shield(inflight.done)
             except TimeoutError:
                 raise CommandTimeout(command.redacted, limit) from None
         except BaseException as exc:
             if self._codec.pending is command:
                 self._abandon()
+                # its answer may still arrive and complete the next command: guard first
+                self._stale_risk = not isinstance(exc, PortLost | ModuleRebooted | NotOpen)
             if isinstance(exc, CommandTimeout):
                 self._note_timeout()
             elif isinstance(exc, PortLost):
@@ -704,6 +740,7 @@ class Modem:
             return
         if isinstance(event, UnsolicitedFinal):
             log.debug("late final result ignored: %s", event.final.text)
+            self._unsolicited.set()
             return
         if isinstance(event, Garbage):
             log.warning("garbage from the module (%d bytes): %s", event.length, event.reason)
@@ -749,6 +786,7 @@ class Modem:
         (log.info if expected else log.warning)("module reported %s: generation %d", banner, self.generation)
         self._fail_everything(ModuleRebooted(banner, self.generation))
         self._closing.clear()
+        self._stale_risk = False  # a rebooted module answers nothing from before
         self._flag_trouble(f"module reported {banner}")
 
     def _note_timeout(self) -> None:
@@ -772,6 +810,7 @@ class Modem:
         self.generation += 1
         log.warning("port %s lost: %s (generation %d)", self.transport.name, exc, self.generation)
         self._fail_everything(PortLost(str(exc)))
+        self._stale_risk = False
         self._codec = AtCodec(**self._codec_options)  # half a line from the old port is noise
         self._flag_trouble("port lost")
 
@@ -839,6 +878,8 @@ class Modem:
             self._unresponsive = False
             await self._reset_module()
         await self._await_banner(self.reboot_grace)
+        # A RDY that arrived while we waited for it is this episode, not a new one.
+        self._trouble.clear()
         await self._start_up(first=False)
 
     async def _reset_module(self) -> None:
@@ -860,8 +901,11 @@ class Modem:
     async def _await_banner(self, grace: float) -> None:
         """After POWERED DOWN or a reset, wait up to `grace` seconds for RDY; the
         start-up sync follows either way (a module may come back without a banner)."""
+        if self._rdy.is_set():
+            return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._rdy.wait(), grace)
+            async with asyncio.timeout(grace):
+                await self._rdy.wait()
 
     async def _start_up(self, *, first: bool) -> None:
         _IN_START_UP.set(self)
@@ -943,8 +987,11 @@ class Modem:
         if self.state is State.CLOSED:
             raise NotOpen("modem is not open")
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
         except TimeoutError:
+            if not self._port_up:
+                raise PortLost(f"{self.transport.name} is lost and not back after {timeout:g} s") from None
             detail = f": {self._last_error}" if self._last_error else ""
             raise ModuleUnresponsive(f"module not ready after {timeout:g} s ({self._trouble_reason}){detail}") from None
         if self.closed:  # close() sets nothing ready, but may race with a recovery

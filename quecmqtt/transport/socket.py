@@ -27,9 +27,8 @@ class SocketTransport(Transport):
     async def open(self) -> None:
         await self.close()
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout
-            )
+            async with asyncio.timeout(self.connect_timeout):
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError) as exc:
             raise PortLost(f"cannot connect to {self.name}: {exc}") from exc
 

@@ -1,0 +1,5 @@
+import sys
+
+from quecmqtt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+"""Turn a command line as written on the wire back into a `Command` (used by `decode`,
+which sees only the host's bytes). The line is matched against the command table by
+name, form, fixed arguments (the QMTCFG key), argument count and argument kinds; a line
+no spec fits gets a generic spec whose own prefix is its response prefix."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from quecmqtt.at import commands
+from quecmqtt.at.fields import EMPTY, INT, STR, tokenize
+from quecmqtt.at.spec import Command, CommandSpec, Form, Kind, Resp
+from quecmqtt.secret import REDACTED
+
+_EXTENDED = re.compile(r"([+&$%^#*][A-Za-z0-9_]+)(.*)\Z", re.DOTALL)
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict[tuple[str, Form], list[CommandSpec]]:
+    table: dict[tuple[str, Form], list[CommandSpec]] = {}
+    for spec in commands.ALL:
+        table.setdefault((spec.name.upper(), spec.form), []).append(spec)
+    return table
+
+
+def parse_command(line: bytes) -> Command:
+    """A `Command` for `line` (without its CR)."""
+    text = line.decode("utf-8", errors="replace").strip()
+    if not text[:2].upper() == "AT":
+        return Command.raw(_generic("", Form.EXEC), line, {}, text)
+    body = text[2:]
+    m = _EXTENDED.match(body)
+    if m is not None:
+        name, rest = m.group(1).upper(), m.group(2)
+    else:
+        name, rest = body.upper(), ""
+    if rest == "":
+        form, args = Form.EXEC, ""
+    elif rest == "?":
+        form, args = Form.READ, ""
+    elif rest == "=?":
+        form, args = Form.TEST, ""
+    elif rest.startswith("="):
+        form, args = Form.WRITE, rest[1:]
+    else:
+        return Command.raw(_generic(name, Form.EXEC), line, {}, text)
+    tokens = tokenize(args)
+    for spec in _index().get((name, form), []):
+        values = _bind(spec, tokens)
+        if values is not None:
+            return Command.raw(spec, line, values, _redact(text, spec, values))
+    if form is Form.WRITE and not tokens:  # AT+QHTTPGET: a write form with every argument left out
+        for spec in _index().get((name, Form.WRITE), []):
+            if all(p.optional or p.const is not None for p in spec.params):
+                return Command.raw(spec, line, {}, text)
+    if form is Form.EXEC:
+        for spec in _index().get((name, Form.WRITE), []):
+            if all(p.optional for p in spec.params):
+                return Command.raw(spec, line, {}, text)
+    return Command.raw(_generic(name, form), line, {t[0]: t[1] for t in enumerate(tokens)}, text)  # type: ignore[misc]
+
+
+def _bind(spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...]) -> dict[str, int | str] | None:
+    params = spec.params
+    required = sum(1 for p in params if not p.optional)
+    if not required <= len(tokens) <= len(params):
+        return None
+    values: dict[str, int | str] = {}
+    for p, (kind, value) in zip(params, tokens, strict=False):
+        if p.const is not None:
+            if kind != STR or str(value).lower() != str(p.const).lower():
+                return None
+        elif p.kind is Kind.INT and kind != INT:
+            return None
+        elif p.kind is Kind.STR and kind not in (STR, EMPTY):
+            return None
+        values[p.name] = value
+    return values
+
+
+def _redact(text: str, spec: CommandSpec, values: dict[str, int | str]) -> str:
+    for p in spec.params:
+        value = values.get(p.name)
+        if p.secret and isinstance(value, str) and value:
+            text = text.replace(f'"{value}"', f'"{REDACTED}"')
+    return text
+
+
+@lru_cache(maxsize=256)
+def _generic(name: str, form: Form) -> CommandSpec:
+    responses = (Resp(name, "*"),) if name.startswith("+") else ()
+    return CommandSpec(f"UNKNOWN{name}{form.value}", name, form, "Not in the command table.", responses=responses)

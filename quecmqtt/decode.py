@@ -1,0 +1,147 @@
+"""`quecmqtt decode`: run the codec over a transcript (or a raw capture) and describe every
+event as one JSON object per line. The output format is a contract (DESIGN section 7,
+``docs/decode.md``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from quecmqtt.at.codec import AtCodec
+from quecmqtt.at.events import (
+    CommandComplete,
+    Event,
+    Garbage,
+    ModuleReady,
+    MqttMessage,
+    MqttStatus,
+    PoweredDown,
+    UnsolicitedFinal,
+    Urc,
+)
+from quecmqtt.at.parse import parse_command
+from quecmqtt.secret import REDACTED, Secret
+from quecmqtt.transcript import Transcript
+
+JsonObject = dict[str, Any]
+
+
+def decode_transcript(transcript: Transcript) -> Iterator[JsonObject]:
+    """Events of a transcript: host records mark the pending command and its data."""
+    codec = AtCodec()
+    host = bytearray()
+    for record in transcript.records:
+        data = record.resolve(filler=b"*")
+        if record.is_host:
+            host += data
+            yield from _feed_host(codec, host)
+        else:
+            codec.receive(data)
+            yield from _describe_all(codec)
+    pending = codec.abandon()
+    yield from _describe_all(codec)
+    if pending is not None:
+        yield {"event": "command", "command": pending.redacted, "final": None, "lines": []}
+
+
+def decode_raw(data: bytes) -> Iterator[JsonObject]:
+    """Events of a plain capture of module output: nothing is pending, so every prefixed
+    line is a URC and final results appear as ``final`` events."""
+    codec = AtCodec()
+    codec.receive(data)
+    yield from _describe_all(codec)
+
+
+def _feed_host(codec: AtCodec, host: bytearray) -> Iterator[JsonObject]:
+    while host:
+        pending = codec.pending
+        if codec.awaiting_data:
+            assert pending is not None
+            phase = pending.spec.data
+            assert phase is not None
+            need = pending.data_length
+            if need is None:  # Ctrl-Z entry: up to the terminator, or ESC to cancel
+                ends = [i for i in (host.find(phase.terminator), host.find(b"\x1b")) if i >= 0]
+                if not ends:
+                    return
+                end = min(ends)
+                if host[end : end + 1] == b"\x1b":
+                    codec.abort_data()
+                else:
+                    codec.send_data(bytes(host[:end]))
+                del host[: end + 1]
+                continue
+            if len(host) < need:
+                return
+            codec.send_data(bytes(host[:need]))
+            del host[:need]
+            continue
+        while host[:1] in (b"\x1b", b"\n"):  # a sync ESC, or a stray LF, is not a command
+            del host[:1]
+        end = host.find(b"\r")
+        if end < 0:
+            return
+        line = bytes(host[:end])
+        del host[: end + 1]
+        if not line:
+            continue
+        if pending is not None:  # the host gave up on it (a time-out): say so
+            codec.abandon()
+            yield from _describe_all(codec)
+            yield {"event": "command", "command": pending.redacted, "final": None, "lines": []}
+        codec.send(parse_command(line))
+
+
+def _describe_all(codec: AtCodec) -> Iterator[JsonObject]:
+    for event in codec.events():
+        described = describe(event)
+        if described is not None:
+            yield described
+
+
+def describe(event: Event) -> JsonObject | None:
+    """The JSON object for one codec event (None for events decode does not print)."""
+    if isinstance(event, CommandComplete):
+        out: JsonObject = {
+            "event": "command",
+            "command": event.command.redacted,
+            "final": event.final.text,
+            "lines": [r.text for r in event.responses],
+        }
+        if event.body is not None:  # a CONNECT download (AT+QHTTPREAD): an extension of the contract
+            _put_bytes(out, "body", event.body)
+        return out
+    if isinstance(event, MqttMessage):
+        message: JsonObject = {
+            "event": "mqtt_message",
+            "client": event.client,
+            "msg_id": event.msg_id,
+            "topic": event.topic,
+        }
+        _put_bytes(message, "payload", event.payload)
+        return message
+    if isinstance(event, MqttStatus):
+        return {"event": "mqtt_status", "client": event.client, "code": event.code}
+    if isinstance(event, ModuleReady):
+        return {"event": "module_ready", "banner": event.banner}
+    if isinstance(event, PoweredDown):
+        return {"event": "powered_down", "banner": event.banner}
+    if isinstance(event, Urc):
+        return {"event": "urc", "prefix": event.prefix, "fields": [_field(f) for f in event.fields]}
+    if isinstance(event, UnsolicitedFinal):
+        return {"event": "final", "final": event.final.text}
+    if isinstance(event, Garbage):
+        return {"event": "garbage", "hex": event.data.hex()}
+    return None
+
+
+def _put_bytes(out: JsonObject, key: str, data: bytes) -> None:
+    """``key`` as text when the bytes are UTF-8, else ``key_hex``."""
+    try:
+        out[key] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        out[f"{key}_hex"] = data.hex()
+
+
+def _field(value: int | str | Secret) -> int | str:
+    return REDACTED if isinstance(value, Secret) else value
