@@ -305,7 +305,9 @@ async def test_start_up_closes_clients_left_open_by_an_earlier_process(peer: Scr
     opening = asyncio.create_task(modem.open())
     await peer.answer(b"AT", b"\r\nOK\r\n")
     await peer.answer(b"AT+QMTCONN?", b"\r\n+QMTCONN: 0,3\r\n\r\nOK\r\n")
-    await peer.answer(b"AT+QMTOPEN?", b'\r\n+QMTOPEN: 0,"old.example",1883\r\n+QMTOPEN: 2,"old.example",1883\r\n\r\nOK\r\n')
+    await peer.answer(
+        b"AT+QMTOPEN?", b'\r\n+QMTOPEN: 0,"old.example",1883\r\n+QMTOPEN: 2,"old.example",1883\r\n\r\nOK\r\n'
+    )
     await peer.answer(b"AT+QMTDISC=0", b"\r\nOK\r\n\r\n+QMTDISC: 0,0\r\n\r\n+QMTSTAT: 0,5\r\n")
     await peer.answer(b"AT+QMTCLOSE=0", b"\r\nOK\r\n\r\n+QMTCLOSE: 0,0\r\n")
     await peer.answer(b"AT+QMTCLOSE=2", b"\r\nOK\r\n\r\n+QMTCLOSE: 2,0\r\n")
@@ -376,7 +378,9 @@ async def test_secret_arguments_never_reach_the_log(peer: ScriptedPeer, caplog: 
         await peer.answer(echo, echo + b"\r\r\nOK\r\n")
         await task
         task = asyncio.create_task(modem.execute(C.QMTCFG_READ["aliauth"](0)))
-        await peer.answer(b'AT+QMTCFG="aliauth",0', f'\r\n+QMTCFG: "aliauth","pk","dev","{secret}"\r\n\r\nOK\r\n'.encode())
+        await peer.answer(
+            b'AT+QMTCFG="aliauth",0', f'\r\n+QMTCFG: "aliauth","pk","dev","{secret}"\r\n\r\nOK\r\n'.encode()
+        )
         reply = await task
         assert secret not in repr(reply) and secret not in str(reply.lines)
         assert isinstance(reply.responses[0].fields[-1], Secret)

@@ -149,8 +149,6 @@ class AtCodec:
         self._echo_expect = b""
         self._echo_pos = 0
         self._echo_held = bytearray()
-        # over-long line
-        self._skip_count = 0
 
     # -- host side --------------------------------------------------------------------
 
@@ -294,10 +292,7 @@ class AtCodec:
             # partial line: decide what can be decided now
             self._scan = end
             if end - off > self.max_line:
-                self._garbage(
-                    bytes(buf[off : off + GARBAGE_SAMPLE]), end - off, f"line longer than {self.max_line} bytes"
-                )
-                self._skip_count = end - off
+                self._too_long(off)
                 self._off = end
                 self._mode = _Mode.SKIP
                 return True
@@ -314,17 +309,23 @@ class AtCodec:
         if buf[pos] == CR:
             self._skip_lf = True
         if pos - off > self.max_line:
-            self._garbage(line[:GARBAGE_SAMPLE], len(line), f"line longer than {self.max_line} bytes")
+            self._too_long(off)
             return True
         if line:
             self._line(line)
         return True
 
+    def _too_long(self, off: int) -> None:
+        # Reported when the cap is crossed, with what is known at that point, so the event
+        # is the same whether the line arrived whole or a byte at a time.
+        limit = self.max_line + 1
+        sample = bytes(self._buf[off : off + min(GARBAGE_SAMPLE, limit)])
+        self._garbage(sample, limit, f"line longer than {self.max_line} bytes")
+
     def _step_skip(self) -> bool:
         buf, off = self._buf, self._off
         m = _TERMINATOR.search(buf, off)
         if m is None:
-            self._skip_count += len(buf) - off
             self._off = len(buf)
             return False
         self._off = m.start() + 1
@@ -340,24 +341,18 @@ class AtCodec:
         if pending is not None and not pending.echo_seen and line == pending.echo:
             pending.echo_seen = True
             return
-        junk = _JUNK.search(line)
-        if junk is not None:
-            # Noise glued to the front of a real line (boot noise before RDY is common):
-            # report the noise, keep what follows the last junk byte if it is meaningful.
-            last = max(m.end() for m in _JUNK.finditer(line))
-            tail = line[last:]
-            if tail and self._meaningful(tail):
-                self._garbage(line[:last], last, "control bytes in a text line")
-                self._line(tail)
-            else:
-                self._garbage(line[:GARBAGE_SAMPLE], len(line), "control bytes in a text line")
+        if _JUNK.search(line) is not None:
+            self._noisy(line, max(m.end() for m in _JUNK.finditer(line)), "control bytes in a text line")
             return
         text = line.decode("utf-8", errors="replace").strip()
         if not text:
             return
-        if "\ufffd" in text and not text.startswith("+") and pending is None:
-            self._garbage(line[:GARBAGE_SAMPLE], len(line), "not UTF-8 text")
-            return
+        if "\ufffd" in text and not text.startswith("+"):
+            noise_end = max(i for i, b in enumerate(line) if b >= 0x80) + 1
+            # with a command pending, a line in another encoding may be its answer
+            if pending is None or _salvage(line, noise_end):
+                self._noisy(line, noise_end, "not UTF-8 text")
+                return
         final = self._parse_final(text)
         if final is not None:
             if pending is not None:
@@ -394,15 +389,15 @@ class AtCodec:
             return
         self._garbage(line[:GARBAGE_SAMPLE], len(line), "unsolicited line that is no known URC")
 
-    def _meaningful(self, tail: bytes) -> bool:
-        text = tail.decode("utf-8", errors="replace").strip()
-        return (
-            text in BANNERS_READY
-            or text in BANNERS_DOWN
-            or text in BANNERS_OTHER
-            or self._parse_final(text) is not None
-            or (text.startswith("+") and ":" in text)
-        )
+    def _noisy(self, line: bytes, noise_end: int, reason: str) -> None:
+        """Noise glued to the front of a real line (boot noise before RDY is common):
+        report the noise, keep a banner or +URC it ends with. Never a final result: a
+        false OK would complete the pending command."""
+        keep = _salvage(line, noise_end)
+        noise = len(line) - len(keep)
+        self._garbage(line[:noise], noise, reason)
+        if keep:
+            self._line(keep)
 
     @staticmethod
     def _parse_final(text: str) -> Final | None:
@@ -572,12 +567,10 @@ class AtCodec:
             self._garbage(body[:GARBAGE_SAMPLE], len(body), "HTTP body with no command pending")
 
     def _body_overflow(self) -> bool:
-        size = len(self._buf) - self._off
-        self._garbage(
-            bytes(self._buf[self._off : self._off + GARBAGE_SAMPLE]), size, f"HTTP body over {self.max_body} bytes"
-        )
+        limit = self.max_body + 1
+        sample = bytes(self._buf[self._off : self._off + min(GARBAGE_SAMPLE, limit)])
+        self._garbage(sample, limit, f"HTTP body over {self.max_body} bytes")
         self._off = len(self._buf)
-        self._skip_count = 0
         self._mode = _Mode.SKIP
         return True
 
@@ -681,17 +674,16 @@ class AtCodec:
         scan = max(self._off, self._scan)
         while True:
             q = buf.find(b'"', scan)
+            # payload so far: up to the last quote seen (it may be the closing one)
+            if (q if q >= 0 else len(buf)) - self._off > self.max_line:
+                limit = self.max_line + 1
+                sample = self._msg_header + bytes(buf[self._off : self._off + min(GARBAGE_SAMPLE, limit)])
+                self._garbage(sample, limit, f"+QMTRECV payload without length over {self.max_line} bytes")
+                self._off = len(buf)
+                self._mode = _Mode.SKIP
+                return True
             if q < 0 or q + 1 >= len(buf):
                 self._scan = q if q >= 0 else len(buf)
-                if len(buf) - self._off > self.max_line:
-                    sample = self._msg_header + bytes(buf[self._off : self._off + GARBAGE_SAMPLE])
-                    self._garbage(
-                        sample, len(buf) - self._off, f"+QMTRECV payload without length over {self.max_line} bytes"
-                    )
-                    self._skip_count = 0
-                    self._off = len(buf)
-                    self._mode = _Mode.SKIP
-                    return True
                 return False
             nxt = buf[q + 1]
             if nxt in (CR, LF):
@@ -718,6 +710,21 @@ class AtCodec:
         self._msg_parts = []
         self._mode = _Mode.LINE
         self._scan = self._off
+
+
+_SALVAGE_BANNERS = sorted((w.encode() for w in (*BANNERS_READY, *BANNERS_DOWN, *BANNERS_OTHER)), key=len, reverse=True)
+_PREFIXED_TAIL = re.compile(rb"\+[A-Z][A-Z0-9]*: ?[ -~]*\Z")
+
+
+def _salvage(line: bytes, noise_end: int) -> bytes:
+    """The banner or +URC at the end of a noisy line, after `noise_end`; empty if none."""
+    for word in _SALVAGE_BANNERS:
+        if line.endswith(word) and len(line) - len(word) >= noise_end:
+            return word
+    plus = line.find(b"+", noise_end)
+    if plus >= 0 and _PREFIXED_TAIL.match(line, plus):
+        return line[plus:]
+    return b""
 
 
 def _hide(

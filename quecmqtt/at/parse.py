@@ -27,7 +27,7 @@ def _index() -> dict[tuple[str, Form], list[CommandSpec]]:
 def parse_command(line: bytes) -> Command:
     """A `Command` for `line` (without its CR)."""
     text = line.decode("utf-8", errors="replace").strip()
-    if not text[:2].upper() == "AT":
+    if text[:2].upper() != "AT":
         return Command.raw(_generic("", Form.EXEC), line, {}, text)
     body = text[2:]
     m = _EXTENDED.match(body)
@@ -71,9 +71,7 @@ def _bind(spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...]) -> dict[
         if p.const is not None:
             if kind != STR or str(value).lower() != str(p.const).lower():
                 return None
-        elif p.kind is Kind.INT and kind != INT:
-            return None
-        elif p.kind is Kind.STR and kind not in (STR, EMPTY):
+        elif (p.kind is Kind.INT and kind != INT) or (p.kind is Kind.STR and kind not in (STR, EMPTY)):
             return None
         values[p.name] = value
     return values

@@ -1,0 +1,328 @@
+"""The AT codec, case by case. Every script is fed whole, byte by byte and in random
+chunks, and must give the same events each way."""
+
+from __future__ import annotations
+
+import pytest
+
+from quecmqtt.at import commands as C
+from quecmqtt.at.codec import AtCodec
+from quecmqtt.at.events import CommandComplete, Garbage, MqttMessage, Response
+from quecmqtt.errors import LocalProtocolError
+from quecmqtt.secret import Secret
+from tests.codec_script import Data, Recv, Send, run_all_ways, simple
+
+
+def events_of(*steps: Send | Data | Recv, **options: int) -> list[tuple[object, ...]]:
+    return [simple(e) for e in run_all_ways(steps, **options)]
+
+
+def test_urc_between_echo_and_response() -> None:
+    cmd = C.CSQ()
+    got = events_of(Send(cmd), Recv(b"AT+CSQ\r\r\n+QMTSTAT: 0,1\r\n\r\n+CSQ: 20,99\r\n\r\nOK\r\n"))
+    assert got == [("stat", 0, 1), ("cmd", "AT+CSQ", "OK", ("+CSQ: 20,99",), None)]
+
+
+def test_urc_between_response_lines_and_ok() -> None:
+    cmd = C.QMTOPEN_READ()
+    got = events_of(
+        Send(cmd),
+        Recv(
+            b'\r\n+QMTOPEN: 0,"a.example",1883\r\n\r\n+QMTRECV: 0,1,"t",2,"hi"\r\n'
+            b'+QMTOPEN: 1,"b.example",8883\r\n\r\nOK\r\n'
+        ),
+    )
+    assert got == [
+        ("msg", 0, 1, "t", b"hi", False),
+        ("cmd", "AT+QMTOPEN?", "OK", ('+QMTOPEN: 0,"a.example",1883', '+QMTOPEN: 1,"b.example",8883'), None),
+    ]
+
+
+def test_urc_in_the_same_read_as_ok_and_two_phase_result_after_ok() -> None:
+    cmd = C.QMTOPEN(0, "h.example", 1883)
+    got = events_of(Send(cmd), Recv(b'\r\nOK\r\n\r\n+QMTOPEN: 0,0\r\n\r\n+QIURC: "pdpdeact",1\r\n'))
+    assert got == [
+        ("cmd", 'AT+QMTOPEN=0,"h.example",1883', "OK", (), None),
+        ("urc", "+QMTOPEN", (0, 0)),
+        ("urc", "+QIURC", ("pdpdeact", 1)),
+    ]
+
+
+def test_result_line_instead_of_ok_is_kept_on_the_completion() -> None:
+    cmd = C.QMTOPEN(0, "h.example", 1883)
+    events = run_all_ways([Send(cmd), Recv(b"\r\n+QMTOPEN: 0,-1\r\n\r\nERROR\r\n")])
+    complete = events[-1]
+    assert isinstance(complete, CommandComplete) and complete.final.kind == "ERROR"
+    assert [r.fields for r in complete.results] == [(0, -1)]
+
+
+def test_qmtconn_read_form_versus_the_connect_result_urc() -> None:
+    cmd = C.QMTCONN_READ()
+    got = events_of(Send(cmd), Recv(b"\r\n+QMTCONN: 0,3\r\n\r\n+QMTCONN: 1,0,0\r\n\r\nOK\r\n"))
+    assert got == [("urc", "+QMTCONN", (1, 0, 0)), ("cmd", "AT+QMTCONN?", "OK", ("+QMTCONN: 0,3",), None)]
+
+
+def test_prompt_then_data_with_quotes_and_crlf() -> None:
+    payload = b'{"a":"x,\r\nOK\r\n"}\x1a'
+    cmd = C.QMTPUBEX(0, 1, 1, 0, "t/1", len(payload))
+    got = events_of(Send(cmd), Recv(b"\r\n> "), Data(payload), Recv(b"\r\nOK\r\n\r\n+QMTPUBEX: 0,1,0\r\n"))
+    assert got == [("prompt", ">"), ("cmd", cmd.line.decode(), "OK", (), None), ("urc", "+QMTPUBEX", (0, 1, 0))]
+
+
+def test_prompt_only_while_the_command_expects_one() -> None:
+    got = events_of(Send(C.CSQ()), Recv(b"\r\n> \r\n+CSQ: 1,2\r\n\r\nOK\r\n"))
+    assert got == [("cmd", "AT+CSQ", "OK", (">", "+CSQ: 1,2"), None)]
+
+
+def test_echo_on_with_an_echoed_data_phase() -> None:
+    payload = b'{"id":"1"}'
+    cmd = C.QMTPUBEX(0, 0, 0, 0, "t", len(payload))
+    got = events_of(
+        Send(cmd),
+        Recv(cmd.line + b"\r\r\n> "),
+        Data(payload),
+        Recv(payload + b"\r\nOK\r\n\r\n+QMTPUBEX: 0,0,0\r\n"),
+    )
+    assert got == [("prompt", ">"), ("cmd", cmd.line.decode(), "OK", (), None), ("urc", "+QMTPUBEX", (0, 0, 0))]
+
+
+def test_a_data_echo_that_turns_out_not_to_be_one_is_parsed_normally() -> None:
+    payload = b"\r\nOK\r\nxy"  # starts like the module's answer
+    cmd = C.QMTPUBEX(0, 2, 1, 0, "t", len(payload))
+    got = events_of(Send(cmd), Recv(cmd.line + b"\r\r\n> "), Data(payload), Recv(b"\r\nOK\r\n\r\n+QMTPUBEX: 0,2,0\r\n"))
+    assert got == [("prompt", ">"), ("cmd", cmd.line.decode(), "OK", (), None), ("urc", "+QMTPUBEX", (0, 2, 0))]
+
+
+def test_connect_download_body_containing_ok_framed_by_length() -> None:
+    body = b"line1\r\nOK\r\n+QHTTPREAD: 0\r\nend"
+    cmd = C.QHTTPREAD(80)
+    got = events_of(
+        Recv(b"\r\n+QHTTPGET: 0,200,%d\r\n" % len(body)),
+        Send(cmd),
+        Recv(b"\r\nCONNECT\r\n" + body + b"\r\nOK\r\n\r\n+QHTTPREAD: 0\r\n"),
+    )
+    assert got == [
+        ("urc", "+QHTTPGET", (0, 200, len(body))),
+        ("cmd", "AT+QHTTPREAD=80", "OK", (), body),
+        ("urc", "+QHTTPREAD", (0,)),
+    ]
+
+
+def test_connect_download_body_without_length_ends_at_ok_then_qhttpread() -> None:
+    body = b"a\r\nOK\r\nb\r\nOK\r\n\r\nc"  # OK not followed by +QHTTPREAD: is body
+    cmd = C.QHTTPREAD()
+    got = events_of(Send(cmd), Recv(b"\r\nCONNECT\r\n" + body + b"\r\nOK\r\n\r\n+QHTTPREAD: 0\r\n"))
+    assert got == [("cmd", "AT+QHTTPREAD", "OK", (), body), ("urc", "+QHTTPREAD", (0,))]
+
+
+def test_connect_upload_for_the_url() -> None:
+    url = b"https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device"
+    cmd = C.QHTTPURL(len(url), 80)
+    got = events_of(Send(cmd), Recv(b"\r\nCONNECT\r\n"), Data(url), Recv(b"\r\nOK\r\n"))
+    assert got == [("prompt", "CONNECT"), ("cmd", "AT+QHTTPURL=62,80", "OK", (), None)]
+
+
+HOSTILE = b'a"b,c\r\nOK\r\n+QMTSTAT: 0,1\r\n\x1a"\r\n\x00\xff'
+
+
+@pytest.mark.parametrize("mode", ["urc", "buffered"])
+def test_qmtrecv_with_length_and_a_hostile_payload(mode: str) -> None:
+    line = b'+QMTRECV: 0,7,"dev/down",%d,"%s"\r\n' % (len(HOSTILE), HOSTILE)
+    if mode == "urc":
+        got = events_of(Recv(b"\r\n" + line + b"\r\n+QMTSTAT: 0,2\r\n"))
+        assert got == [("msg", 0, 7, "dev/down", HOSTILE, False), ("stat", 0, 2)]
+    else:
+        got = events_of(Send(C.QMTRECV(0)), Recv(b"\r\n" + line + line + b"\r\nOK\r\n"))
+        assert got == [("msg", 0, 7, "dev/down", HOSTILE, True)] * 2 + [("cmd", "AT+QMTRECV=0", "OK", (), None)]
+
+
+def test_qmtrecv_without_length_with_raw_quotes_as_in_seed_4_1_3() -> None:
+    payload = (
+        b'{"code":200,"data":{},"id":"1681363292898","message":"success",'
+        b'"method":"thing.event.property.post","version":"1.0"}'
+    )
+    topic = b"/sys/i2uqc2dloOl/device001/thing/event/property/post_reply"
+    got = events_of(Recv(b'\r\n+QMTRECV: 0,0,"' + topic + b'","' + payload + b'"\r\n\r\n+QMTSTAT: 0,1\r\n'))
+    assert got == [("msg", 0, 0, topic.decode(), payload, False), ("stat", 0, 1)]
+
+
+def test_qmtrecv_without_length_continues_over_line_ends() -> None:
+    got = events_of(Recv(b'\r\n+QMTRECV: 0,0,"t","{\r\n  "a": 1,\r\n  "b": "x"}"\r\n'))
+    assert got == [("msg", 0, 0, "t", b'{\r\n  "a": 1,\r\n  "b": "x"}', False)]
+
+
+def test_qmtrecv_header_with_payload_on_the_next_line() -> None:  # EC200U report [R]
+    got = events_of(Send(C.QMTRECV(0, 1)), Recv(b'\r\n+QMTRECV: 0,3,"t",5\r\nab,"c\r\n\r\nOK\r\n'))
+    assert got == [("msg", 0, 3, "t", b'ab,"c', True), ("cmd", "AT+QMTRECV=0,1", "OK", (), None)]
+
+
+def test_buffer_mode_notification_and_slot_status() -> None:
+    got = events_of(
+        Recv(b"\r\n+QMTRECV: 0,2\r\n"), Send(C.QMTRECV_READ()), Recv(b"\r\n+QMTRECV: 0,1,0,1,0,0\r\n\r\nOK\r\n")
+    )
+    assert got == [("urc", "+QMTRECV", (0, 2)), ("cmd", "AT+QMTRECV?", "OK", ("+QMTRECV: 0,1,0,1,0,0",), None)]
+
+
+def test_payload_length_that_lies_is_reported_not_swallowed() -> None:
+    got = events_of(Recv(b'\r\n+QMTRECV: 0,1,"t",3,"abcdef"\r\n\r\n+QMTSTAT: 0,1\r\n'))
+    assert got[0][0] == "garbage"
+    assert ("stat", 0, 1) in got
+
+
+def test_multi_line_ati() -> None:
+    got = events_of(Send(C.ATI()), Recv(b"\r\nQuectel\r\nBG96\r\nRevision: BG96MAR02A07M1G\r\n\r\nOK\r\n"))
+    assert got == [("cmd", "ATI", "OK", ("Quectel", "BG96", "Revision: BG96MAR02A07M1G"), None)]
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"+CME ERROR: 10", 10),
+        (b"+CME ERROR: SIM not inserted", 10),
+        (b"+CME ERROR: 716", 716),
+        (b"+CMS ERROR: 500", 500),
+    ],
+)
+def test_cme_errors_numeric_and_verbose(line: bytes, code: int) -> None:
+    events = run_all_ways([Send(C.CPIN_READ()), Recv(b"\r\n" + line + b"\r\n")])
+    assert isinstance(events[0], CommandComplete)
+    assert events[0].final.cme == code and not events[0].final.ok
+
+
+def test_non_utf8_bytes() -> None:
+    got = events_of(
+        Recv(b"\r\n\xff\xfe\xfdgarbled\r\n\r\n+QMTSTAT: 1,7\r\n"),
+        Send(C.COPS_READ()),
+        Recv(b'\r\n+COPS: 0,0,"\xb2\xe2\xca\xd4",7\r\n\r\nOK\r\n'),
+    )
+    assert got[0][0] == "garbage"
+    assert got[1] == ("stat", 1, 7)
+    assert got[2][:3] == ("cmd", "AT+COPS?", "OK")  # an operator name in GBK does not lose the line
+
+
+def test_garbage_glued_before_a_banner_or_urc_is_split_off() -> None:
+    got = events_of(Recv(b"\x00\x00\xff\x1b[0mRDY\r\n\r\nAPP RDY\r\n\xfe\xff+QMTSTAT: 0,1\r\n"))
+    assert got == [
+        ("garbage", "control bytes in a text line"),
+        ("ready", "RDY"),
+        ("ready", "APP RDY"),
+        ("garbage", "not UTF-8 text"),
+        ("stat", 0, 1),
+    ]
+
+
+def test_noise_ending_in_ok_never_completes_a_command() -> None:
+    got = events_of(Send(C.CSQ()), Recv(b"\r\n\x00\x01OK\r\n\r\n+CSQ: 1,1\r\n\r\nOK\r\n"))
+    assert got == [("garbage", "control bytes in a text line"), ("cmd", "AT+CSQ", "OK", ("+CSQ: 1,1",), None)]
+
+
+def test_over_long_line_is_reported_once_and_skipped() -> None:
+    got = events_of(Recv(b"\r\n" + b"x" * 300 + b"\r\n+QMTSTAT: 0,1\r\n"), max_line=100)
+    assert got == [("garbage", "line longer than 100 bytes"), ("stat", 0, 1)]
+
+
+def test_flood_without_line_break_keeps_memory_bounded() -> None:
+    codec = AtCodec(max_line=4096)
+    for _ in range(1000):
+        codec.receive(b"A" * 1000)
+        assert codec.buffered <= 4096 + 1000
+    events = list(codec.events())
+    assert len(events) == 1 and isinstance(events[0], Garbage) and events[0].length > 4096
+    codec.receive(b"\r\n+QMTSTAT: 0,1\r\n")
+    assert [type(e).__name__ for e in codec.events()] == ["MqttStatus"]
+
+
+def test_echo_switching_off_mid_stream() -> None:
+    got = events_of(
+        Send(C.CSQ()),
+        Recv(b"AT+CSQ\r\r\n+CSQ: 9,99\r\n\r\nOK\r\n"),
+        Send(C.ATE0()),
+        Recv(b"ATE0\r\r\nOK\r\n"),
+        Send(C.CSQ()),
+        Recv(b"\r\n+CSQ: 10,99\r\n\r\nOK\r\n"),
+    )
+    assert got == [
+        ("cmd", "AT+CSQ", "OK", ("+CSQ: 9,99",), None),
+        ("cmd", "ATE0", "OK", (), None),
+        ("cmd", "AT+CSQ", "OK", ("+CSQ: 10,99",), None),
+    ]
+
+
+def test_bare_cr_lf_only_and_blank_lines() -> None:
+    got = events_of(Send(C.CSQ()), Recv(b"\r\r\r\n+CSQ: 9,99\r\n\n\n\rOK\r"), Recv(b"\n+QMTSTAT: 0,1\n"))
+    assert got == [("cmd", "AT+CSQ", "OK", ("+CSQ: 9,99",), None), ("stat", 0, 1)]
+
+
+def test_unprefixed_urcs_during_a_command() -> None:
+    got = events_of(
+        Send(C.CGSN()), Recv(b"\r\nRDY\r\n\r\n864430010001091\r\n\r\nPSM POWER DOWN\r\n\r\nPOWERED DOWN\r\n\r\nOK\r\n")
+    )
+    assert got == [
+        ("ready", "RDY"),
+        ("urc", "PSM POWER DOWN", ()),
+        ("down", "POWERED DOWN"),
+        ("cmd", "AT+CGSN", "OK", ("864430010001091",), None),
+    ]
+
+
+def test_unsolicited_final_and_unknown_line_with_nothing_pending() -> None:
+    assert events_of(Recv(b"\r\nOK\r\n\r\nhello\r\n")) == [
+        ("final", "OK"),
+        ("garbage", "unsolicited line that is no known URC"),
+    ]
+
+
+def test_secret_read_back_is_wrapped_and_redacted() -> None:
+    events = run_all_ways(
+        [Send(C.QMTCFG_READ["aliauth"](0)), Recv(b'\r\n+QMTCFG: "aliauth","pk","dn","s3cr3t-value"\r\n\r\nOK\r\n')]
+    )
+    complete = events[0]
+    assert isinstance(complete, CommandComplete)
+    response = complete.responses[0]
+    assert isinstance(response, Response) and isinstance(response.fields[-1], Secret)
+    assert "s3cr3t-value" not in response.text and "s3cr3t-value" not in repr(complete)
+
+
+def test_one_command_at_a_time_and_data_only_after_a_prompt() -> None:
+    codec = AtCodec()
+    codec.send(C.CSQ())
+    with pytest.raises(LocalProtocolError):
+        codec.send(C.CSQ())
+    with pytest.raises(LocalProtocolError):
+        codec.send_data(b"x")
+    codec.receive(b"\r\nOK\r\n")
+    cmd = C.QMTPUBEX(0, 1, 1, 0, "t", 3)
+    codec.send(cmd)
+    codec.receive(b"\r\n> ")
+    list(codec.events())
+    with pytest.raises(LocalProtocolError, match="announced 3 bytes"):
+        codec.send_data(b"toolong")
+    assert codec.send_data(b"abc") == b"abc"
+
+
+def test_ctrl_z_entry_appends_ctrl_z_and_can_be_aborted() -> None:
+    codec = AtCodec()
+    codec.send(C.QMTPUB_CTRLZ(0, 1, 1, 0, "t"))
+    codec.receive(b"\r\n> ")
+    with pytest.raises(LocalProtocolError, match="Ctrl-Z"):
+        codec.send_data(b"a\x1ab")
+    assert codec.send_data(b"hello") == b"hello\x1a"
+    codec.receive(b"\r\nOK\r\n")
+    codec.send(C.QMTPUB_CTRLZ(0, 2, 1, 0, "t"))
+    codec.receive(b"\r\n> ")
+    assert codec.abort_data() == b"\x1b"
+
+
+def test_abandoned_command_turns_a_late_final_into_an_unsolicited_one() -> None:
+    codec = AtCodec()
+    codec.send(C.CSQ())
+    assert codec.abandon() is not None
+    codec.receive(b"\r\n+CSQ: 1,1\r\n\r\nOK\r\n")
+    kinds = [type(e).__name__ for e in codec.events()]
+    assert kinds == ["Urc", "UnsolicitedFinal"]
+
+
+def test_over_limit_payload_is_counted_through_not_stored() -> None:
+    events = run_all_ways([Recv(b'\r\n+QMTRECV: 0,1,"t",50,"' + b"p" * 50 + b'"\r\n+QMTSTAT: 0,1\r\n')], max_payload=10)
+    assert isinstance(events[0], Garbage) and "over 10 bytes" in events[0].reason
+    assert not any(isinstance(e, MqttMessage) for e in events)
