@@ -4,6 +4,7 @@ event as one JSON object per line. The output format is a contract (DESIGN secti
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,23 +22,26 @@ from quecmqtt.at.events import (
 )
 from quecmqtt.at.parse import parse_command
 from quecmqtt.secret import REDACTED, Secret
-from quecmqtt.transcript import Transcript
+from quecmqtt.transcript import Chunking, Transcript, rechunk
 
 JsonObject = dict[str, Any]
 
 
-def decode_transcript(transcript: Transcript) -> Iterator[JsonObject]:
-    """Events of a transcript: host records mark the pending command and its data."""
+def decode_transcript(transcript: Transcript, chunking: Chunking = "whole", seed: int = 0) -> Iterator[JsonObject]:
+    """Events of a transcript: host records mark the pending command and its data.
+    `chunking` re-cuts module records (the output must not depend on it)."""
     codec = AtCodec()
     host = bytearray()
+    rng = random.Random(seed)
     for record in transcript.records:
         data = record.resolve(filler=b"*")
         if record.is_host:
             host += data
             yield from _feed_host(codec, host)
         else:
-            codec.receive(data)
-            yield from _describe_all(codec)
+            for chunk in rechunk([data], chunking, rng, 16):
+                codec.receive(chunk)
+                yield from _describe_all(codec)
     pending = codec.abandon()
     yield from _describe_all(codec)
     if pending is not None:
@@ -76,7 +80,7 @@ def _feed_host(codec: AtCodec, host: bytearray) -> Iterator[JsonObject]:
             codec.send_data(bytes(host[:need]))
             del host[:need]
             continue
-        while host[:1] in (b"\x1b", b"\n"):  # a sync ESC, or a stray LF, is not a command
+        while bytes(host[:1]) in (b"\x1b", b"\n"):  # a sync ESC, or a stray LF, is not a command
             del host[:1]
         end = host.find(b"\r")
         if end < 0:

@@ -64,7 +64,7 @@ from quecmqtt.errors import (
     PortLost,
     QuecError,
 )
-from quecmqtt.redact import Redactor
+from quecmqtt.redact import Redactor, secrets_in_json
 from quecmqtt.secret import Secret
 from quecmqtt.transport.base import Transport
 from quecmqtt.transport.recorder import RecorderTransport
@@ -288,7 +288,10 @@ class Modem:
         redactor: Redactor | None = None,
         codec_options: dict[str, int] | None = None,
     ) -> None:
-        self.redactor = redactor if redactor is not None else Redactor()
+        if redactor is None:
+            # a recorder built by the caller must learn the secrets this runtime sees
+            redactor = transport.redactor if isinstance(transport, RecorderTransport) else Redactor()
+        self.redactor = redactor
         if record is not None:
             transport = RecorderTransport(transport, record, self.redactor)
         self.transport = transport
@@ -708,6 +711,9 @@ class Modem:
                 for value in response.fields:
                     if isinstance(value, Secret):
                         self.redactor.add(value)
+            if event.body:  # an HTTPS registration reply carries the DeviceSecret
+                for secret in secrets_in_json(event.body):
+                    self.redactor.add(secret)
             if inflight is not None and inflight.command is event.command and not inflight.done.done():
                 inflight.done.set_result(event)
             return
@@ -724,6 +730,9 @@ class Modem:
             self._deliver(event, self.redactor.redact_text(event.text))
             return
         if isinstance(event, MqttMessage):
+            # before the recorder writes this chunk: /ext/register replies carry secrets
+            for secret in secrets_in_json(event.payload):
+                self.redactor.add(secret)
             self._deliver(
                 event,
                 f"message client {event.client} id {event.msg_id} topic {event.topic!r}, {len(event.payload)} bytes",

@@ -12,9 +12,10 @@ redacted where they are passed as a secret argument.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from quecmqtt.secret import REDACTED, Secret
 
@@ -76,3 +77,33 @@ class Redactor:
         if pattern is None:
             return text
         return pattern.sub(REDACTED, text)
+
+
+#: JSON keys whose string values are secrets wherever they appear in a payload or body:
+#: a registration reply carries the DeviceSecret or a deviceToken the cloud shows once.
+SECRET_KEYS = frozenset(
+    {"deviceSecret", "productSecret", "deviceToken", "password", "passwd", "secret", "token", "accessKey"}
+)
+_KEY_HINT = re.compile(b"|".join(re.escape(b'"' + k.encode() + b'"') for k in sorted(SECRET_KEYS)))
+
+
+def secrets_in_json(data: bytes) -> Iterator[Secret]:
+    """Secret values in a JSON document, found by key (`SECRET_KEYS`), at any depth.
+    Cheap for data that mentions none of the keys; silent for data that is not JSON."""
+    if _KEY_HINT.search(data) is None:
+        return
+    try:
+        document = json.loads(data)
+    except ValueError:  # not JSON (or not UTF-8): nothing to find by key
+        return
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in SECRET_KEYS and isinstance(value, str) and value:
+                    yield Secret(value, key)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, dict | list))
