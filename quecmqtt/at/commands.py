@@ -420,6 +420,7 @@ QMTSUB = _add(
         ),
         result=ResultSpec("+QMTSUB", ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
         client_param="client",
+        together=tuple((f"topic{i}", f"qos{i}") for i in range(2, 6)),
     )
 )
 QMTUNS = _add(

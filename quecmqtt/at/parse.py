@@ -49,7 +49,7 @@ def parse_command(line: bytes) -> Command:
     for spec in _index().get((name, form), []):
         values = _bind(spec, tokens)
         if values is not None:
-            return Command.raw(spec, line, values, _redact(text, spec, values))
+            return Command.raw(spec, line, values, _redact(text, spec, tokens))
     if form is Form.WRITE and not tokens:  # AT+QHTTPGET: a write form with every argument left out
         for spec in _index().get((name, Form.WRITE), []):
             if all(p.optional or p.const is not None for p in spec.params):
@@ -77,12 +77,21 @@ def _bind(spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...]) -> dict[
     return values
 
 
-def _redact(text: str, spec: CommandSpec, values: dict[str, int | str]) -> str:
-    for p in spec.params:
-        value = values.get(p.name)
-        if p.secret and isinstance(value, str) and value:
-            text = text.replace(f'"{value}"', f'"{REDACTED}"')
-    return text
+def _redact(text: str, spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...]) -> str:
+    """The line with secret arguments replaced, rebuilt by position (a secret may equal
+    another argument's value). Lines without secrets are shown as sent."""
+    secret_at = {i for i, p in enumerate(spec.params) if p.secret and i < len(tokens) and tokens[i][1] != ""}
+    if not secret_at:
+        return text
+    parts = []
+    for i, (kind, value) in enumerate(tokens):
+        if i in secret_at:
+            parts.append(f'"{REDACTED}"')
+        elif kind == STR:
+            parts.append(f'"{value}"')
+        else:
+            parts.append(str(value))
+    return text[: text.index("=") + 1] + ",".join(parts)
 
 
 @lru_cache(maxsize=256)

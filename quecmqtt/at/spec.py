@@ -125,6 +125,7 @@ class CommandSpec:
     data: DataPhase | None = None
     result: ResultSpec | None = None
     client_param: str | None = None  # the MQTT client index parameter
+    together: tuple[tuple[str, ...], ...] = ()  # optional parameters given all or none
     closes_client: bool = False  # QMTCLOSE/QMTDISC: a following +QMTSTAT is expected
     family: str = ""  # modules it is documented for, empty if all
     _prefix_map: dict[str, tuple[Resp, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -286,6 +287,10 @@ class Command:
             shown_parts.append(shown)
             if secret is not None:
                 secrets.append(secret)
+        for group in spec.together:
+            given = [name for name in group if values.get(name) is not None]
+            if given and len(given) != len(group):
+                raise InvalidArgument(f"{spec.id}: {', '.join(group)} go together; got only {', '.join(given)}")
         head = "AT" + spec.name
         if spec.form is Form.WRITE:
             if wire_parts:

@@ -1,0 +1,76 @@
+"""The real `quecmqtt` command under a real pty (pexpect)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.conftest import SEED
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
+
+
+def run_cli(*args: str, timeout: float = 20) -> tuple[int, str]:
+    child = pexpect.spawn(
+        sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", timeout=timeout, echo=False, env=ENV
+    )
+    output = child.read()
+    child.close()
+    assert child.exitstatus is not None, "the command did not exit by itself"
+    return child.exitstatus, output.replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in SEED.glob("*.txt")))
+def test_decode_prints_the_documented_events_for_each_seed_fixture(fixture: str) -> None:
+    status, output = run_cli("decode", str(SEED / fixture))
+    assert status == 0, output
+    events = [json.loads(line) for line in output.splitlines()]
+    golden = [
+        json.loads(line) for line in (SEED / "decoded" / fixture.replace(".txt", ".jsonl")).read_text().splitlines()
+    ]
+    assert events == golden
+    allowed = {"command", "mqtt_message", "mqtt_status", "module_ready", "powered_down", "urc", "final", "garbage"}
+    assert {e["event"] for e in events} <= allowed
+    host_lines = [r for r in (SEED / fixture).read_text().splitlines() if r.startswith("> AT")]
+    commands = [e for e in events if e["event"] == "command"]
+    assert len(commands) == len(host_lines)
+    assert all(set(c) >= {"command", "final", "lines"} and c["final"] == "OK" for c in commands)
+    assert all("\\r" not in c["command"] and c["command"].startswith("AT") for c in commands)
+
+
+def test_decode_raw_capture(tmp_path: Path) -> None:
+    capture = tmp_path / "capture.bin"
+    capture.write_bytes(
+        b'\r\nRDY\r\n\r\n+QMTOPEN: 0,-1\r\n\r\nOK\r\n\r\n+QMTRECV: 1,2,"t",3,"\xff\x00\x01"\r\n\x00\x01xx\r\n'
+    )
+    status, output = run_cli("decode", "--raw", str(capture))
+    assert status == 0
+    assert [json.loads(line) for line in output.splitlines()] == [
+        {"event": "module_ready", "banner": "RDY"},
+        {"event": "urc", "prefix": "+QMTOPEN", "fields": [0, -1]},
+        {"event": "final", "final": "OK"},
+        {"event": "mqtt_message", "client": 1, "msg_id": 2, "topic": "t", "payload_hex": "ff0001"},
+        {"event": "garbage", "hex": "00017878"},
+    ]
+
+
+def test_decode_errors_are_clear(tmp_path: Path) -> None:
+    status, output = run_cli("decode", str(tmp_path / "missing.txt"))
+    assert status == 2 and "no such file" in output
+    bad = tmp_path / "bad.txt"
+    bad.write_text("# quecmqtt transcript 1\n> AT\\r\n< \\q\n")
+    status, output = run_cli("decode", str(bad))
+    assert status == 2 and "bad.txt:3" in output and "unknown escape" in output
+
+
+def test_help_teaches() -> None:
+    status, output = run_cli("decode", "--help")
+    assert status == 0
+    assert "--raw" in output and "JSON" in output and "Example" in output
+    status, output = run_cli()
+    assert status == 2 and "decode" in output

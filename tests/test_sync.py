@@ -1,0 +1,44 @@
+"""The blocking facade drives the same runtime from plain code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quecmqtt.at import commands as C
+from quecmqtt.at.events import MqttMessage
+from quecmqtt.errors import CommandError
+from quecmqtt.sync import SyncModem
+from quecmqtt.transcript import Transcript
+from quecmqtt.transport import ReplayTransport
+from tests.conftest import SEED
+from tests.seed_flows import PROPERTY_POST
+
+
+def test_sync_facade_runs_seed_4_1_3() -> None:
+    transport = ReplayTransport(str(SEED / "4.1.3-topic.txt"), chunking="bytes")
+    topic = "/sys/i2uqc2dloOl/device001/thing/event/property/post"
+    with SyncModem(transport, init_script=False, reconcile=False) as modem:
+        messages = modem.subscribe(MqttMessage)
+        modem.execute(C.QMTCFG["version"](0, 4))
+        modem.execute(C.QMTCFG_READ["will"](0))
+        modem.execute(C.QMTCFG["aliauth"](0, "i2uqc2dloOl", "device001", "c4fa40df9c8078073d75a26be2bc8f58"))
+        assert modem.execute(C.QMTOPEN(0, "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com", 1883)).result is not None
+        modem.execute(C.QMTCONN(0, "device001"))
+        modem.execute(C.QMTSUB(0, 1, topic + "_reply", 0))
+        reply = modem.execute(C.QMTPUBEX(0, 0, 0, 0, topic, len(PROPERTY_POST)), PROPERTY_POST)
+        assert reply.result is not None and reply.result.fields == (0, 0, 0)
+        message = messages.get(timeout=2)
+        assert isinstance(message, MqttMessage) and json.loads(message.payload)["code"] == 200
+        modem.execute(C.QMTCLOSE(0))
+    transport.assert_complete()
+
+
+def test_sync_facade_raises_the_runtime_errors() -> None:
+    transcript = Transcript.loads("# quecmqtt transcript 1\n> AT+CPIN?\\r\n< \\r\\n+CME ERROR: 10\\r\\n\n")
+    with SyncModem(ReplayTransport(transcript), init_script=False, reconcile=False) as modem:
+        with pytest.raises(CommandError) as info:
+            modem.execute(C.CPIN_READ())
+    assert info.value.cme == 10
+    assert "SIM not inserted".lower() in str(info.value).lower()
