@@ -90,7 +90,10 @@ async def flow_4_2_1(modem: Modem) -> None:
         reply = await modem.execute(C.QMTCFG_READ["aliauth"](0))
         assert reply.fields("+QMTCFG") == [("aliauth", "", "", "")]
         await modem.execute(C.QMTCFG["ssl"](0, 1, 2))
-        client_id = "864430010001091|securemode=2,authType=register,random=123,signmethod=hmacsha1,instanceId=iot-06z00hxss3rggno|"
+        client_id = (
+            "864430010001091|securemode=2,authType=register,random=123,signmethod=hmacsha1,"
+            "instanceId=iot-06z00hxss3rggno|"
+        )
         await open_and_connect(modem, client_id, "meter001&i2uqZnX9tZK", Secret(REGISTER_PASSWORD))
         message = await events.get(timeout=2)
         assert isinstance(message, MqttMessage) and message.topic == "/ext/register"
