@@ -37,8 +37,10 @@ def test_sync_facade_runs_seed_4_1_3() -> None:
 
 def test_sync_facade_raises_the_runtime_errors() -> None:
     transcript = Transcript.loads("# quecmqtt transcript 1\n> AT+CPIN?\\r\n< \\r\\n+CME ERROR: 10\\r\\n\n")
-    with SyncModem(ReplayTransport(transcript), init_script=False, reconcile=False) as modem:
-        with pytest.raises(CommandError) as info:
-            modem.execute(C.CPIN_READ())
+    with (
+        SyncModem(ReplayTransport(transcript), init_script=False, reconcile=False) as modem,
+        pytest.raises(CommandError) as info,
+    ):
+        modem.execute(C.CPIN_READ())
     assert info.value.cme == 10
     assert "SIM not inserted".lower() in str(info.value).lower()
