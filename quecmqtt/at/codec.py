@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterator
-from enum import Enum
+from enum import Enum, IntEnum
 
 from quecmqtt.at.cme import cme_from_text
 from quecmqtt.at.events import (
@@ -80,14 +80,16 @@ _FINALS_PLAIN = frozenset({"OK", "ERROR", "NO CARRIER", "SEND OK", "SEND FAIL", 
 _HTTP_RESULT_PREFIXES = frozenset({"+QHTTPGET", "+QHTTPPOST", "+QHTTPPUT", "+QHTTPPOSTFILE"})
 
 
-class _Mode(Enum):
-    LINE = 1
-    COUNT = 2  # counting a +QMTRECV payload
-    TRAILER = 3  # the '"' CR LF after a counted payload
-    QUOTED = 4  # a +QMTRECV payload without length: up to '"' + CR/LF
-    BODY = 5  # a CONNECT download body
-    ECHO = 6  # the module echoing data the host sent
-    SKIP = 7  # rest of an over-long line
+class _Mode(IntEnum):
+    """Scanner modes; an IntEnum so the step table is a plain tuple indexed per step."""
+
+    LINE = 0
+    COUNT = 1  # counting a +QMTRECV payload
+    TRAILER = 2  # the '"' CR LF after a counted payload
+    QUOTED = 3  # a +QMTRECV payload without length: up to '"' + CR/LF
+    BODY = 4  # a CONNECT download body
+    ECHO = 5  # the module echoing data the host sent
+    SKIP = 6  # rest of an over-long line
 
 
 class _State(Enum):
@@ -149,6 +151,15 @@ class AtCodec:
         self._echo_expect = b""
         self._echo_pos = 0
         self._echo_held = bytearray()
+        self._steps = (
+            self._step_line,
+            self._step_count,
+            self._step_trailer,
+            self._step_quoted,
+            self._step_body,
+            self._step_echo,
+            self._step_skip,
+        )
 
     # -- host side --------------------------------------------------------------------
 
@@ -243,23 +254,19 @@ class AtCodec:
     # -- the scanner ------------------------------------------------------------------
 
     def _run(self) -> None:
-        steps = {
-            _Mode.LINE: self._step_line,
-            _Mode.COUNT: self._step_count,
-            _Mode.TRAILER: self._step_trailer,
-            _Mode.QUOTED: self._step_quoted,
-            _Mode.BODY: self._step_body,
-            _Mode.ECHO: self._step_echo,
-            _Mode.SKIP: self._step_skip,
-        }
+        steps = self._steps
         while steps[self._mode]():
             pass
         # compact once per receive instead of once per line
-        if self._off:
-            del self._buf[: self._off]
-            self._scan = max(0, self._scan - self._off)
-            self._body_scan = max(0, self._body_scan - self._off)
+        off = self._off
+        if off:
+            del self._buf[:off]
             self._off = 0
+            scan = self._scan - off
+            self._scan = scan if scan > 0 else 0
+            if self._mode is _Mode.BODY:
+                scan = self._body_scan - off
+                self._body_scan = scan if scan > 0 else 0
 
     def _step_line(self) -> bool:
         buf = self._buf
@@ -589,7 +596,17 @@ class AtCodec:
             self._msg_length = None
             self._mode = _Mode.QUOTED
         else:
-            self._msg_length = int(length)
+            self._msg_length = size = int(length)
+            start = self._off
+            end = start + size
+            buf = self._buf
+            if size <= self.max_payload and buf[end : end + 3] == b'"\r\n':
+                # fast path: payload and trailer already here (what the modes would do)
+                self._msg_parts = [bytes(buf[start:end])]
+                self._off = end + 3
+                self._msg_keep = True
+                self._emit_message(self._msg_parts[0])
+                return
             self._msg_need = self._msg_length
             self._msg_trailer_required = True
             self._msg_keep = self._msg_length <= self.max_payload
@@ -618,13 +635,14 @@ class AtCodec:
         return True
 
     def _step_count(self) -> bool:
-        if not self._consume_pending_lf():
+        if self._skip_lf and not self._consume_pending_lf():
             return False
         buf, off = self._buf, self._off
         avail = len(buf) - off
-        if avail <= 0 and self._msg_need > 0:
+        need = self._msg_need
+        if avail <= 0 and need > 0:
             return False
-        take = min(avail, self._msg_need)
+        take = avail if avail < need else need
         if take:
             if self._msg_keep:
                 self._msg_parts.append(bytes(buf[off : off + take]))
