@@ -391,9 +391,12 @@ class Modem:
         ]
         for task in tasks:
             task.cancel()
+        if tasks:
+            # asyncio.wait, not `await task`: a cancellation of close() itself must propagate
+            await asyncio.wait(tasks)
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not task.cancelled():
+                task.exception()  # retrieved: their failures were already reported to callers
         self._reader_task = self._lifecycle_task = None
         self._tasks.clear()
         with contextlib.suppress(QuecError, OSError):

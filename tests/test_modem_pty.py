@@ -388,3 +388,44 @@ async def test_secret_arguments_never_reach_the_log(peer: ScriptedPeer, caplog: 
     finally:
         await modem.close()
     assert caplog.text and secret not in caplog.text
+
+
+async def test_without_a_reset_hook_an_unresponsive_module_gets_cfun_1_1(peer: ScriptedPeer) -> None:
+    modem = await open_modem(peer, max_timeouts=1, reset_backoff=(0.0,))
+    try:
+        with pytest.raises((CommandTimeout, ModuleUnresponsive)):
+            await modem.execute(C.CSQ(), timeout=0.2)
+        await peer.expect_command(b"AT+CMEE?")  # the late-answer guard probes first
+        peer.send(b"\r\n+CMEE: 2\r\n\r\nOK\r\n")
+        await peer.answer(b"AT+CFUN=1,1", b"\r\nOK\r\n\r\nRDY\r\n")
+        await peer.serve_init(reconcile=False)
+        await modem.wait_ready(3)
+        assert modem.state is State.READY
+    finally:
+        await modem.close()
+
+
+async def test_start_up_cancels_a_data_entry_left_open(peer: ScriptedPeer) -> None:
+    """An earlier process died inside a Ctrl-Z entry: the module swallows the first AT."""
+    modem = make_modem(peer, reconcile=False)
+    opening = asyncio.create_task(modem.open())
+    try:
+        await peer.expect_command(b"AT", timeout=3)  # taken as payload: no answer
+        assert await peer.expect(b"\x1b", timeout=5) == b"\x1b"  # ESC ends the entry
+        # the first AT went unanswered, so its answer could still come: a probe first
+        await peer.answer(b"AT+CMEE?", b"\r\n+CMEE: 2\r\n\r\nOK\r\n")
+        await peer.answer(b"AT", b"\r\nOK\r\n")
+        await peer.answer(b"ATE0", b"\r\nOK\r\n")
+        await peer.answer(b"AT+CMEE=2", b"\r\nOK\r\n")
+        await opening
+        assert modem.state is State.READY
+    finally:
+        opening.cancel()
+        await modem.close()
+
+
+async def test_open_fails_clearly_when_the_module_never_answers(peer: ScriptedPeer) -> None:
+    modem = make_modem(peer, reconcile=False, sync_attempts=2)
+    with pytest.raises(ModuleUnresponsive, match="no answer to AT"):
+        await modem.open()
+    assert modem.state is State.CLOSED
