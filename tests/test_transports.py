@@ -36,8 +36,7 @@ class SocketModule:
                 if line == b"AT+CSQ\r":
                     writer.write(b"\r\n+CSQ: 17,99\r\n\r\nOK\r\n")
                 elif line.startswith((b"AT\r", b"ATE0\r", b"AT+CMEE=2\r", b"AT+QMT")):
-                    answer = b"\r\nOK\r\n" if not line.startswith(b"AT+QMT") else b"\r\nOK\r\n"
-                    writer.write(answer)
+                    writer.write(b"\r\nOK\r\n")  # no MQTT clients open: the reads answer OK alone
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             return
