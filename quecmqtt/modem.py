@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import os
 from collections import deque
@@ -435,8 +436,7 @@ class Modem:
         )
         if pending._waiter is None:
             return pending.reply
-        urc = await pending.result()
-        return Reply(pending.reply.command, pending.reply.final, pending.reply.responses, pending.reply.body, urc)
+        return dataclasses.replace(pending.reply, result=await pending.result())
 
     async def submit(
         self,

@@ -435,63 +435,58 @@ QMTUNS = _add(
     )
 )
 _PUB_PARAMS = (CLIENT, MSG_ID, QOS, RETAIN, TOPIC)
-QMTPUB = _add(
-    CommandSpec(
-        "QMTPUB",
-        "+QMTPUB",
-        WRITE,
-        "Publish, fixed length: '> ' then exactly <length> bytes (BG9x).",
-        params=(*_PUB_PARAMS, _int("length", 1, 4096)),
-        data=DataPhase(DataKind.PROMPT, length_param="length"),
-        result=ResultSpec("+QMTPUB", ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
-        client_param="client",
+
+
+def _publish(spec_id: str, name: str, summary: str, last: tuple[Param, ...], data: DataPhase | None) -> CommandSpec:
+    """One publish form: they differ only in how the message reaches the module."""
+    return _add(
+        CommandSpec(
+            spec_id,
+            name,
+            WRITE,
+            summary,
+            params=(*_PUB_PARAMS, *last),
+            data=data,
+            result=ResultSpec(name, ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
+            client_param="client",
+        )
     )
+
+
+QMTPUB = _publish(
+    "QMTPUB",
+    "+QMTPUB",
+    "Publish, fixed length: '> ' then exactly <length> bytes (BG9x).",
+    (_int("length", 1, 4096),),
+    DataPhase(DataKind.PROMPT, length_param="length"),
 )
-QMTPUB_CTRLZ = _add(
-    CommandSpec(
-        "QMTPUB_CTRLZ",
-        "+QMTPUB",
-        WRITE,
-        "Publish, variable length: '> ', data, Ctrl-Z sends, ESC cancels. Not binary-safe.",
-        params=_PUB_PARAMS,
-        data=DataPhase(DataKind.PROMPT, terminator=b"\x1a", abort=b"\x1b"),
-        result=ResultSpec("+QMTPUB", ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
-        client_param="client",
-    )
+QMTPUB_CTRLZ = _publish(
+    "QMTPUB_CTRLZ",
+    "+QMTPUB",
+    "Publish, variable length: '> ', data, Ctrl-Z sends, ESC cancels. Not binary-safe.",
+    (),
+    DataPhase(DataKind.PROMPT, terminator=b"\x1a", abort=b"\x1b"),
 )
-QMTPUB_INLINE = _add(
-    CommandSpec(
-        "QMTPUB_INLINE",
-        "+QMTPUB",
-        WRITE,
-        "Publish with the message as a quoted argument (BC26; no quotes or CR LF in it).",
-        params=(*_PUB_PARAMS, _str("message", 1024)),
-        result=ResultSpec("+QMTPUB", ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
-        client_param="client",
-    )
+QMTPUB_INLINE = _publish(
+    "QMTPUB_INLINE",
+    "+QMTPUB",
+    "Publish with the message as a quoted argument (BC26; no quotes or CR LF in it).",
+    (_str("message", 1024),),
+    None,
 )
-QMTPUBEX = _add(
-    CommandSpec(
-        "QMTPUBEX",
-        "+QMTPUBEX",
-        WRITE,
-        "Publish, length form: '> ' then exactly <length> bytes (EC2x, EC200, EG800).",
-        params=(*_PUB_PARAMS, _int("length", 1, 10240)),
-        data=DataPhase(DataKind.PROMPT, length_param="length"),
-        result=ResultSpec("+QMTPUBEX", ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
-        client_param="client",
-    )
+QMTPUBEX = _publish(
+    "QMTPUBEX",
+    "+QMTPUBEX",
+    "Publish, length form: '> ' then exactly <length> bytes (EC2x, EC200, EG800).",
+    (_int("length", 1, 10240),),
+    DataPhase(DataKind.PROMPT, length_param="length"),
 )
-QMTPUBEX_INLINE = _add(
-    CommandSpec(
-        "QMTPUBEX_INLINE",
-        "+QMTPUBEX",
-        WRITE,
-        "Publish with the message as a quoted argument (BG95 per the Quectel SDK).",
-        params=(*_PUB_PARAMS, _str("message", 1024)),
-        result=ResultSpec("+QMTPUBEX", ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
-        client_param="client",
-    )
+QMTPUBEX_INLINE = _publish(
+    "QMTPUBEX_INLINE",
+    "+QMTPUBEX",
+    "Publish with the message as a quoted argument (BG95 per the Quectel SDK).",
+    (_str("message", 1024),),
+    None,
 )
 QMTPUB_TEST = _add(
     CommandSpec("QMTPUB_TEST", "+QMTPUB", TEST, "Publish forms this firmware knows.", responses=(Resp("+QMTPUB", "*"),))
