@@ -326,3 +326,23 @@ def test_over_limit_payload_is_counted_through_not_stored() -> None:
     events = run_all_ways([Recv(b'\r\n+QMTRECV: 0,1,"t",50,"' + b"p" * 50 + b'"\r\n+QMTSTAT: 0,1\r\n')], max_payload=10)
     assert isinstance(events[0], Garbage) and "over 10 bytes" in events[0].reason
     assert not any(isinstance(e, MqttMessage) for e in events)
+
+
+@pytest.mark.parametrize(
+    ("command_of", "prompt", "separator"),
+    [
+        (lambda data: C.QMTPUBEX(0, 3, 1, 0, "t", len(data)), b"\r\n>", b" "),
+        (lambda data: C.QHTTPURL(len(data)), b"\r\nCONNECT\r", b"\n"),
+    ],
+)
+def test_data_echo_after_a_late_separator(command_of: object, prompt: bytes, separator: bytes) -> None:
+    """The prompt's space (or CONNECT's LF) may arrive after the host already sent data."""
+    data = b"http://x/y"
+    cmd = command_of(data)  # type: ignore[operator]
+    got = events_of(
+        Send(cmd),
+        Recv(cmd.line + b"\r" + prompt),
+        Data(data),
+        Recv(separator + data + b"\r\nOK\r\n"),
+    )
+    assert got == [("prompt", prompt.strip().decode()), ("cmd", cmd.line.decode(), "OK", (), None)]

@@ -485,6 +485,9 @@ class AtCodec:
         self._events.append(Prompt(pending.command, marker))
 
     def _step_echo(self) -> bool:
+        # the prompt's space or CONNECT's LF may only now arrive, after the host's data
+        if (self._skip_space or self._skip_lf) and not self._consume_pending_separators():
+            return False
         buf, off = self._buf, self._off
         avail = len(buf) - off
         if avail <= 0:
@@ -622,6 +625,16 @@ class AtCodec:
         self._msg_trailer_required = False
         self._msg_keep = self._msg_length <= self.max_payload
         self._mode = _Mode.COUNT
+
+    def _consume_pending_separators(self) -> bool:
+        """Swallow a pending prompt space or CR LF's LF; False if its byte is not here yet."""
+        if self._off >= len(self._buf):
+            return False
+        byte = self._buf[self._off]
+        if (self._skip_space and byte == 0x20) or (self._skip_lf and byte == LF):
+            self._off += 1
+        self._skip_space = self._skip_lf = False
+        return True
 
     def _consume_pending_lf(self) -> bool:
         """Swallow the LF of a CR LF that ended the line before a counted block.
