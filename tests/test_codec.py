@@ -58,8 +58,14 @@ def test_result_line_instead_of_ok_is_kept_on_the_completion() -> None:
 
 def test_qmtconn_read_form_versus_the_connect_result_urc() -> None:
     cmd = C.QMTCONN_READ()
-    got = events_of(Send(cmd), Recv(b"\r\n+QMTCONN: 0,3\r\n\r\n+QMTCONN: 1,0,0\r\n\r\nOK\r\n"))
-    assert got == [("urc", "+QMTCONN", (1, 0, 0)), ("cmd", "AT+QMTCONN?", "OK", ("+QMTCONN: 0,3",), None)]
+    got = events_of(
+        Send(cmd), Recv(b"\r\n+QMTCONN: 0,0,0\r\n\r\n+QMTCONN: 0,3\r\n\r\n+QMTCONN: 1,0,0\r\n\r\nOK\r\n")
+    )
+    assert got == [
+        ("urc", "+QMTCONN", (0, 0, 0)),
+        ("urc", "+QMTCONN", (1, 0, 0)),
+        ("cmd", "AT+QMTCONN?", "OK", ("+QMTCONN: 0,3",), None),
+    ]
 
 
 def test_prompt_then_data_with_quotes_and_crlf() -> None:
