@@ -58,9 +58,7 @@ def test_result_line_instead_of_ok_is_kept_on_the_completion() -> None:
 
 def test_qmtconn_read_form_versus_the_connect_result_urc() -> None:
     cmd = C.QMTCONN_READ()
-    got = events_of(
-        Send(cmd), Recv(b"\r\n+QMTCONN: 0,0,0\r\n\r\n+QMTCONN: 0,3\r\n\r\n+QMTCONN: 1,0,0\r\n\r\nOK\r\n")
-    )
+    got = events_of(Send(cmd), Recv(b"\r\n+QMTCONN: 0,0,0\r\n\r\n+QMTCONN: 0,3\r\n\r\n+QMTCONN: 1,0,0\r\n\r\nOK\r\n"))
     assert got == [
         ("urc", "+QMTCONN", (0, 0, 0)),
         ("urc", "+QMTCONN", (1, 0, 0)),
@@ -334,21 +332,79 @@ def test_over_limit_payload_is_counted_through_not_stored() -> None:
     assert not any(isinstance(e, MqttMessage) for e in events)
 
 
-@pytest.mark.parametrize(
-    ("command_of", "prompt", "separator"),
-    [
-        (lambda data: C.QMTPUBEX(0, 3, 1, 0, "t", len(data)), b"\r\n>", b" "),
-        (lambda data: C.QHTTPURL(len(data)), b"\r\nCONNECT\r", b"\n"),
-    ],
-)
-def test_data_echo_after_a_late_separator(command_of: object, prompt: bytes, separator: bytes) -> None:
-    """The prompt's space (or CONNECT's LF) may arrive after the host already sent data."""
+def test_data_echo_after_a_late_lf() -> None:
+    """CONNECT's LF may arrive after the host already sent its data (echo on)."""
     data = b"http://x/y"
-    cmd = command_of(data)  # type: ignore[operator]
+    cmd = C.QHTTPURL(len(data))
+    got = events_of(Send(cmd), Recv(cmd.line + b"\r\r\nCONNECT\r"), Data(data), Recv(b"\n" + data + b"\r\nOK\r\n"))
+    assert got == [("prompt", "CONNECT"), ("cmd", cmd.line.decode(), "OK", (), None)]
+
+
+def test_a_prompt_is_a_greater_than_and_a_space_however_cut() -> None:
+    cmd = C.QMTPUBEX(0, 1, 1, 0, "t", 5)
+    assert events_of(Send(cmd), Recv(b"\r\n>x\r\nERROR\r\n")) == [("cmd", cmd.line.decode(), "ERROR", (">x",), None)]
+    assert events_of(Send(cmd), Recv(b"\r\n>\r\n")) == [("prompt", ">")]
+    assert events_of(Send(cmd), Recv(b"\r\n> x\r\n")) == [("prompt", ">")]  # "x" is a line of the open prompt
+
+
+def test_ctrl_z_entry_echo_without_the_ctrl_z() -> None:
+    cmd = C.QMTPUB_CTRLZ(0, 1, 1, 0, "t")
+    got = events_of(Send(cmd), Recv(cmd.line + b"\r\r\n> "), Data(b"hello"), Recv(b"hello\r\nOK\r\n"))
+    assert got == [("prompt", ">"), ("cmd", cmd.line.decode(), "OK", (), None)]
+
+
+def test_over_limit_quoted_payload_is_counted_through_to_its_end() -> None:
     got = events_of(
-        Send(cmd),
-        Recv(cmd.line + b"\r" + prompt),
-        Data(data),
-        Recv(separator + data + b"\r\nOK\r\n"),
+        Send(C.AT()), Recv(b'\r\n+QMTRECV: 0,1,"t","' + b"a" * 100 + b'"\r\nOK\r\n\r\n+QMTSTAT: 0,1\r\n'), max_line=50
     )
-    assert got == [("prompt", prompt.strip().decode()), ("cmd", cmd.line.decode(), "OK", (), None)]
+    assert got == [
+        ("garbage", "+QMTRECV payload without length over 50 bytes"),
+        ("cmd", "AT", "OK", (), None),
+        ("stat", 0, 1),
+    ]
+
+
+def test_over_limit_body_is_counted_through_never_parsed() -> None:
+    body = b"y" * 120 + b"\r\n+QMTSTAT: 0,1\r\nOK\r\nmore"
+    got = events_of(
+        Send(C.QHTTPREAD(80)), Recv(b"\r\nCONNECT\r\n" + body + b"\r\nOK\r\n\r\n+QHTTPREAD: 0\r\n"), max_body=100
+    )
+    assert got == [
+        ("garbage", "HTTP body over 100 bytes"),
+        ("cmd", "AT+QHTTPREAD=80", "OK", (), None),
+        ("urc", "+QHTTPREAD", (0,)),
+    ]
+
+
+def test_a_message_without_length_after_an_over_limit_one() -> None:
+    got = events_of(
+        Recv(b'\r\n+QMTRECV: 0,1,"t",20,"' + b"x" * 20 + b'"\r\n\r\n+QMTRECV: 0,2,"t","hi"\r\n'), max_payload=10
+    )
+    assert got == [("garbage", "+QMTRECV payload over 10 bytes"), ("msg", 0, 2, "t", b"hi", False)]
+
+
+def test_a_small_line_cap_does_not_cut_a_message_header() -> None:
+    got = events_of(Recv(b'\r\n+QMTRECV: 0,1,"some/long/topic/name",5,"hello"\r\n'), max_line=20)
+    assert got == [("msg", 0, 1, "some/long/topic/name", b"hello", False)]
+
+
+def test_a_pushed_message_during_a_slot_query_is_not_buffered() -> None:
+    got = events_of(
+        Send(C.QMTRECV_READ()), Recv(b'\r\n+QMTRECV: 0,1,"t",1,"x"\r\n\r\n+QMTRECV: 0,0,0,0,0,0\r\n\r\nOK\r\n')
+    )
+    assert got[0] == ("msg", 0, 1, "t", b"x", False)
+
+
+@pytest.mark.parametrize("value", [b"--5", "²".encode(), b"1" * 5000, b"-1"])
+def test_odd_cme_values_never_raise(value: bytes) -> None:
+    events = run_all_ways([Send(C.CSQ()), Recv(b"\r\n+CME ERROR: " + value + b"\r\n")])
+    assert isinstance(events[0], CommandComplete) and events[0].final.kind == "+CME ERROR"
+    assert events[0].final.cme is None
+
+
+def test_secret_read_back_is_available_before_the_final_result() -> None:
+    codec = AtCodec()
+    codec.send(C.QMTCFG_READ["aliauth"](0))
+    codec.receive(b'\r\n+QMTCFG: "aliauth","pk","dn","0123456789abcdef"\r\n')
+    assert [s.reveal() for s in codec.take_secrets()] == ["0123456789abcdef"]
+    assert codec.take_secrets() == []

@@ -8,7 +8,10 @@ Quectel TCP/IP, file and HTTP(S) application notes; see ``reference/quectel-at.m
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
+
+_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 class Cme(IntEnum):
@@ -180,7 +183,7 @@ for _code, _spellings in _TEXTS.items():
 def cme_from_text(value: str) -> int | None:
     """The number behind a ``+CME ERROR:`` value, numeric or verbose; None if unknown."""
     value = value.strip()
-    if value.lstrip("-").isdigit():
+    if _NUMBER.fullmatch(value):
         return int(value)
     return _BY_TEXT.get(value.lower())
 

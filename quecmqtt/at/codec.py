@@ -53,7 +53,7 @@ from quecmqtt.at.events import (
     Urc,
 )
 from quecmqtt.at.fields import INT, STR, tokenize
-from quecmqtt.at.spec import Command, DataKind
+from quecmqtt.at.spec import Command, DataKind, Form
 from quecmqtt.errors import LocalProtocolError
 from quecmqtt.secret import REDACTED, Secret
 
@@ -131,7 +131,6 @@ class AtCodec:
         self._mode = _Mode.LINE
         self._pending: _Pending | None = None
         self._skip_lf = False  # an LF right after a CR is part of that CR
-        self._skip_space = False  # the space of the "> " prompt
         # +QMTRECV being assembled
         self._msg_client = 0
         self._msg_id = 0
@@ -147,10 +146,13 @@ class AtCodec:
         self._body_hint: int | None = None  # content length from the last +QHTTPGET/POST
         self._body_expected: int | None = None
         self._body_scan = 0
+        self._body_keep = True  # False while counting through an over-limit body
         # host data the module may echo
         self._echo_expect = b""
         self._echo_pos = 0
         self._echo_held = bytearray()
+        self._echo_optional = 0
+        self._secrets: list[Secret] = []  # secret fields seen, for take_secrets()
         self._steps = (
             self._step_line,
             self._step_count,
@@ -202,6 +204,7 @@ class AtCodec:
         if pending.echo_seen and wire and phase.kind is not DataKind.DOWNLOAD:
             # echo is on: the module may send the data back before its answer
             self._echo_expect = wire
+            self._echo_optional = len(phase.terminator)  # a module may not echo the Ctrl-Z
             self._echo_pos = 0
             self._echo_held.clear()
             self._mode = _Mode.ECHO
@@ -243,13 +246,20 @@ class AtCodec:
         while queue:
             yield queue.popleft()
 
+    def take_secrets(self) -> list[Secret]:
+        """Secret fields parsed since the last call (``+QMTCFG: "aliauth",...``), known
+        as soon as their line is, before the command's final result: a recorder must
+        learn them before it writes those bytes."""
+        secrets, self._secrets = self._secrets, []
+        return secrets
+
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into events (a partial line, a payload)."""
-        return len(self._buf) - self._off + sum(map(len, self._msg_parts))
+        return len(self._buf) - self._off + sum(map(len, self._msg_parts)) + len(self._echo_held)
 
     # -- the scanner ------------------------------------------------------------------
 
@@ -281,32 +291,31 @@ class AtCodec:
                 self._off = off
                 if off >= end:
                     return False
-        if self._skip_space:
-            self._skip_space = False
-            if buf[off] == 0x20:
-                off += 1
-                self._off = off
-                if off >= end:
-                    return False
         first = buf[off]
+        maybe_header = False
         if first == 0x2B and buf.startswith(_RECV_PREFIX, off):  # '+'
             match = _RECV_HEADER.match(buf, off)
             if match is not None:
                 self._start_message(match)
                 return True
+            maybe_header = True
+        elif first == 0x3E and self._prompt_expected():  # '>'
+            # "> " is the prompt whatever follows on the line; a lone ">" waits for the
+            # next byte (a line ">" is a prompt too, decided in _line)
+            if end - off < 2:
+                return False
+            if buf[off + 1] == 0x20:
+                self._off = off + 2
+                self._open_prompt(">")
+                return True
         m = _TERMINATOR.search(buf, max(off, self._scan))
         if m is None:
             # partial line: decide what can be decided now
             self._scan = end
-            if end - off > self.max_line:
+            if end - off > self.max_line and not (maybe_header and end - off <= _HEADER_MAX):
                 self._too_long(off)
                 self._off = end
                 self._mode = _Mode.SKIP
-                return True
-            if first == 0x3E and self._prompt_expected():  # '>'
-                self._off = off + 1
-                self._skip_space = True
-                self._open_prompt(">")
                 return True
             return False
         pos = m.start()
@@ -424,6 +433,7 @@ class AtCodec:
             if resp is not None:
                 if resp.secret_fields:
                     values, text = _hide(values, resp.secret_fields, text, prefix)
+                    self._secrets.extend(v for v in values if isinstance(v, Secret))
                 pending.responses.append(Response(prefix, values, text))
                 return
         if prefix == "+QMTSTAT" and kinds == (INT, INT):
@@ -485,8 +495,8 @@ class AtCodec:
         self._events.append(Prompt(pending.command, marker))
 
     def _step_echo(self) -> bool:
-        # the prompt's space or CONNECT's LF may only now arrive, after the host's data
-        if (self._skip_space or self._skip_lf) and not self._consume_pending_separators():
+        # CONNECT's LF may only now arrive, after the host's data
+        if self._skip_lf and not self._consume_pending_lf():
             return False
         buf, off = self._buf, self._off
         avail = len(buf) - off
@@ -496,15 +506,22 @@ class AtCodec:
         pos = self._echo_pos
         take = min(avail, len(expect) - pos)
         chunk = buf[off : off + take]
-        if chunk == expect[pos : pos + take]:
-            self._echo_held += chunk
-            self._off = off + take
-            self._echo_pos = pos + take
-            if self._echo_pos == len(expect):
-                self._echo_held.clear()
-                self._mode = _Mode.LINE
-                return True
-            return False
+        matched = take
+        if chunk != expect[pos : pos + take]:
+            matched = next(i for i in range(take) if chunk[i] != expect[pos + i])
+        self._echo_held += chunk[:matched]
+        self._off = off + matched
+        self._echo_pos = pos = pos + matched
+        if pos == len(expect):
+            self._echo_held.clear()
+            self._mode = _Mode.LINE
+            return True
+        if matched == take:
+            return False  # all that arrived matches: wait for more
+        if pos >= len(expect) - self._echo_optional:
+            self._echo_held.clear()  # the data was echoed, the Ctrl-Z was not
+            self._mode = _Mode.LINE
+            return True
         # not (or no longer) an echo: give the held bytes back to the line scanner
         self._resume_lines(self._echo_held)
         return True
@@ -524,10 +541,11 @@ class AtCodec:
         self._body_expected = hint if hint is not None and hint <= self.max_body else None
         self._body_hint = None
         self._body_scan = self._off
+        self._body_keep = True
         self._mode = _Mode.BODY
 
     def _step_body(self) -> bool:
-        if not self._consume_pending_lf():
+        if self._skip_lf and not self._consume_pending_lf():
             return False
         buf = self._buf
         start = self._off
@@ -548,23 +566,40 @@ class AtCodec:
         while True:
             at = buf.find(_HTTP_END, scan)
             if at < 0:
-                self._body_scan = max(start, len(buf) - len(_HTTP_END) + 1)
-                if len(buf) - start > self.max_body:
-                    return self._body_overflow()
+                possible = len(buf) - _suffix_prefix(buf, _HTTP_END)  # where the end could still start
+                if self._body_keep and possible - start > self.max_body:
+                    return self._body_over(start)
+                if self._body_keep:
+                    self._body_scan = max(start, possible)
+                else:  # over the cap: keep nothing the end cannot start in
+                    self._off = self._body_scan = max(start, possible)
                 return False
+            if self._body_keep and at - start > self.max_body:
+                return self._body_over(start)
             after = at + len(_HTTP_END)
             tail = bytes(buf[after : after + len(_HTTP_READ_RESULT) + 2])
             candidates = (_HTTP_READ_RESULT, b"\r\n" + _HTTP_READ_RESULT)
             if any(tail.startswith(c) for c in candidates):
-                self._finish_body(bytes(buf[start:at]), after)
+                self._finish_body(bytes(buf[start:at]) if self._body_keep else None, after)
                 return True
             if any(c.startswith(tail) for c in candidates):
                 # not enough bytes yet to tell whether +QHTTPREAD: follows
                 self._body_scan = at
+                if not self._body_keep:
+                    self._off = at
                 return False
             scan = at + 1
 
-    def _finish_body(self, body: bytes, resume: int) -> None:
+    def _body_over(self, start: int) -> bool:
+        """The body passed `max_body`: report it once, then count through to its end
+        (keeping nothing), so its bytes are never parsed as module output."""
+        limit = self.max_body + 1
+        sample = bytes(self._buf[start : start + min(GARBAGE_SAMPLE, limit)])
+        self._garbage(sample, limit, f"HTTP body over {self.max_body} bytes")
+        self._body_keep = False
+        return True
+
+    def _finish_body(self, body: bytes | None, resume: int) -> None:
         pending = self._pending
         self._off = resume
         self._scan = resume
@@ -573,16 +608,8 @@ class AtCodec:
         if pending is not None:
             pending.body = body
             self._complete(Final("OK", "OK"))
-        else:
+        elif body is not None:
             self._garbage(body[:GARBAGE_SAMPLE], len(body), "HTTP body with no command pending")
-
-    def _body_overflow(self) -> bool:
-        limit = self.max_body + 1
-        sample = bytes(self._buf[self._off : self._off + min(GARBAGE_SAMPLE, limit)])
-        self._garbage(sample, limit, f"HTTP body over {self.max_body} bytes")
-        self._off = len(self._buf)
-        self._mode = _Mode.SKIP
-        return True
 
     # -- +QMTRECV payloads --------------------------------------------------------------
 
@@ -597,6 +624,7 @@ class AtCodec:
         length = match.group(4)
         if length is None:
             self._msg_length = None
+            self._msg_keep = True
             self._mode = _Mode.QUOTED
         else:
             self._msg_length = size = int(length)
@@ -625,16 +653,6 @@ class AtCodec:
         self._msg_trailer_required = False
         self._msg_keep = self._msg_length <= self.max_payload
         self._mode = _Mode.COUNT
-
-    def _consume_pending_separators(self) -> bool:
-        """Swallow a pending prompt space or CR LF's LF; False if its byte is not here yet."""
-        if self._off >= len(self._buf):
-            return False
-        byte = self._buf[self._off]
-        if (self._skip_space and byte == 0x20) or (self._skip_lf and byte == LF):
-            self._off += 1
-        self._skip_space = self._skip_lf = False
-        return True
 
     def _consume_pending_lf(self) -> bool:
         """Swallow the LF of a CR LF that ended the line before a counted block.
@@ -705,16 +723,17 @@ class AtCodec:
         scan = max(self._off, self._scan)
         while True:
             q = buf.find(b'"', scan)
-            # payload so far: up to the last quote seen (it may be the closing one)
-            if (q if q >= 0 else len(buf)) - self._off > self.max_line:
+            # payload so far: up to the next quote (it may be the closing one)
+            if self._msg_keep and (q if q >= 0 else len(buf)) - self._off > self.max_line:
                 limit = self.max_line + 1
                 sample = self._msg_header + bytes(buf[self._off : self._off + min(GARBAGE_SAMPLE, limit)])
                 self._garbage(sample, limit, f"+QMTRECV payload without length over {self.max_line} bytes")
-                self._off = len(buf)
-                self._mode = _Mode.SKIP
-                return True
+                self._msg_keep = False  # count through to the closing quote, keeping nothing
             if q < 0 or q + 1 >= len(buf):
-                self._scan = q if q >= 0 else len(buf)
+                if self._msg_keep:
+                    self._scan = q if q >= 0 else len(buf)
+                else:  # drop all but a trailing quote, which may be the closing one
+                    self._off = self._scan = q if q >= 0 else len(buf)
                 return False
             nxt = buf[q + 1]
             if nxt in (CR, LF):
@@ -722,7 +741,10 @@ class AtCodec:
                 self._off = q + 2
                 self._scan = self._off
                 self._skip_lf = nxt == CR
-                self._emit_message(payload)
+                if self._msg_keep:
+                    self._emit_message(payload)
+                else:
+                    self._mode = _Mode.LINE  # already reported as garbage
                 return True
             scan = q + 1
 
@@ -734,7 +756,8 @@ class AtCodec:
             self._scan = self._off
             return
         pending = self._pending
-        buffered = pending is not None and pending.command.spec.name == "+QMTRECV"
+        spec = pending.command.spec if pending is not None else None
+        buffered = spec is not None and spec.name == "+QMTRECV" and spec.form is Form.WRITE
         self._events.append(
             MqttMessage(self._msg_client, self._msg_id, self._msg_topic, payload, self._msg_length, buffered)
         )
@@ -745,6 +768,14 @@ class AtCodec:
 
 _SALVAGE_BANNERS = sorted((w.encode() for w in (*BANNERS_READY, *BANNERS_DOWN, *BANNERS_OTHER)), key=len, reverse=True)
 _PREFIXED_TAIL = re.compile(rb"\+[A-Z][A-Z0-9]*: ?[ -~]*\Z")
+
+
+def _suffix_prefix(data: bytes | bytearray, token: bytes) -> int:
+    """Length of the longest end of `data` that is a proper beginning of `token`."""
+    for size in range(min(len(token) - 1, len(data)), 0, -1):
+        if data.endswith(token[:size]):
+            return size
+    return 0
 
 
 def _salvage(line: bytes, noise_end: int) -> bytes:
