@@ -82,11 +82,11 @@ class CommandError(RemoteError):
 class CommandTimeout(RemoteError):
     """No final result (or no two-phase result) within the command's time-out."""
 
-    def __init__(self, command: str, timeout: float, waiting_for: str = "final result") -> None:
+    def __init__(self, command: str, timeout: float, waiting_for: str = "its final result") -> None:
         self.command = command
         self.timeout = timeout
         self.waiting_for = waiting_for
-        super().__init__(f"{command}: no {waiting_for} within {timeout:g} s")
+        super().__init__(f"{command}: timed out after {timeout:g} s waiting for {waiting_for}")
 
 
 class ModuleRebooted(RemoteError):
@@ -134,3 +134,7 @@ class HttpError(RemoteError):
 
 class TranscriptError(QuecError, ValueError):
     """A transcript file is malformed; the message names the line."""
+
+
+class InternalError(QuecError):
+    """A bug in quecmqtt (the parser raised, which it must never do). Please report it."""

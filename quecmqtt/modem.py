@@ -57,6 +57,7 @@ from quecmqtt.at.spec import Command, DataKind
 from quecmqtt.errors import (
     CommandError,
     CommandTimeout,
+    InternalError,
     LinkLost,
     LocalProtocolError,
     ModuleRebooted,
@@ -155,7 +156,11 @@ class _Waiter:
                 return await asyncio.shield(self.future)
         except TimeoutError:
             self._modem._drop_waiter(self)
-            raise CommandTimeout(self.command.redacted, self.timeout, f"{self.prefix} result") from None
+            raise CommandTimeout(self.command.redacted, self.timeout, f"its {self.prefix} result") from None
+        except BaseException:
+            # a cancelled wait must not leave a waiter that would take a later command's result
+            self._modem._drop_waiter(self)
+            raise
 
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
@@ -336,6 +341,7 @@ class Modem:
         self._resets_in_a_row = 0
         self._last_ready_banner = -1e9
         self._last_error: QuecError | None = None
+        self._failure: QuecError | None = None  # what failed the last generation's operations
         self._expect_reboot = False
 
     # -- life cycle -----------------------------------------------------------------------
@@ -364,6 +370,7 @@ class Modem:
         """Open the port, synchronise with the module, reconcile and run the init script."""
         if self.state is not State.CLOSED:
             raise LocalProtocolError("modem is already open")
+        self._forget_the_past()
         self.state = State.STARTING
         try:
             await self.transport.open()
@@ -373,11 +380,30 @@ class Modem:
         self._set_port_up(True)
         self._reader_task = asyncio.create_task(self._reader(), name="quecmqtt-reader")
         try:
-            await self._start_up(first=True)
+            try:
+                await self._start_up(first=True)
+            except ModuleUnresponsive:
+                if self.reset_hook is None:
+                    raise
+                log.warning("the module does not answer at start-up: resetting it")
+                await self._reset_module()
+                await self._await_banner(self.reboot_grace)
+                await self._start_up(first=True)
         except BaseException:
             await self.close()
             raise
         self._lifecycle_task = asyncio.create_task(self._lifecycle(), name="quecmqtt-lifecycle")
+
+    def _forget_the_past(self) -> None:
+        """A modem opened again starts clean: nothing from before a close() applies."""
+        self._codec = AtCodec(**self._codec_options)
+        self._stale_risk = self._unresponsive = False
+        self._trouble.clear()
+        self._closing.clear()
+        self._waiters.clear()
+        self._consecutive_timeouts = self._resets_in_a_row = 0
+        self._failure = None
+        self._rdy.set()
 
     async def close(self) -> None:
         """Stop the tasks and close the port. Pending operations fail with `NotOpen`."""
@@ -387,15 +413,23 @@ class Modem:
         self._ready.clear()
         self._fail_everything(NotOpen("modem closed"))
         current = asyncio.current_task()
-        tasks = [
-            t for t in (self._reader_task, self._lifecycle_task, *self._tasks) if t is not None and t is not current
-        ]
-        for task in tasks:
+        # asyncio.wait, never `await task`: a cancellation of close() itself must propagate
+        helpers = [t for t in (self._reader_task, self._lifecycle_task) if t is not None and t is not current]
+        for task in helpers:
             task.cancel()
-        if tasks:
-            # asyncio.wait, not `await task`: a cancellation of close() itself must propagate
-            await asyncio.wait(tasks)
-        for task in tasks:
+        if helpers:
+            await asyncio.wait(helpers)
+        # Command tasks end by themselves with NotOpen (their futures just failed, and a
+        # queued one finds the modem closed), which is what their callers should see; only
+        # one stuck in a write is cancelled.
+        commands = [t for t in self._tasks if t is not current]
+        if commands:
+            _, stuck = await asyncio.wait(commands, timeout=1.0)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)
+        for task in (*helpers, *commands):
             if not task.cancelled():
                 task.exception()  # retrieved: their failures were already reported to callers
         self._reader_task = self._lifecycle_task = None
@@ -453,21 +487,25 @@ class Modem:
         self._check_data(command, data)
         if self.state is State.CLOSED:
             raise NotOpen("modem is not open")
+        loop = asyncio.get_running_loop()
+        # An explicit time-out bounds the wait for a recovery, the wait for the port (behind
+        # other commands) and the final result together.
+        deadline = loop.time() + timeout if timeout is not None else None
         if _IN_START_UP.get() is not self:  # init steps run before the modem is ready
-            # an explicit time-out bounds the whole call, the wait for a recovery included
             await self._wait_ready(timeout if timeout is not None else self.recovery_wait)
-        return await self._run_shielded(command, data, timeout, result_timeout, _want_result)
+        return await self._run_shielded(command, data, deadline, result_timeout, _want_result)
 
     async def _run_shielded(
         self,
         command: Command,
         data: bytes | Secret | None,
-        timeout: float | None,
+        deadline: float | None,
         result_timeout: float | None,
         want_result: bool,
     ) -> Pending:
         started = asyncio.Event()
-        task = asyncio.create_task(self._run(command, data, timeout, result_timeout, want_result, started))
+        generation = self.generation
+        task = asyncio.create_task(self._run(command, data, deadline, result_timeout, want_result, started, generation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         try:
@@ -492,34 +530,67 @@ class Modem:
         length = command.data_length
         if data is not None and length is not None and len(data) != length:
             raise LocalProtocolError(f"{command.redacted} announces {length} bytes of data, got {len(data)}")
+        if data is not None and phase is not None and phase.terminator:
+            raw = data.reveal_bytes() if isinstance(data, Secret) else data
+            if phase.terminator in raw or (phase.abort is not None and phase.abort in raw):
+                raise LocalProtocolError(f"{command.redacted}: data holds Ctrl-Z or ESC; use a length form")
 
     async def _run(
         self,
         command: Command,
         data: bytes | Secret | None,
-        timeout: float | None,
+        deadline: float | None,
         result_timeout: float | None,
         want_result: bool,
         started: asyncio.Event,
+        generation: int,
     ) -> Pending:
-        async with self._lock:
-            if not self._port_up:
-                raise PortLost(f"{self.transport.name} is not open")
-            waiter: _Waiter | None = None
-            if command.spec.result is not None and want_result:
-                waiter = _Waiter(self, command)
-                if result_timeout is not None:
-                    waiter.timeout = result_timeout
-                self._waiters.setdefault(waiter.prefix, []).append(waiter)  # before the write
-            try:
-                if self._stale_risk:
-                    await self._guard()
-                completion = await self._exchange(command, data, timeout, started)
-            except BaseException as exc:
-                if waiter is not None:
-                    self._drop_waiter(waiter)
-                    waiter.fail(exc if isinstance(exc, QuecError) else NotOpen("command abandoned"))
-                raise
+        queued_at = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            waited = deadline - queued_at if deadline is not None else 0.0
+            raise CommandTimeout(command.redacted, waited, "its turn (other commands were ahead)") from None
+        try:
+            return await self._run_locked(command, data, deadline, result_timeout, want_result, started, generation)
+        finally:
+            self._lock.release()
+
+    async def _run_locked(
+        self,
+        command: Command,
+        data: bytes | Secret | None,
+        deadline: float | None,
+        result_timeout: float | None,
+        want_result: bool,
+        started: asyncio.Event,
+        generation: int,
+    ) -> Pending:
+        if self.closed:
+            raise NotOpen("modem closed")
+        if generation != self.generation and self._failure is not None:
+            # queued behind a command that a reboot, a reset or a lost port failed: the
+            # module this was meant for is gone, so fail it the same way
+            raise self._failure
+        if not self._port_up:
+            raise PortLost(f"{self.transport.name} is not open")
+        waiter: _Waiter | None = None
+        if command.spec.result is not None and want_result:
+            waiter = _Waiter(self, command)
+            if result_timeout is not None:
+                waiter.timeout = result_timeout
+            self._waiters.setdefault(waiter.prefix, []).append(waiter)  # before the write
+        try:
+            if self._stale_risk:
+                await self._guard()
+            remaining = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+            completion = await self._exchange(command, data, remaining, started)
+        except BaseException as exc:
+            if waiter is not None:
+                self._drop_waiter(waiter)
+                waiter.fail(exc if isinstance(exc, QuecError) else NotOpen("command abandoned"))
+            raise
         reply = Reply(command, completion.final, completion.responses, completion.body)
         if not completion.final.ok:
             if waiter is not None:
@@ -536,6 +607,7 @@ class Modem:
         """Send one command and take its final result; the caller holds the lock."""
         for secret in command.secrets:
             self.redactor.add(secret)  # before the write: the recorder and the logs need it
+        self.redactor.add_line(command.line, command.secret_spans)  # the command and its echo
         inflight = _InFlight(command)
         wire = self._codec.send(command)
         self._inflight = inflight
@@ -573,13 +645,13 @@ class Modem:
     ) -> CommandComplete:
         command = inflight.command
         log.debug("> %s", command.redacted)
+        limit = timeout if timeout is not None else command.timeout
         try:
-            await self.transport.write(wire)
+            await self._write(wire, limit, command)
             phase = command.spec.data
             if phase is not None and phase.kind is not DataKind.DOWNLOAD:
                 assert data is not None
-                await self._data_phase(inflight, data, phase.timeout)
-            limit = timeout if timeout is not None else command.timeout
+                await self._data_phase(inflight, data, phase.timeout, limit)
             try:
                 async with asyncio.timeout(limit):
                     completion = await asyncio.shield(inflight.done)
@@ -592,8 +664,12 @@ class Modem:
                 self._stale_risk = not isinstance(exc, PortLost | ModuleRebooted | NotOpen)
             if isinstance(exc, CommandTimeout):
                 self._note_timeout()
-            elif isinstance(exc, PortLost):
+            elif isinstance(exc, PortLost) and self._port_up:
                 self._port_failed(exc)
+                # the reader may sit in a read that never fails: closing the port wakes it
+                # with PortLost, and it reopens the port
+                with contextlib.suppress(Exception):
+                    await self.transport.close()
             raise
         self._consecutive_timeouts = 0
         self._resets_in_a_row = 0
@@ -605,11 +681,20 @@ class Modem:
         )
         return completion
 
-    async def _data_phase(self, inflight: _InFlight, data: bytes | Secret, prompt_timeout: float) -> None:
+    async def _write(self, data: bytes, limit: float, command: Command) -> None:
+        """Write with a time-out: with flow control on, a module that never raises CTS
+        would otherwise hold the port, and every later command, forever."""
+        try:
+            async with asyncio.timeout(limit):
+                await self.transport.write(data)
+        except TimeoutError:
+            raise CommandTimeout(command.redacted, limit, "the port to take the bytes") from None
+
+    async def _data_phase(self, inflight: _InFlight, data: bytes | Secret, prompt_timeout: float, limit: float) -> None:
         futures: set[asyncio.Future[Any]] = {inflight.prompt, inflight.done}
         done, _ = await asyncio.wait(futures, timeout=prompt_timeout, return_when=asyncio.FIRST_COMPLETED)
         if not done:
-            raise CommandTimeout(inflight.command.redacted, prompt_timeout, "data prompt")
+            raise CommandTimeout(inflight.command.redacted, prompt_timeout, "its data prompt")
         if inflight.done in done and not inflight.prompt.done():
             return  # the module answered (an error, usually) without prompting
         inflight.prompt.result()  # re-raises a failure (reboot, lost port)
@@ -621,10 +706,10 @@ class Modem:
         phase = inflight.command.spec.data
         if inflight.caller_cancelled and phase is not None and phase.abort is not None:
             log.debug("caller cancelled: aborting the data entry of %s", inflight.command.redacted)
-            await self.transport.write(self._codec.abort_data())
+            await self._write(self._codec.abort_data(), limit, inflight.command)
             return
         log.debug("> [%d bytes of data]", len(raw))
-        await self.transport.write(self._codec.send_data(raw))
+        await self._write(self._codec.send_data(raw), limit, inflight.command)
 
     def _abandon(self) -> None:
         self._codec.abandon()
@@ -688,24 +773,38 @@ class Modem:
         while True:
             try:
                 data = await self.transport.read()
-            except PortLost as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, PortLost):  # a transport failing some other way: lost, loudly
+                    log.error("reading from %s failed: %r", self.transport.name, exc, exc_info=True)
+                    exc = PortLost(f"{self.transport.name}: {exc}")
                 self._port_failed(exc)
                 await self._reopen()
                 continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a transport bug or a replay mismatch: stop loudly
-                log.error("reading from %s failed: %s", self.transport.name, exc)
-                self._last_error = exc if isinstance(exc, QuecError) else None
-                self._port_up = False
-                self._fail_everything(exc)
-                return
-            self._codec.receive(data)
-            self._dispatch_all()
+            try:
+                self._codec.receive(data)
+                self._dispatch_all()
+            except Exception:
+                # The codec never raises by contract and dispatch only routes; should either
+                # fail anyway, keep the reader alive: start parsing afresh and say so.
+                log.exception("internal error while parsing module output; parser reset")
+                self._codec = AtCodec(**self._codec_options)
+                self._fail_everything(InternalError("parser reset after an internal error; please report it"))
+                self._stale_risk = True
+            self._settle_recording()
 
     def _dispatch_all(self) -> None:
+        for secret in self._codec.take_secrets():  # before the recorder writes their line
+            self.redactor.add(secret)
         for event in self._codec.events():
             self._dispatch(event)
+
+    def _settle_recording(self) -> None:
+        """Let a recorder write the module output the codec has fully turned into events
+        (and whose secrets the redactor therefore knows)."""
+        if isinstance(self.transport, RecorderTransport):
+            self.transport.settle(self._codec.buffered)
 
     def _dispatch(self, event: Event) -> None:
         inflight = self._inflight
@@ -826,7 +925,8 @@ class Modem:
         self._codec = AtCodec(**self._codec_options)  # half a line from the old port is noise
         self._flag_trouble("port lost")
 
-    def _fail_everything(self, exc: BaseException) -> None:
+    def _fail_everything(self, exc: QuecError) -> None:
+        self._failure = exc  # commands queued before this fail the same way
         inflight = self._inflight
         if inflight is not None:
             inflight.fail(exc)
@@ -853,8 +953,7 @@ class Modem:
         while True:
             await asyncio.sleep(delay)
             try:
-                await self.transport.close()
-                await self.transport.open()
+                await self.transport.reopen()
             except PortLost as exc:
                 log.debug("reopen of %s failed: %s", self.transport.name, exc)
                 delay = min(limit, delay * 2)
@@ -875,11 +974,17 @@ class Modem:
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except QuecError as exc:
-                self._last_error = exc
+            except Exception as exc:  # an init step or reset hook may raise anything
+                if isinstance(exc, QuecError):
+                    self._last_error = exc
+                    log.error("recovery failed: %s", exc)
+                else:
+                    log.exception("recovery failed")
+                if isinstance(exc, ModuleUnresponsive | CommandTimeout):
+                    self._unresponsive = True  # a module silent during recovery gets a reset
                 failures += 1
                 pause = min(30.0, 0.5 * 2**failures)
-                log.error("recovery failed: %s; retrying in %.1f s", exc, pause)
+                log.info("retrying recovery in %.1f s", pause)
                 self._trouble.set()
                 await asyncio.sleep(pause)
 
@@ -920,14 +1025,17 @@ class Modem:
                 await self._rdy.wait()
 
     async def _start_up(self, *, first: bool) -> None:
-        _IN_START_UP.set(self)
-        self.state = State.STARTING if first else State.RECOVERING
-        self._ready.clear()
-        await self._sync()
-        if first and self.reconcile:
-            await self._reconcile()
-        if self.init_script:
-            await self._run_init_script()
+        token = _IN_START_UP.set(self)  # reset below: open() runs this in the caller's task
+        try:
+            self.state = State.STARTING if first else State.RECOVERING
+            self._ready.clear()
+            await self._sync()
+            if first and self.reconcile:
+                await self._reconcile()
+            if self.init_script:
+                await self._run_init_script()
+        finally:
+            _IN_START_UP.reset(token)
         self._consecutive_timeouts = 0
         self.state = State.READY
         self._ready.set()
@@ -951,7 +1059,7 @@ class Modem:
                 return
             except CommandError:
                 return  # it answers; ERROR to a bare AT means leftover input was flushed
-            except (CommandTimeout, ModuleRebooted) as exc:
+            except (CommandTimeout, ModuleRebooted, ModuleUnresponsive) as exc:
                 last = exc
                 continue
         raise ModuleUnresponsive(f"no answer to AT after {self.sync_attempts} attempts ({last})")

@@ -25,11 +25,16 @@ MIN_SCAN_LENGTH = 4
 class Redactor:
     """A set of secret values, searched for in bytes and text. Thread-safe."""
 
+    #: line templates kept (the oldest go first): commands with secrets, for their echoes
+    MAX_LINES = 256
+
     def __init__(self, secrets: Iterable[Secret] = ()) -> None:
         self._names: dict[bytes, str] = {}
         self._lock = threading.Lock()
         self._bytes_re: re.Pattern[bytes] | None = None
         self._text_re: re.Pattern[str] | None = None
+        self._lines: dict[bytes, tuple[tuple[int, int, str], ...]] = {}
+        self._lines_re: re.Pattern[bytes] | None = None
         for secret in secrets:
             self.add(secret)
 
@@ -52,6 +57,21 @@ class Redactor:
             texts = [v.decode("utf-8", errors="surrogateescape") for v in ordered]
             self._text_re = re.compile("|".join(re.escape(t) for t in texts))
 
+    def add_line(self, line: bytes, spans: Iterable[tuple[int, int, str]]) -> None:
+        """A line whose `spans` (start, end, name) are secret wherever the whole line
+        appears: a command and the module's echo of it. Secrets of any length are covered
+        this way, also those too short to search for on their own."""
+        spans = tuple(spans)
+        if not spans or not line:
+            return
+        with self._lock:
+            self._lines.pop(line, None)
+            self._lines[line] = spans
+            while len(self._lines) > self.MAX_LINES:
+                del self._lines[next(iter(self._lines))]
+            ordered = sorted(self._lines, key=len, reverse=True)
+            self._lines_re = re.compile(b"|".join(re.escape(v) for v in ordered))
+
     def __len__(self) -> int:
         return len(self._names)
 
@@ -60,11 +80,26 @@ class Redactor:
 
     def spans(self, data: bytes) -> list[tuple[int, int, str]]:
         """(start, end, name) of every secret occurrence, left to right, non-overlapping."""
+        found: list[tuple[int, int, str]] = []
         pattern = self._bytes_re
-        if pattern is None:
-            return []
-        names = self._names
-        return [(m.start(), m.end(), names[m.group()]) for m in pattern.finditer(data)]
+        if pattern is not None:
+            names = self._names
+            found.extend((m.start(), m.end(), names[m.group()]) for m in pattern.finditer(data))
+        lines = self._lines_re
+        if lines is not None:
+            for m in lines.finditer(data):
+                found.extend((m.start() + s, m.start() + e, name) for s, e, name in self._lines[m.group()])
+        if not found:
+            return found
+        found.sort()
+        merged = [found[0]]
+        for start, end, name in found[1:]:
+            last_start, last_end, last_name = merged[-1]
+            if start < last_end:  # overlapping: one span covering both
+                merged[-1] = (last_start, max(end, last_end), last_name)
+            else:
+                merged.append((start, end, name))
+        return merged
 
     def redact_bytes(self, data: bytes) -> bytes:
         pattern = self._bytes_re
@@ -84,17 +119,18 @@ class Redactor:
 SECRET_KEYS = frozenset(
     {"deviceSecret", "productSecret", "deviceToken", "password", "passwd", "secret", "token", "accessKey"}
 )
+MAX_JSON = 256 * 1024  # registration replies are small: larger payloads are not parsed
 _KEY_HINT = re.compile(b"|".join(re.escape(b'"' + k.encode() + b'"') for k in sorted(SECRET_KEYS)))
 
 
 def secrets_in_json(data: bytes) -> Iterator[Secret]:
     """Secret values in a JSON document, found by key (`SECRET_KEYS`), at any depth.
     Cheap for data that mentions none of the keys; silent for data that is not JSON."""
-    if _KEY_HINT.search(data) is None:
+    if len(data) > MAX_JSON or _KEY_HINT.search(data) is None:
         return
     try:
         document = json.loads(data)
-    except ValueError:  # not JSON (or not UTF-8): nothing to find by key
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
         return
     stack = [document]
     while stack:

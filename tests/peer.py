@@ -41,6 +41,8 @@ class ScriptedPeer:
         tty.setraw(master)
         tty.setraw(slave)
         self._master, self._slave = master, slave
+        os.set_blocking(master, False)
+        self._outgoing = bytearray()
         tmp = self.link.with_suffix(".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -55,6 +57,8 @@ class ScriptedPeer:
             return
         assert self._loop is not None
         self._loop.remove_reader(self._master)
+        self._loop.remove_writer(self._master)
+        self._outgoing.clear()
         os.close(self._master)
         os.close(self._slave)
         with contextlib.suppress(FileNotFoundError):
@@ -99,7 +103,22 @@ class ScriptedPeer:
         return bytes(self._buffer)
 
     def send(self, data: bytes) -> None:
-        os.write(self._master, data)
+        """Queue bytes for the driver; written as the pty takes them (about 18 KiB fit
+        at once), so a large burst never blocks the event loop the driver runs in."""
+        assert self._loop is not None
+        if not self._outgoing:
+            self._loop.add_writer(self._master, self._on_writable)
+        self._outgoing += data
+        self._on_writable()
+
+    def _on_writable(self) -> None:
+        try:
+            written = os.write(self._master, self._outgoing)
+        except BlockingIOError:
+            return
+        del self._outgoing[:written]
+        if not self._outgoing and self._loop is not None:
+            self._loop.remove_writer(self._master)
 
     async def answer(self, command: bytes, response: bytes, timeout: float = 3.0) -> None:
         """Expect `command` (a line, CR added) and send `response`."""

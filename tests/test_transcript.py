@@ -129,3 +129,24 @@ def test_seed_fixtures_are_valid_and_stable() -> None:
         assert [(r.direction, r.segments) for r in again.records] == [
             (r.direction, r.segments) for r in transcript.records
         ]
+
+
+def test_secrets_in_json_by_key_at_any_depth_and_never_raising() -> None:
+    from quecmqtt.redact import secrets_in_json
+
+    doc = b'{"code":200,"data":{"deviceSecret":"d2a03b64","list":[{"deviceToken":"^1^t"}]},"password":""}'
+    assert sorted(s.reveal() for s in secrets_in_json(doc)) == ["^1^t", "d2a03b64"]
+    assert list(secrets_in_json(b'{"token": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")) == []
+    assert list(secrets_in_json(b'not json but "deviceSecret"')) == []
+    assert list(secrets_in_json(b'{"nothing":"here"}')) == []
+
+
+def test_redactor_line_templates_cover_short_secrets_and_overlaps() -> None:
+    from quecmqtt.redact import Redactor
+
+    redactor = Redactor()
+    redactor.add_line(b'AT+CPIN="12"', [(9, 11, "pin")])
+    redactor.add("abcdefgh", "token")
+    data = b'xx AT+CPIN="12"\r yy abcdefgh'
+    assert redactor.spans(data) == [(12, 14, "pin"), (20, 28, "token")]
+    assert redactor.spans(b"12 alone is not secret") == []

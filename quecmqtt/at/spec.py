@@ -82,7 +82,6 @@ class DataPhase:
     length_param: str | None = None  # the parameter that announces the byte count
     terminator: bytes = b""  # b"\x1a" for Ctrl-Z entry
     abort: bytes | None = None  # b"\x1b" where the module lets the host cancel entry
-    secret: bool = False  # the data is a secret (a private key, a password in a body)
     max_length: int | None = None
     timeout: float = 10.0  # for the prompt to appear
 
@@ -260,19 +259,22 @@ class Command:
 
     `repr()` and `str()` show only the redacted text."""
 
-    __slots__ = ("line", "redacted", "secrets", "spec", "values")
+    __slots__ = ("line", "redacted", "secret_spans", "secrets", "spec", "values")
 
     spec: CommandSpec
     values: dict[str, Any]
     line: bytes
     redacted: str
     secrets: tuple[Secret, ...]
+    #: (start, end, name) of each secret argument's value in `line`, however short
+    secret_spans: tuple[tuple[int, int, str], ...]
 
     @classmethod
     def _create(cls, spec: CommandSpec, values: dict[str, Any]) -> Command:
         wire_parts: list[str] = []
         shown_parts: list[str] = []
         secrets: list[Secret] = []
+        secret_at: dict[int, str] = {}  # index in wire_parts -> secret name
         missing_optional = False
         for p in spec.params:
             if p.name not in values or values[p.name] is None:
@@ -283,10 +285,11 @@ class Command:
             if missing_optional:
                 raise InvalidArgument(f"{spec.id}: {p.name!r} given but an earlier optional argument is missing")
             wire, shown, secret = encode_arg(spec.id, p, values[p.name])
-            wire_parts.append(wire)
-            shown_parts.append(shown)
             if secret is not None:
                 secrets.append(secret)
+                secret_at[len(wire_parts)] = secret.name
+            wire_parts.append(wire)
+            shown_parts.append(shown)
         for group in spec.together:
             given = [name for name in group if values.get(name) is not None]
             if given and len(given) != len(group):
@@ -300,12 +303,20 @@ class Command:
                 wire_text = shown_text = head
         else:
             wire_text = shown_text = head + spec.form.value
+        spans: list[tuple[int, int, str]] = []
+        offset = len(head.encode()) + 1
+        for index, part in enumerate(wire_parts):
+            size = len(part.encode("utf-8"))
+            if index in secret_at:  # the value inside its quotes
+                spans.append((offset + 1, offset + size - 1, secret_at[index]))
+            offset += size + 1
         self = cls.__new__(cls)
         self.spec = spec
         self.values = values
         self.line = wire_text.encode("utf-8")
         self.redacted = shown_text
         self.secrets = tuple(secrets)
+        self.secret_spans = tuple(spans)
         return self
 
     @classmethod
@@ -317,6 +328,7 @@ class Command:
         self.line = line
         self.redacted = redacted
         self.secrets = ()
+        self.secret_spans = ()
         return self
 
     @property

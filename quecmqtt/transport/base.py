@@ -34,5 +34,11 @@ class Transport(ABC):
     async def close(self) -> None:
         """Close the port; safe to call twice and after `PortLost`."""
 
+    async def reopen(self) -> None:
+        """Close and open again after the port was lost (the runtime calls this with
+        back-off). Raises `PortLost` while the port is not back."""
+        await self.close()
+        await self.open()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -1,12 +1,15 @@
 """Record a session as a redacted transcript while passing bytes through.
 
-Host writes are recorded at once: the runtime registers a command's secrets (and a
-secret data phase) with the shared `Redactor` *before* it writes, so the record already
-shows ``{{password:40}}``. Module output is held back until the runtime has parsed it: a
-read-back such as ``+QMTCFG: "aliauth",...`` teaches the redactor a secret only once its
-line is complete. Held chunks are written at the next read or write once they end at a
-line boundary (or at once if they grow past `HOLD_LIMIT`), each chunk its own record, so
-read boundaries survive; chunks a secret straddles are merged into one record.
+Host writes are recorded at once: the runtime registers a command's secrets (and the
+command line itself, for secrets of any length) with the shared `Redactor` *before* it
+writes, so the record already shows ``{{password:40}}``. Module output is held back until
+the runtime says the parser has turned it into events (`settle`): a read-back such as
+``+QMTCFG: "aliauth",...``, a registration reply in a payload or an HTTP body, or a
+multi-line echo teaches the redactor its secret only once it is complete. Each read stays
+its own record, so read boundaries survive; reads a secret straddles are merged into one.
+
+Module output that was still being parsed when the host wrote is recorded after that host
+record (secrecy over order); replaying it gives the same events.
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from typing import IO
 from quecmqtt.redact import Redactor
 from quecmqtt.transcript import HOST, MODULE, Placeholder, Record, Segment, TranscriptWriter
 from quecmqtt.transport.base import Transport
-
-HOLD_LIMIT = 64 * 1024
 
 
 class RecorderTransport(Transport):
@@ -60,38 +61,46 @@ class RecorderTransport(Transport):
         await self.inner.open()
 
     async def read(self) -> bytes:
-        self._flush(force=False)
         data = await self.inner.read()
         self._held.append((data, self._now()))
-        if sum(len(d) for d, _ in self._held) > HOLD_LIMIT:
-            self._flush(force=True)
         return data
 
     async def write(self, data: bytes) -> None:
-        self._flush(force=True)
         self._write_record(HOST, [(data, self._now())])
         await self.inner.write(data)
 
+    async def reopen(self) -> None:
+        """The port was lost: keep the transcript open across the reopen."""
+        self.settle(0)
+        await self.inner.reopen()
+        self._writer.comment("port reopened")
+
     async def close(self) -> None:
-        self._flush(force=True)
+        self.settle(0)
         await self.inner.close()
         if self._file is not None and not self._file.closed:
             self._file.close()
 
+    def settle(self, unsettled: int) -> None:
+        """Write the held module output except the last `unsettled` bytes, which the
+        parser still holds (a partial line, a payload, a body). Whole reads only."""
+        total = sum(len(data) for data, _ in self._held)
+        ready = total - unsettled
+        count = done = 0
+        for data, _ in self._held:
+            if done + len(data) > ready:
+                break
+            done += len(data)
+            count += 1
+        if count:
+            chunks, self._held = self._held[:count], self._held[count:]
+            self._write_record(MODULE, chunks)
+
     def comment(self, text: str) -> None:
-        self._flush(force=True)
+        self.settle(0)
         self._writer.comment(text)
 
     # -- redaction ----------------------------------------------------------------------
-
-    def _flush(self, *, force: bool) -> None:
-        if not self._held:
-            return
-        last = self._held[-1][0]
-        if not force and not last.endswith((b"\n", b"\r")):
-            return
-        held, self._held = self._held, []
-        self._write_record(MODULE, held)
 
     def _write_record(self, direction: str, chunks: list[tuple[bytes, float | None]]) -> None:
         joined = b"".join(d for d, _ in chunks)
