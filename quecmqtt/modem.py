@@ -553,53 +553,41 @@ class Modem:
             waited = deadline - queued_at if deadline is not None else 0.0
             raise CommandTimeout(command.redacted, waited, "its turn (other commands were ahead)") from None
         try:
-            return await self._run_locked(command, data, deadline, result_timeout, want_result, started, generation)
+            if self.closed:
+                raise NotOpen("modem closed")
+            if generation != self.generation and self._failure is not None:
+                # queued behind a command that a reboot, a reset or a lost port failed: the
+                # module this was meant for is gone, so fail it the same way
+                raise self._failure
+            if not self._port_up:
+                raise PortLost(f"{self.transport.name} is not open")
+            waiter: _Waiter | None = None
+            if command.spec.result is not None and want_result:
+                waiter = _Waiter(self, command)
+                if result_timeout is not None:
+                    waiter.timeout = result_timeout
+                self._waiters.setdefault(waiter.prefix, []).append(waiter)  # before the write
+            try:
+                if self._stale_risk:
+                    await self._guard()
+                remaining = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+                completion = await self._exchange(command, data, remaining, started)
+            except BaseException as exc:
+                if waiter is not None:
+                    self._drop_waiter(waiter)
+                    waiter.fail(exc if isinstance(exc, QuecError) else NotOpen("command abandoned"))
+                raise
+            reply = Reply(command, completion.final, completion.responses, completion.body)
+            if not completion.final.ok:
+                if waiter is not None:
+                    self._drop_waiter(waiter)
+                    waiter.fail(CommandError(command.redacted, completion.final))
+                raise CommandError(
+                    command.redacted, completion.final, lines=completion.responses, results=completion.results
+                )
+            return Pending(reply, waiter)
         finally:
             self._lock.release()
-
-    async def _run_locked(
-        self,
-        command: Command,
-        data: bytes | Secret | None,
-        deadline: float | None,
-        result_timeout: float | None,
-        want_result: bool,
-        started: asyncio.Event,
-        generation: int,
-    ) -> Pending:
-        if self.closed:
-            raise NotOpen("modem closed")
-        if generation != self.generation and self._failure is not None:
-            # queued behind a command that a reboot, a reset or a lost port failed: the
-            # module this was meant for is gone, so fail it the same way
-            raise self._failure
-        if not self._port_up:
-            raise PortLost(f"{self.transport.name} is not open")
-        waiter: _Waiter | None = None
-        if command.spec.result is not None and want_result:
-            waiter = _Waiter(self, command)
-            if result_timeout is not None:
-                waiter.timeout = result_timeout
-            self._waiters.setdefault(waiter.prefix, []).append(waiter)  # before the write
-        try:
-            if self._stale_risk:
-                await self._guard()
-            remaining = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
-            completion = await self._exchange(command, data, remaining, started)
-        except BaseException as exc:
-            if waiter is not None:
-                self._drop_waiter(waiter)
-                waiter.fail(exc if isinstance(exc, QuecError) else NotOpen("command abandoned"))
-            raise
-        reply = Reply(command, completion.final, completion.responses, completion.body)
-        if not completion.final.ok:
-            if waiter is not None:
-                self._drop_waiter(waiter)
-                waiter.fail(CommandError(command.redacted, completion.final))
-            raise CommandError(
-                command.redacted, completion.final, lines=completion.responses, results=completion.results
-            )
-        return Pending(reply, waiter)
 
     async def _exchange(
         self, command: Command, data: bytes | Secret | None, timeout: float | None, started: asyncio.Event | None
