@@ -1,0 +1,207 @@
+"""A Quectel module twin on a pseudo-terminal, backed by real TCP/TLS/MQTT/HTTP.
+
+    async with Emulator(model="EC200U", hosts={"broker.example": "127.0.0.1:1883"}) as emu:
+        ...  # open emu.path with any serial library
+        await emu.reboot()
+
+`EmulatorThread` runs the same thing in a background thread with its own event loop, for
+code (tests, scripts) that talks to the port with blocking calls.
+
+This package imports nothing from `quecmqtt.at` or the driver: the emulator reads command
+lines its own way, so a parser bug cannot hide by being the same on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from quecmqtt.emulator.module import Module, Network
+from quecmqtt.emulator.profiles import PROFILES
+from quecmqtt.emulator.pty import PtyPort
+
+T = TypeVar("T")
+HostMap = Mapping[str, str | tuple[str, int | None]]
+
+
+def parse_hosts(hosts: HostMap | None) -> Network:
+    """``{"name": "127.0.0.1:1883"}`` maps a name (any port) to an address and port;
+    ``{"name:8883": "127.0.0.1:18883"}`` maps one port of a name only; a value without a
+    port keeps the port the module asked for."""
+    network = Network()
+    for name, target in (hosts or {}).items():
+        if isinstance(target, str):
+            address, _, port_text = target.rpartition(":") if ":" in target else (target, "", "")
+            port = int(port_text) if port_text else None
+        else:
+            address, port = target
+        if ":" in name:
+            host, _, original = name.rpartition(":")
+            network.ports[(host, int(original))] = (address, port if port is not None else int(original))
+        else:
+            network.hosts[name] = (address, port)
+    return network
+
+
+class Emulator:
+    def __init__(
+        self,
+        *,
+        model: str = "EC200U",
+        link: str | Path | None = None,
+        hosts: HostMap | None = None,
+        echo: bool = True,
+        rtt: float = 0.0,
+        pdp_active: bool = True,
+        sim_pin: str | None = None,
+        boot_time: float = 0.3,
+        announce_boot: bool = False,
+    ) -> None:
+        if model not in PROFILES:
+            raise ValueError(f"unknown model {model!r}; known: {', '.join(PROFILES)}")
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if link is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="quecmqtt-emu-")
+            link = Path(self._tmp.name) / "ttyQUEC0"
+        self.path = str(link)
+        self.network = parse_hosts(hosts)
+        self.network.rtt = rtt
+        self.port = PtyPort(self.path, self._from_host)
+        self.module = Module(
+            PROFILES[model],
+            self.network,
+            self.port.write,
+            echo=echo,
+            pdp_active=pdp_active,
+            sim_pin=sim_pin,
+            boot_time=boot_time,
+        )
+        self.announce_boot = announce_boot
+
+    def _from_host(self, data: bytes) -> None:
+        self.module.feed(data)
+
+    async def start(self) -> None:
+        self.port.plug()
+        if self.announce_boot:
+            self.module.urc("RDY")
+            for line in self.module.profile.boot_urcs:
+                self.module.urc(line)
+
+    async def stop(self) -> None:
+        self.module.close()
+        self.port.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- faults -------------------------------------------------------------------------
+
+    async def reboot(self) -> None:
+        """POWERED DOWN, silence for the boot time, RDY: volatile state is gone."""
+        await self.module.reboot()
+
+    def drop_link(self, client: int, code: int = 1) -> None:
+        """Close a client's connection and report ``+QMTSTAT: <client>,<code>``."""
+        self.module.drop_link(client, code)
+
+    def unplug(self) -> None:
+        """The USB device disappears: the driver's port fails, the path dangles."""
+        self.port.unplug()
+
+    def replug(self) -> None:
+        """A new pty behind the same path (the module kept running)."""
+        self.port.plug()
+
+    def deactivate_pdp(self, cid: int = 1) -> None:
+        """The network drops the PDP context: ``+QIURC: "pdpdeact",<cid>``."""
+        self.module.deactivate_pdp(cid)
+
+    def stall(self, stalled: bool = True) -> None:
+        """Stop answering (input is lost, nothing is sent) until `stall(False)`."""
+        self.module.stalled = stalled
+
+    def fragment(self, max_chunk: int | None) -> None:
+        """Send output in random pieces of 1 to `max_chunk` bytes (None: whole)."""
+        self.module.fragment = max_chunk
+
+    def inject(self, data: bytes) -> None:
+        """Garbage (or anything) straight onto the port."""
+        self.port.write(data)
+
+    def delay_urcs(self, seconds: float) -> None:
+        """Hold every URC back by `seconds`."""
+        self.module.urc_delay = seconds
+
+    def set_rtt(self, seconds: float) -> None:
+        """Add a network round-trip time to connections and every MQTT packet."""
+        self.network.rtt = seconds
+
+    def burst(self, client: int, topic: str, count: int, payload: bytes | None = None) -> None:
+        """Deliver `count` messages to the client at once, as if from the network."""
+        self.module.burst(client, topic, count, payload)
+
+    def files(self) -> dict[str, bytes]:
+        return dict(self.module.files)
+
+
+class EmulatorThread:
+    """An `Emulator` in a background thread with its own loop; the fault methods are the
+    same, called from any thread."""
+
+    def __init__(self, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="quecmqtt-emulator", daemon=True)
+        self._thread.start()
+
+        async def make() -> Emulator:
+            emulator = Emulator(**options)
+            await emulator.start()
+            return emulator
+
+        self.emulator = self._call(make())
+        self.path = self.emulator.path
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _run(self, method: str, *args: Any) -> Any:
+        async def call() -> Any:
+            result = getattr(self.emulator, method)(*args)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return self._call(call())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or not callable(getattr(Emulator, name, None)):
+            raise AttributeError(name)
+        return lambda *args: self._run(name, *args)
+
+    def close(self) -> None:
+        try:
+            self._call(self.emulator.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop.close()
+
+    def __enter__(self) -> EmulatorThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Emulator", "EmulatorThread", "parse_hosts"]

@@ -1,0 +1,1044 @@
+"""The emulated module: reads command lines, answers like a Quectel module, and runs real
+TCP/TLS/MQTT/HTTP for the commands that use the network.
+
+Behaviour is taken from reference/quectel-at.md. Where the reference marks a fact [R] or
+[!] (a guess, or sources that disagree), the code says "[R]" next to the choice made, so a
+test against the emulator is never mistaken for a test against a module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from quecmqtt.emulator.atline import AtLine, parse_line
+from quecmqtt.emulator.mqtt import CLOSED_BY_PEER, Incoming, MqttConnection, Will
+from quecmqtt.emulator.profiles import PUB_CTRLZ, PUB_FIXED, PUB_INLINE, PUBEX_LENGTH, Profile
+
+log = logging.getLogger("quecmqtt.emulator")
+
+CTRL_Z, ESC = 0x1A, 0x1B
+CME_TEXT = {
+    3: "operation not allowed",
+    4: "operation not supported",
+    10: "SIM not inserted",
+    11: "SIM PIN required",
+    14: "SIM busy",
+    16: "incorrect password",
+    50: "incorrect parameters",
+    405: "file not found",
+    407: "file already exist",
+    421: "time out",
+    701: "HTTP(S) unknown error",
+    702: "HTTP(S) timeout",
+    703: "HTTP(S) busy",
+    705: "HTTP(S) no GET/POST/PUT requests",
+    711: "HTTP(S) URL error",
+    712: "HTTP(S) empty URL",
+    714: "HTTP(S) DNS error",
+    716: "HTTP(S) socket connect error",
+    717: "HTTP(S) socket read error",
+}
+
+
+class CmeError(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class PlainError(Exception):
+    """Answered with a bare ERROR (MQTT state and syntax errors are plain on Quectel)."""
+
+
+@dataclass
+class DataEntry:
+    """The module waits for data: after `> ` (prompt) or CONNECT."""
+
+    length: int | None  # None: ends with Ctrl-Z (ESC cancels)
+    finish: Callable[[bytes], Awaitable[None]]
+    echo: bool = False
+    timeout: float = 90.0
+    buffer: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class Network:
+    """What the network side looks like: host names to loopback, and the link's RTT."""
+
+    hosts: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    ports: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    rtt: float = 0.0
+
+    def resolve(self, host: str, port: int) -> tuple[str, int] | None:
+        if (host, port) in self.ports:
+            return self.ports[(host, port)]
+        if host in self.hosts:
+            address, mapped = self.hosts[host]
+            return address, mapped if mapped is not None else port
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(host)
+            return host, port
+        return None
+
+
+class MqttClient:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.reset()
+
+    def reset(self) -> None:
+        """Configuration is volatile: a reboot forgets it [V: S4 'not saved']."""
+        self.cfg: dict[str, Any] = {
+            "version": 4,  # [!] default 3.1.1 per the BG95 digest; one EC200 source says 3
+            "pdpcid": 1,
+            "ssl": (0, 0),
+            "keepalive": 120,
+            "session": 1,
+            "timeout": (5, 3, 0),
+            "will": None,
+            "recv/mode": (0, 0),  # [!] most sources: no length field by default
+            "aliauth": None,
+        }
+        self.conn: MqttConnection | None = None
+        self.host = ""
+        self.port = 0
+        self.opening = False
+        self.connected = False
+        self.slots: list[Incoming | None] = [None] * 5
+
+
+class Module:
+    """One emulated module. `write` sends bytes to the host (the pty)."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        network: Network,
+        write: Callable[[bytes], None],
+        *,
+        echo: bool = True,
+        pdp_active: bool = True,
+        sim_pin: str | None = None,
+        boot_time: float = 0.3,
+    ) -> None:
+        self.profile = profile
+        self.network = network
+        self._write = write
+        self.default_echo = echo
+        self.sim_pin = sim_pin
+        self.boot_time = boot_time
+        self.files: dict[str, bytes] = {}  # flash: survives reboots
+        self.urcport = "uart1"  # saved to NVRAM [V: S3]
+        self._pdp_at_boot = pdp_active
+        self._line = bytearray()
+        self._entry: DataEntry | None = None
+        self._entry_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.powered = True
+        self.stalled = False
+        self.urc_delay = 0.0
+        self.fragment: int | None = None
+        self._rng = random.Random(1)
+        self.clients = [MqttClient(i) for i in range(6)]
+        self._volatile_reset()
+
+    # -- state ------------------------------------------------------------------------
+
+    def _volatile_reset(self) -> None:
+        self.echo = self.default_echo
+        self.cmee = 1  # [R] factory default
+        self.cfun = 1
+        self.sim_ready = self.sim_pin is None
+        self.pdp: dict[int, dict[str, Any]] = {1: {"type": 1, "apn": "", "user": "", "password": "", "auth": 0}}
+        self.active: dict[int, str] = {1: "10.64.0.2"} if self._pdp_at_boot else {}
+        self.ssl: dict[int, dict[str, Any]] = {}
+        self.http: dict[str, Any] = {"contextid": 1, "requestheader": 0, "responseheader": 0, "sslctxid": 1}
+        self.http_url = b""
+        self.http_response: tuple[int, bytes, bytes] | None = None  # status, headers, body
+        for client in self.clients:
+            if client.conn is not None:
+                client.conn.close()
+            client.reset()
+
+    def ssl_ctx(self, index: int) -> dict[str, Any]:
+        return self.ssl.setdefault(
+            index,
+            {"sslversion": 4, "ciphersuite": "0XFFFF", "seclevel": 0, "cacert": "", "clientcert": "", "clientkey": "",
+             "ignorelocaltime": 1, "negotiatetime": 300, "sni": 0, "checkhost": 0, "session": 0},
+        )  # fmt: skip
+
+    # -- output -----------------------------------------------------------------------
+
+    def out(self, data: bytes) -> None:
+        if not self.powered or self.stalled or not data:
+            return
+        if self.fragment:
+            self._spawn(self._write_fragments(data))
+        else:
+            self._write(data)
+
+    async def _write_fragments(self, data: bytes) -> None:
+        assert self.fragment
+        i = 0
+        while i < len(data):
+            size = self._rng.randint(1, self.fragment)
+            self._write(data[i : i + size])
+            i += size
+            await asyncio.sleep(0.001)
+
+    def respond(self, lines: Sequence[str | bytes] | None = None, final: str = "OK") -> None:
+        body = b""
+        if lines:
+            body = b"\r\n" + b"\r\n".join(x.encode() if isinstance(x, str) else x for x in lines) + b"\r\n"
+        self.out(body + b"\r\n" + final.encode() + b"\r\n")
+
+    def error(self, code: int | None = None) -> None:
+        if code is None or self.cmee == 0:
+            self.respond(final="ERROR")
+        elif self.cmee == 1:
+            self.respond(final=f"+CME ERROR: {code}")
+        else:
+            self.respond(final=f"+CME ERROR: {CME_TEXT.get(code, str(code))}")
+
+    def urc(self, text: str | bytes) -> None:
+        data = b"\r\n" + (text.encode() if isinstance(text, str) else text) + b"\r\n"
+        if self.urc_delay:
+            self._spawn(self._later(self.urc_delay, lambda: self.out(data)))
+        else:
+            self.out(data)
+
+    async def _later(self, delay: float, action: Callable[[], None]) -> None:
+        await asyncio.sleep(delay)
+        action()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- input ------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        if not self.powered or self.stalled:
+            return  # switched off, or hung: input is lost
+        i = 0
+        while i < len(data):
+            entry = self._entry
+            if entry is not None:
+                i = self._feed_entry(entry, data, i)
+                continue
+            byte = data[i]
+            i += 1
+            if byte == 0x0D:
+                line = bytes(self._line)
+                self._line.clear()
+                self._command_line(line)
+            elif byte in (0x0A, ESC):
+                continue  # LF after CR, and ESC outside data entry, are ignored
+            else:
+                self._line.append(byte)
+                if len(self._line) > 4096:
+                    self._line.clear()
+
+    def _feed_entry(self, entry: DataEntry, data: bytes, i: int) -> int:
+        if entry.length is not None:
+            take = data[i : i + entry.length - len(entry.buffer)]
+            entry.buffer += take
+            if entry.echo:
+                self.out(take)
+            i += len(take)
+            if len(entry.buffer) >= entry.length:
+                self._finish_entry(bytes(entry.buffer))
+            return i
+        end = next((j for j in range(i, len(data)) if data[j] in (CTRL_Z, ESC)), -1)
+        chunk = data[i:] if end < 0 else data[i:end]
+        entry.buffer += chunk
+        if entry.echo:
+            self.out(chunk)
+        if end < 0:
+            return len(data)
+        if data[end] == ESC:
+            self._cancel_entry()
+            self.respond()  # [R] what a module prints after ESC is undocumented
+        else:
+            self._finish_entry(bytes(entry.buffer))
+        return end + 1
+
+    def _open_entry(self, entry: DataEntry, marker: bytes) -> None:
+        self._entry = entry
+        self.out(marker)
+        loop = asyncio.get_running_loop()
+        self._entry_timer = loop.call_later(entry.timeout, self._entry_timed_out)
+
+    def _entry_timed_out(self) -> None:
+        if self._entry is not None:
+            self._cancel_entry()
+            self.error()
+
+    def _cancel_entry(self) -> None:
+        self._entry = None
+        if self._entry_timer is not None:
+            self._entry_timer.cancel()
+
+    def _finish_entry(self, data: bytes) -> None:
+        entry = self._entry
+        assert entry is not None
+        self._cancel_entry()
+        self._spawn(entry.finish(data))
+
+    def _command_line(self, line: bytes) -> None:
+        if self.echo:
+            self.out(line + b"\r")
+        at = parse_line(line)
+        if at is None:
+            if line.strip():
+                self.respond(final="ERROR")
+            return
+        handler = getattr(self, "at_" + _handler_name(at.name), None)
+        try:
+            if handler is None:
+                raise PlainError
+            handler(at)
+        except CmeError as exc:
+            self.error(exc.code)
+        except (PlainError, ValueError, TypeError, IndexError):
+            self.error(None if self.cmee == 0 else 4 if handler is None else 50)
+
+    # -- basics -----------------------------------------------------------------------
+
+    def at_(self, at: AtLine) -> None:
+        self.respond()
+
+    def at_E(self, at: AtLine) -> None:
+        self.echo = at.arg(0, 0) == 1
+        self.respond()
+
+    def at_V(self, at: AtLine) -> None:
+        self.respond()
+
+    def at_I(self, at: AtLine) -> None:
+        self.respond(["Quectel", self.profile.name, f"Revision: {self.profile.revision}"])
+
+    def at_CGMR(self, at: AtLine) -> None:
+        self.respond([self.profile.revision])
+
+    at_GMR = at_CGMR
+
+    def at_CGMM(self, at: AtLine) -> None:
+        self.respond([self.profile.name])
+
+    def at_QGMR(self, at: AtLine) -> None:
+        self.respond([f"{self.profile.revision}_01.001.01.001"])
+
+    def at_CGSN(self, at: AtLine) -> None:
+        self.respond([self.profile.imei])
+
+    at_GSN = at_CGSN
+
+    def at_CMEE(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([f"+CMEE: {self.cmee}"])
+            return
+        value = at.arg(0)
+        if value not in (0, 1, 2):
+            raise CmeError(50)
+        self.cmee = int(value)
+        self.respond()
+
+    def at_CPIN(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([f"+CPIN: {'READY' if self.sim_ready else 'SIM PIN'}"])
+            return
+        if at.arg(0) != self.sim_pin:
+            raise CmeError(16)
+        self.sim_ready = True
+        self.respond()
+        self.urc("+CPIN: READY")
+
+    def _need_sim(self) -> None:
+        if not self.sim_ready:
+            raise CmeError(11)
+
+    def at_CSQ(self, at: AtLine) -> None:
+        self.respond(["+CSQ: 24,99"])
+
+    def at_QCSQ(self, at: AtLine) -> None:
+        self.respond(['+QCSQ: "LTE",-65,-92,140,-10'])
+
+    def _reg(self, name: str) -> None:
+        self.respond([f"+{name}: 0,{1 if self.sim_ready else 0}"])
+
+    def at_CREG(self, at: AtLine) -> None:
+        self._reg("CREG") if at.form == "read" else self.respond()
+
+    def at_CGREG(self, at: AtLine) -> None:
+        self._reg("CGREG") if at.form == "read" else self.respond()
+
+    def at_CEREG(self, at: AtLine) -> None:
+        self._reg("CEREG") if at.form == "read" else self.respond()
+
+    def at_COPS(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond(['+COPS: 0,0,"CHINA MOBILE",7'] if self.sim_ready else ["+COPS: 0"])
+        else:
+            self.respond()
+
+    def at_QNWINFO(self, at: AtLine) -> None:
+        self.respond(['+QNWINFO: "FDD LTE","46000","LTE BAND 3",1650'])
+
+    def at_CCLK(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([time.strftime('+CCLK: "%y/%m/%d,%H:%M:%S+00"', time.gmtime())])
+        else:
+            self.respond()
+
+    def at_QLTS(self, at: AtLine) -> None:
+        self.respond([time.strftime('+QLTS: "%Y/%m/%d,%H:%M:%S+00,0"', time.gmtime())])
+
+    def at_CTZU(self, at: AtLine) -> None:
+        self.respond()
+
+    def at_CFUN(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([f"+CFUN: {self.cfun}"])
+            return
+        fun, rst = at.arg(0), at.arg(1, 0)
+        if fun not in (0, 1, 4):
+            raise CmeError(50)
+        self.respond()
+        if rst == 1:
+            self._spawn(self.reboot(announce=False))
+        else:
+            self.cfun = int(fun)
+
+    def at_QPOWD(self, at: AtLine) -> None:
+        self.respond()
+        self.urc("POWERED DOWN")
+        self._power_off()
+
+    def at_QURCCFG(self, at: AtLine) -> None:
+        if at.arg(0) != "urcport":
+            raise CmeError(50)
+        if len(at.args) == 1:
+            self.respond([f'+QURCCFG: "urcport","{self.urcport}"'])
+        else:
+            self.urcport = str(at.arg(1))
+            self.respond()
+
+    # -- PDP ----------------------------------------------------------------------------
+
+    def at_QICSGP(self, at: AtLine) -> None:
+        cid = int(at.arg(0))  # type: ignore[arg-type]
+        if not 1 <= cid <= self.profile.max_cid:
+            raise CmeError(50)
+        if len(at.args) == 1:
+            ctx = self.pdp.get(cid, {"type": 1, "apn": "", "user": "", "password": "", "auth": 0})
+            self.respond([f'+QICSGP: {ctx["type"]},"{ctx["apn"]}","{ctx["user"]}","{ctx["password"]}",{ctx["auth"]}'])
+            return
+        self.pdp[cid] = {
+            "type": at.arg(1),
+            "apn": at.arg(2, ""),
+            "user": at.arg(3, ""),
+            "password": at.arg(4, ""),
+            "auth": at.arg(5, 0),
+        }
+        self.respond()
+
+    def at_QIACT(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([f'+QIACT: {cid},1,1,"{ip}"' for cid, ip in sorted(self.active.items())])
+            return
+        self._need_sim()
+        cid = int(at.arg(0))  # type: ignore[arg-type]
+        if cid in self.active:
+            raise PlainError  # already active: ERROR [V: observed on a BG770A]
+        self.active[cid] = f"10.64.{cid}.2"
+        self.respond()
+
+    def at_QIDEACT(self, at: AtLine) -> None:
+        cid = int(at.arg(0))  # type: ignore[arg-type]
+        self.active.pop(cid, None)
+        self.respond()
+        self._drop_clients_on(cid, CLOSED_BY_PEER)
+
+    def at_CGACT(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([f"+CGACT: {cid},{1 if cid in self.active else 0}" for cid in sorted(self.pdp)])
+        else:
+            self.respond()
+
+    def at_QIGETERROR(self, at: AtLine) -> None:
+        self.respond(["+QIGETERROR: 0,operation success"])
+
+    def _drop_clients_on(self, cid: int, code: int) -> None:
+        for client in self.clients:
+            if client.conn is not None and client.cfg["pdpcid"] == cid:
+                client.conn.close()
+                self._client_gone(client)
+                self.urc(f"+QMTSTAT: {client.index},{code}")
+
+    # -- files --------------------------------------------------------------------------
+
+    @staticmethod
+    def _file(name: object) -> str:
+        text = str(name)
+        return text[4:] if text.upper().startswith("UFS:") else text
+
+    def at_QFUPL(self, at: AtLine) -> None:
+        name = self._file(at.arg(0))
+        if name in self.files:
+            raise CmeError(407)
+        size = int(at.arg(1, 10240))  # type: ignore[arg-type]
+        timeout = float(at.arg(2, 5))  # type: ignore[arg-type]
+
+        async def finish(data: bytes) -> None:
+            self.files[name] = data
+            self.respond([f"+QFUPL: {len(data)},{file_checksum(data):x}"])
+
+        entry = DataEntry(size, finish, timeout=timeout)
+        self._open_entry(entry, b"\r\nCONNECT\r\n")
+        # a partial upload is kept when the time runs out [V: S3]
+        assert self._entry_timer is not None
+        self._entry_timer.cancel()
+        self._entry_timer = asyncio.get_running_loop().call_later(timeout, self._upload_timed_out, name)
+
+    def _upload_timed_out(self, name: str) -> None:
+        entry = self._entry
+        if entry is None:
+            return
+        self._cancel_entry()
+        data = bytes(entry.buffer)
+        self.files[name] = data
+        self.out(f"\r\n+QFUPL: {len(data)},{file_checksum(data):x}\r\n".encode())
+        self.error(421)
+
+    def at_QFLST(self, at: AtLine) -> None:
+        pattern = self._file(at.arg(0, "*"))
+        prefix = "UFS:" if self.profile.ufs_prefix else ""
+        names = [
+            n
+            for n in sorted(self.files)
+            if pattern in ("*", n) or (pattern.endswith("*") and n.startswith(pattern[:-1]))
+        ]
+        self.respond([f'+QFLST: "{prefix}{n}",{len(self.files[n])}' for n in names])
+
+    def at_QFDEL(self, at: AtLine) -> None:
+        name = self._file(at.arg(0))
+        if name == "*":
+            self.files.clear()
+        elif self.files.pop(name, None) is None:
+            raise CmeError(405)
+        self.respond()
+
+    def at_QFLDS(self, at: AtLine) -> None:
+        used = sum(len(v) for v in self.files.values())
+        self.respond([f"+QFLDS: {286720 - used},286720"])
+
+    # -- SSL ----------------------------------------------------------------------------
+
+    def at_QSSLCFG(self, at: AtLine) -> None:
+        key = str(at.arg(0))
+        ctx = self.ssl_ctx(int(at.arg(1)))  # type: ignore[arg-type]
+        if key not in ctx:
+            raise PlainError
+        if len(at.args) == 2:
+            value = ctx[key]
+            shown = f'"{value}"' if isinstance(value, str) and key != "ciphersuite" else str(value)
+            self.respond([f'+QSSLCFG: "{key}",{at.arg(1)},{shown}'])
+            return
+        value = at.arg(2)
+        if key == "ciphersuite" and at.quoted[2]:
+            raise PlainError  # quoted "0XFFFF" is refused [V: observed on a BG96]
+        ctx[key] = value
+        self.respond()
+
+    def tls_context(self, index: int) -> ssl.SSLContext:
+        """An SSL context from QSSLCFG: seclevel 0 verifies nothing, 1 the server against the
+        uploaded CA, 2 also presents the uploaded client certificate and key."""
+        cfg = self.ssl_ctx(index)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if cfg["sslversion"] == 3:
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if int(cfg["seclevel"]) >= 1:
+            ca = self.files.get(self._file(cfg["cacert"]))
+            if ca is None:
+                raise ssl.SSLError("no CA certificate uploaded")
+            context.load_verify_locations(cadata=ca.decode("ascii", errors="replace"))
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.check_hostname = bool(cfg["sni"]) or bool(cfg["checkhost"])  # [R]
+        if int(cfg["seclevel"]) == 2:
+            _load_client_pair(
+                context, self.files.get(self._file(cfg["clientcert"])), self.files.get(self._file(cfg["clientkey"]))
+            )
+        return context
+
+    async def open_stream(
+        self, host: str, port: int, ssl_index: int | None, cid: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TCP (or TLS) connection as the module would make it. Raises LookupError for a
+        name the hosts table does not know (DNS), PermissionError for an inactive PDP
+        context, OSError/ssl.SSLError for a refused or failed connection."""
+        if cid not in self.active:
+            raise PermissionError(f"PDP context {cid} is not active")
+        target = self.network.resolve(host, port)
+        if target is None:
+            raise LookupError(host)
+        if self.network.rtt:
+            await asyncio.sleep(self.network.rtt)  # SYN, SYN-ACK
+        context = self.tls_context(ssl_index) if ssl_index is not None else None
+        server_hostname = None
+        if context is not None:
+            cfg = self.ssl_ctx(ssl_index or 0)
+            sni = bool(cfg["sni"]) or bool(cfg["checkhost"])
+            server_hostname = host if sni else None  # [R] sni=0 sends no name
+        timeout = float(self.ssl_ctx(ssl_index)["negotiatetime"]) if ssl_index is not None else 30.0
+        async with asyncio.timeout(timeout):
+            return await asyncio.open_connection(
+                target[0], target[1], ssl=context, server_hostname=server_hostname if context else None
+            )
+
+    # -- MQTT ---------------------------------------------------------------------------
+
+    def _client(self, at: AtLine) -> MqttClient:
+        index = at.arg(0)
+        if not isinstance(index, int) or not 0 <= index <= 5:
+            raise PlainError
+        return self.clients[index]
+
+    def at_QMTCFG(self, at: AtLine) -> None:
+        if at.form == "test":
+            self.respond([f'+QMTCFG: "{k}",{v}' for k, v in self.profile.qmtcfg.items()])
+            return
+        key = str(at.arg(0))
+        if key not in self.profile.qmtcfg and key.lower() not in {k.lower() for k in self.profile.qmtcfg}:
+            raise PlainError
+        key = next(k for k in self.profile.qmtcfg if k.lower() == key.lower())
+        index = at.arg(1)
+        if not isinstance(index, int) or not 0 <= index <= 5:
+            raise PlainError
+        client = self.clients[index]
+        values = at.args[2:]
+        if not values:
+            self.respond(self._qmtcfg_read(client, key))
+            return
+        if key == "timeout" and values[0] > self._max_pkt_timeout():  # type: ignore[operator]
+            raise PlainError
+        if key in ("ssl", "timeout", "recv/mode", "dataformat", "edit/timeout"):
+            client.cfg[key] = tuple(values)
+        elif key == "will":
+            client.cfg[key] = tuple(values) if values[0] == 1 else None
+        elif key == "aliauth":
+            if len(values) != 3:
+                raise PlainError
+            client.cfg[key] = tuple(str(v) for v in values)
+        else:
+            client.cfg[key] = values[0] if len(values) == 1 else tuple(values)
+        self.respond()
+
+    def _max_pkt_timeout(self) -> int:
+        ranges = self.profile.qmtcfg["timeout"]
+        return int(ranges.split("),(")[1].split("-")[1])
+
+    def _qmtcfg_read(self, client: MqttClient, key: str) -> list[str]:
+        value = client.cfg.get(key)
+        if key == "aliauth":
+            # read-back without the client index [V: seed 4.2.1 '+QMTCFG: "aliauth",,,']
+            return ['+QMTCFG: "aliauth",' + ",".join(f'"{v}"' for v in value) if value else '+QMTCFG: "aliauth",,,']
+        if key == "will":
+            return ['+QMTCFG: "will",0' if value is None else '+QMTCFG: "will",' + ",".join(map(str, value))]
+        if value is None:
+            return []
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        return [f'+QMTCFG: "{key}",{shown}']
+
+    def at_QMTOPEN(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([f'+QMTOPEN: {c.index},"{c.host}",{c.port}' for c in self.clients if c.conn or c.opening])
+            return
+        if at.form == "test":
+            self.respond(['+QMTOPEN: (0-5),"hostname",(1-65535)'])
+            return
+        client = self._client(at)
+        host, port = str(at.arg(1)), at.arg(2)
+        if not isinstance(port, int) or not 1 <= port <= 65535 or not host:
+            raise PlainError
+        self.respond()
+        if client.conn is not None or client.opening:
+            self.urc(f"+QMTOPEN: {client.index},2")  # identifier occupied
+            return
+        client.opening = True
+        client.host, client.port = host, port
+        self._spawn(self._open(client))
+
+    async def _open(self, client: MqttClient) -> None:
+        enable, ctx = padded(client.cfg["ssl"], [0, 0])[:2]
+        try:
+            reader, writer = await self.open_stream(
+                client.host, client.port, ctx if enable else None, client.cfg["pdpcid"]
+            )
+        except PermissionError:
+            result = 3
+        except LookupError:
+            result = 4
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            log.debug("QMTOPEN %d failed: %r", client.index, exc)
+            result = -1  # TLS failures and refused connections both show -1 [V: S10 logs]
+        else:
+            conn = MqttConnection(
+                reader,
+                writer,
+                on_message=lambda message: self._deliver(client, message),
+                on_closed=lambda code: self._lost(client, code),
+                rtt=lambda: self.network.rtt,
+            )
+            conn.start()
+            client.conn = conn
+            result = 0
+        client.opening = False
+        if result != 0:
+            client.host, client.port = "", 0
+        self.urc(f"+QMTOPEN: {client.index},{result}")
+
+    def _lost(self, client: MqttClient, code: int) -> None:
+        by_us = client.conn is not None and client.conn.closing_by_us
+        self._client_gone(client)
+        # after our own DISCONNECT the server closes: +QMTSTAT: <c>,5 [R: "may follow"]
+        self.urc(f"+QMTSTAT: {client.index},{5 if by_us else code}")
+
+    def _client_gone(self, client: MqttClient) -> None:
+        client.conn = None
+        client.connected = False
+        client.host, client.port = "", 0
+
+    def _timeouts(self, client: MqttClient) -> tuple[float, int]:
+        pkt, retries = padded(client.cfg["timeout"], [5, 3])[:2]
+        return float(pkt), int(retries)
+
+    def at_QMTCLOSE(self, at: AtLine) -> None:
+        client = self._client(at)
+        self.respond()
+        if client.conn is not None:
+            client.conn.close()
+        ok = client.conn is not None
+        self._client_gone(client)
+        self.urc(f"+QMTCLOSE: {client.index},{0 if ok else -1}")
+
+    def at_QMTCONN(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([f"+QMTCONN: {c.index},{3 if c.connected else 2}" for c in self.clients if c.conn])
+            return
+        client = self._client(at)
+        if client.conn is None or client.connected:
+            raise PlainError  # no socket (or already connected): ERROR [V: EG800AK note]
+        client_id = str(at.arg(1))
+        username = at.arg(2)
+        password = at.arg(3)
+        if username is None and client.cfg["aliauth"] is not None:
+            client_id, username, password = aliauth_sign(
+                client_id, *client.cfg["aliauth"], tls=bool(client.cfg["ssl"][0])
+            )
+        self.respond()
+        self._spawn(self._connect(client, client_id, username, password))
+
+    async def _connect(self, client: MqttClient, client_id: str, username: Any, password: Any) -> None:
+        conn = client.conn
+        assert conn is not None
+        pkt, retries = self._timeouts(client)
+        will = None
+        if client.cfg["will"] is not None:
+            _, qos, retain, topic, message = padded(client.cfg["will"], [0, 0, 0, "", ""])[:5]
+            will = Will(str(topic).encode(), str(message).encode(), int(qos), bool(retain))
+        try:
+            code = await conn.connect(
+                client_id.encode(),
+                str(username).encode() if username is not None else None,
+                str(password).encode() if password is not None else None,
+                keepalive=int(client.cfg["keepalive"]),
+                clean=bool(client.cfg["session"]),
+                will=will,
+                version=int(client.cfg["version"]),
+                timeout=pkt * (retries + 1),
+            )
+        except (TimeoutError, asyncio.CancelledError):
+            if client.conn is conn:
+                self.urc(f"+QMTCONN: {client.index},2")
+            return
+        client.connected = code == 0
+        self.urc(f"+QMTCONN: {client.index},0,{code}")
+
+    def at_QMTDISC(self, at: AtLine) -> None:
+        client = self._client(at)
+        self.respond()
+        conn = client.conn
+        if conn is None or not client.connected:
+            self.urc(f"+QMTDISC: {client.index},-1")
+            return
+        self._spawn(self._disconnect(client, conn))
+
+    async def _disconnect(self, client: MqttClient, conn: MqttConnection) -> None:
+        await conn.disconnect()
+        client.connected = False
+        self.urc(f"+QMTDISC: {client.index},0")
+
+    def at_QMTSUB(self, at: AtLine) -> None:
+        client = self._client(at)
+        msg_id = at.arg(1)
+        pairs = at.args[2:]
+        if not client.connected or not isinstance(msg_id, int) or not pairs or len(pairs) % 2:
+            raise PlainError
+        topics = [(str(pairs[i]).encode(), int(pairs[i + 1])) for i in range(0, len(pairs), 2)]
+        self.respond()
+        self._spawn(self._subscribe(client, msg_id, topics))
+
+    async def _subscribe(self, client: MqttClient, msg_id: int, topics: list[tuple[bytes, int]]) -> None:
+        assert client.conn is not None
+        pkt, retries = self._timeouts(client)
+        try:
+            granted = await client.conn.subscribe(msg_id, topics, timeout=pkt, retries=retries)
+        except (TimeoutError, asyncio.CancelledError):
+            self.urc(f"+QMTSUB: {client.index},{msg_id},2")
+            return
+        self.urc(f"+QMTSUB: {client.index},{msg_id},0," + ",".join(str(g) for g in granted))
+
+    def at_QMTUNS(self, at: AtLine) -> None:
+        client = self._client(at)
+        msg_id = at.arg(1)
+        if not client.connected or not isinstance(msg_id, int) or len(at.args) < 3:
+            raise PlainError
+        topics = [str(t).encode() for t in at.args[2:]]
+        self.respond()
+        self._spawn(self._unsubscribe(client, msg_id, topics))
+
+    async def _unsubscribe(self, client: MqttClient, msg_id: int, topics: list[bytes]) -> None:
+        assert client.conn is not None
+        pkt, retries = self._timeouts(client)
+        result = await client.conn.unsubscribe(msg_id, topics, timeout=pkt, retries=retries)
+        self.urc(f"+QMTUNS: {client.index},{msg_id},{result}")
+
+    def at_QMTPUBEX(self, at: AtLine) -> None:
+        if at.form == "test":
+            if PUBEX_LENGTH not in self.profile.publish_forms:
+                raise PlainError
+            self.respond(['+QMTPUBEX: (0-5),<msgid>,(0-2),(0,1),"topic",(1-4096)'])
+            return
+        if PUBEX_LENGTH not in self.profile.publish_forms:
+            raise PlainError
+        self._publish(at, "+QMTPUBEX", allow_length=True, allow_ctrlz=False)
+
+    def at_QMTPUB(self, at: AtLine) -> None:
+        forms = self.profile.publish_forms
+        if at.form == "test":
+            if not forms & {PUB_FIXED, PUB_CTRLZ, PUB_INLINE}:
+                raise PlainError
+            self.respond(['+QMTPUB: (0-5),<msgid>,(0-2),(0,1),"topic",(1-4096)'])
+            return
+        if not forms & {PUB_FIXED, PUB_CTRLZ, PUB_INLINE}:
+            raise PlainError
+        self._publish(at, "+QMTPUB", allow_length=PUB_FIXED in forms, allow_ctrlz=PUB_CTRLZ in forms)
+
+    def _publish(self, at: AtLine, urc: str, *, allow_length: bool, allow_ctrlz: bool) -> None:
+        client = self._client(at)
+        msg_id, qos, retain, topic = at.arg(1), at.arg(2), at.arg(3), at.arg(4)
+        if not (isinstance(msg_id, int) and qos in (0, 1, 2) and retain in (0, 1) and isinstance(topic, str)):
+            raise PlainError
+        if qos and not 1 <= msg_id <= 65535:
+            raise PlainError
+        if not client.connected:
+            raise PlainError
+
+        async def finish(data: bytes) -> None:
+            self.respond()
+            await self._send_publish(client, urc, msg_id, int(qos), bool(retain), topic.encode(), data)
+
+        fifth = at.arg(5)
+        if len(at.args) == 5 and allow_ctrlz:
+            self._open_entry(DataEntry(None, finish, echo=self.echo), b"\r\n> ")
+        elif len(at.args) == 6 and isinstance(fifth, int) and not at.quoted[5] and allow_length:
+            if not 1 <= fifth <= 4096:  # [R] EC2x limit
+                raise PlainError
+            self._open_entry(DataEntry(fifth, finish, echo=self.echo), b"\r\n> ")
+        elif len(at.args) == 6 and at.quoted[5] and PUB_INLINE in self.profile.publish_forms:
+            self.respond()
+            self._spawn(
+                self._send_publish(client, urc, msg_id, int(qos), bool(retain), topic.encode(), str(fifth).encode())
+            )
+        else:
+            raise PlainError
+
+    async def _send_publish(
+        self, client: MqttClient, urc: str, msg_id: int, qos: int, retain: bool, topic: bytes, payload: bytes
+    ) -> None:
+        conn = client.conn
+        if conn is None:
+            self.urc(f"{urc}: {client.index},{msg_id},2")
+            return
+        pkt, retries = self._timeouts(client)
+        try:
+            result, resent = await conn.publish(
+                topic, payload, qos=qos, retain=retain, packet_id=msg_id, timeout=pkt, retries=retries
+            )
+        except asyncio.CancelledError:
+            result, resent = 2, 0
+        if result == 0 and resent and padded(client.cfg["timeout"], [5, 3, 0])[2] == 1:
+            self.urc(f"{urc}: {client.index},{msg_id},1,{resent}")  # [R] notice of retransmission
+        self.urc(f"{urc}: {client.index},{msg_id},{result}")
+
+    def _deliver(self, client: MqttClient, message: Incoming) -> None:
+        mode, with_length = padded(client.cfg["recv/mode"], [0, 0])[:2]
+        topic = message.topic.decode("utf-8", errors="replace")
+        msg_id = message.packet_id
+        if mode == 1:  # buffer mode: the module keeps it until read [V: S3, S4]
+            free = next((i for i, slot in enumerate(client.slots) if slot is None), None)
+            if free is None:
+                log.warning("client %d: receive buffer full, message dropped [R]", client.index)
+                return
+            client.slots[free] = message
+            self.urc(f"+QMTRECV: {client.index},{free}")
+            return
+        self.urc(self._recv_line(client.index, msg_id, topic, message.payload, bool(with_length)))
+
+    @staticmethod
+    def _recv_line(index: int, msg_id: int, topic: str, payload: bytes, with_length: bool) -> bytes:
+        head = f'+QMTRECV: {index},{msg_id},"{topic}",'.encode()
+        if with_length:
+            head += f"{len(payload)},".encode()
+        return head + b'"' + payload + b'"'
+
+    def at_QMTRECV(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond(
+                [f"+QMTRECV: {c.index}," + ",".join("1" if s else "0" for s in c.slots) for c in self.clients if c.conn]
+            )
+            return
+        client = self._client(at)
+        wanted = at.arg(1)
+        _, with_length = padded(client.cfg["recv/mode"], [0, 0])[:2]
+        lines: list[str | bytes] = []
+        for i, slot in enumerate(client.slots):
+            if slot is None or (wanted is not None and wanted != i):
+                continue
+            topic = slot.topic.decode("utf-8", errors="replace")
+            lines.append(self._recv_line(client.index, slot.packet_id, topic, slot.payload, bool(with_length)))
+            client.slots[i] = None
+        self.respond(lines)
+
+    # -- faults and power ---------------------------------------------------------------------
+
+    def _power_off(self) -> None:
+        self._cancel_entry()
+        self._line.clear()
+        for client in self.clients:
+            if client.conn is not None:
+                client.conn.close()
+        self.powered = False
+
+    async def reboot(self, *, announce: bool = True) -> None:
+        """POWERED DOWN (when announced), silence, then RDY and the boot URCs; volatile
+        state (MQTT/SSL/HTTP configuration, echo, CMEE, PDP) is lost, files are kept."""
+        if announce:
+            self.urc("POWERED DOWN")
+        await asyncio.sleep(0)  # let the announcement out before going silent
+        self._power_off()
+        await asyncio.sleep(self.boot_time)
+        self._volatile_reset()
+        self.powered = True
+        self.stalled = False
+        self.urc("RDY")
+        for line in self.profile.boot_urcs:
+            if line == "+CPIN: READY" and not self.sim_ready:
+                line = "+CPIN: SIM PIN"
+            self.urc(line)
+
+    def drop_link(self, index: int, code: int) -> None:
+        client = self.clients[index]
+        if client.conn is not None:
+            client.conn.close()
+        self._client_gone(client)
+        self.urc(f"+QMTSTAT: {index},{code}")
+
+    def deactivate_pdp(self, cid: int) -> None:
+        self.active.pop(cid, None)
+        self.urc(f'+QIURC: "pdpdeact",{cid}')
+        self._drop_clients_on(cid, CLOSED_BY_PEER)
+
+    def burst(self, index: int, topic: str, count: int, payload: bytes | None = None) -> None:
+        """Deliver `count` messages to the client as if they arrived from the network."""
+        client = self.clients[index]
+        for n in range(count):
+            body = payload if payload is not None else f'{{"n":{n}}}'.encode()
+            self._deliver(client, Incoming(topic.encode(), body, 1, (n % 65535) + 1, False))
+
+    def close(self) -> None:
+        self._cancel_entry()
+        for client in self.clients:
+            if client.conn is not None:
+                client.conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def padded(value: Any, defaults: Sequence[Any]) -> list[Any]:
+    """A QMTCFG tuple with its omitted trailing values filled from `defaults`."""
+    values = list(value) if isinstance(value, tuple | list) else [value]
+    return values + list(defaults[len(values) :])
+
+
+def _handler_name(name: str) -> str:
+    return name.lstrip("+&$%^*#").replace("&", "AMP_")
+
+
+def file_checksum(data: bytes) -> int:
+    """The QFUPL checksum: XOR of the data as big-endian 16-bit words, an odd last byte as
+    the high byte [V: S3, EG800K 1939-byte PEM -> 4f64]."""
+    value = 0
+    for i in range(0, len(data) - 1, 2):
+        value ^= (data[i] << 8) | data[i + 1]
+    if len(data) % 2:
+        value ^= data[-1] << 8
+    return value
+
+
+def aliauth_sign(
+    client_id: str, product_key: str, device_name: str, device_secret: str, *, tls: bool
+) -> tuple[str, str, str]:
+    """What a module with "aliauth" sends. [R] Undocumented: modelled on Aliyun's direct
+    login (clientId | securemode, hmacsha1, timestamp | ; username dn&pk; password over
+    clientId, deviceName, productKey, timestamp with the DeviceSecret)."""
+    timestamp = str(int(time.time() * 1000))
+    content = f"clientId{client_id}deviceName{device_name}productKey{product_key}timestamp{timestamp}"
+    password = hmac.new(device_secret.encode(), content.encode(), hashlib.sha1).hexdigest()
+    mode = 2 if tls else 3
+    return (
+        f"{client_id}|securemode={mode},signmethod=hmacsha1,timestamp={timestamp}|",
+        f"{device_name}&{product_key}",
+        password,
+    )
+
+
+def _load_client_pair(context: ssl.SSLContext, cert: bytes | None, key: bytes | None) -> None:
+    import os
+    import tempfile
+
+    if cert is None or key is None:
+        raise ssl.SSLError("client certificate or key not uploaded")
+    # ssl loads a certificate chain only from files
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path, key_path = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+        with open(cert_path, "wb") as fh:
+            fh.write(cert)
+        with open(key_path, "wb") as fh:
+            fh.write(key)
+        context.load_cert_chain(cert_path, key_path)

@@ -1,0 +1,92 @@
+"""A real Mosquitto on loopback for the tests: a plain listener and a TLS listener whose
+certificate (from trustme) names the hosts the tests map to loopback.
+
+Started once per session by PID, stopped with SIGTERM. Without Mosquitto the broker tests
+are skipped on a developer machine, and fail loudly under CI=true (.ci/run installs it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TLS_NAMES = ("broker.test", "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com", "localhost", "127.0.0.1")
+
+
+@dataclass
+class Broker:
+    port: int
+    tls_port: int
+    ca_pem: bytes  # the CA that signed the broker's certificate
+    wrong_ca_pem: bytes  # a CA that did not
+    log: Path
+
+    def hosts(self) -> dict[str, str]:
+        """A hosts table for the emulator: every name to the plain port, and port 8883 of
+        every name to the TLS port."""
+        table: dict[str, str] = {}
+        for name in TLS_NAMES[:2]:
+            table[name] = f"127.0.0.1:{self.port}"
+            table[f"{name}:8883"] = f"127.0.0.1:{self.tls_port}"
+        return table
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], Broker]:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(exe):
+        if os.environ.get("CI"):
+            pytest.fail("Mosquitto is not installed; .ci/run installs it with apt-get", pytrace=False)
+        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
+    import trustme
+
+    directory.chmod(0o755)  # the broker drops to user mosquitto before reading its files
+    ca, wrong = trustme.CA(), trustme.CA()
+    server = ca.issue_cert(*TLS_NAMES)
+    (directory / "server.pem").write_bytes(server.cert_chain_pems[0].bytes())
+    (directory / "server.key").write_bytes(server.private_key_pem.bytes())
+    for name in ("server.pem", "server.key"):
+        (directory / name).chmod(0o644)
+    port, tls_port = _free_port(), _free_port()
+    conf = directory / "mosquitto.conf"
+    conf.write_text(
+        "per_listener_settings false\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+        "log_type error\nlog_type warning\nlog_type notice\n"
+        f"listener {port} 127.0.0.1\n"
+        f"listener {tls_port} 127.0.0.1\ncertfile {directory / 'server.pem'}\nkeyfile {directory / 'server.key'}\n"
+    )
+    conf.chmod(0o644)
+    log = directory / "mosquitto.log"
+    proc = subprocess.Popen([exe, "-c", str(conf)], stderr=log.open("wb"), stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    for target in (port, tls_port):
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", target), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    pytest.fail(f"mosquitto did not start: {log.read_text(errors='replace')}", pytrace=False)
+                time.sleep(0.02)
+    return proc, Broker(port, tls_port, ca.cert_pem.bytes(), wrong.cert_pem.bytes(), log)
+
+
+def stop_mosquitto(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
