@@ -7,13 +7,16 @@ are skipped on a developer machine, and fail loudly under CI=true (.ci/run insta
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 TLS_NAMES = ("broker.test", "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com", "localhost", "127.0.0.1")
@@ -90,3 +93,28 @@ def stop_mosquitto(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+class Cloud:
+    """A separate MQTT client on the broker: the far side of the module's link."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-side")
+        self.client.on_message = lambda c, u, m: self.messages.put(m)
+        self._subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        self._subscribed.clear()
+        self.client.subscribe(topic, qos)
+        assert self._subscribed.wait(5)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        self.client.publish(topic, payload, qos).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.broker import Broker, start_mosquitto, stop_mosquitto
+from tests.broker import Broker, Cloud, start_mosquitto, stop_mosquitto
 from tests.peer import ScriptedPeer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +39,10 @@ def broker() -> Iterator[Broker]:
         stop_mosquitto(proc)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def cloud(broker: Broker) -> Iterator[Cloud]:
+    side = Cloud(broker)
+    yield side
+    side.close()

@@ -3,15 +3,12 @@ Mosquitto: byte-exact shapes of what a Quectel module sends."""
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from quecmqtt.emulator import EmulatorThread
-from tests.broker import Broker
+from tests.broker import Broker, Cloud
 from tests.serialport import Port
 
 pytestmark = pytest.mark.broker
@@ -28,38 +25,6 @@ def port(emulator: EmulatorThread) -> Iterator[Port]:
     p = Port(emulator.path)
     yield p
     p.close()
-
-
-class Cloud:
-    """A separate MQTT client on the broker (the far side of the module's link)."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-side")
-        self.client.on_message = lambda c, u, m: self.messages.put(m)
-        self._subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.connect("127.0.0.1", broker.port)
-        self.client.loop_start()
-
-    def subscribe(self, topic: str, qos: int = 1) -> None:
-        self._subscribed.clear()
-        self.client.subscribe(topic, qos)
-        assert self._subscribed.wait(5)
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        self.client.publish(topic, payload, qos).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-@pytest.fixture
-def cloud(broker: Broker) -> Iterator[Cloud]:
-    side = Cloud(broker)
-    yield side
-    side.close()
 
 
 def open_and_connect(port: Port, client: int = 0, host: str = "broker.test", port_no: int = 1883) -> None:

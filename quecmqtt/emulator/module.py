@@ -149,6 +149,8 @@ class Module:
         self.stalled = False
         self.urc_delay = 0.0
         self.fragment: int | None = None
+        self._fragmenting = False
+        self._slow_out = bytearray()
         self._rng = random.Random(1)
         self.clients = [MqttClient(i) for i in range(6)]
         self._volatile_reset()
@@ -183,19 +185,25 @@ class Module:
     def out(self, data: bytes) -> None:
         if not self.powered or self.stalled or not data:
             return
-        if self.fragment:
-            self._spawn(self._write_fragments(data))
+        if self.fragment or self._fragmenting:
+            # one writer, in order: two fragmented outputs must never interleave
+            self._slow_out += data
+            if not self._fragmenting:
+                self._fragmenting = True
+                self._spawn(self._write_fragments())
         else:
             self._write(data)
 
-    async def _write_fragments(self, data: bytes) -> None:
-        assert self.fragment
-        i = 0
-        while i < len(data):
-            size = self._rng.randint(1, self.fragment)
-            self._write(data[i : i + size])
-            i += size
-            await asyncio.sleep(0.001)
+    async def _write_fragments(self) -> None:
+        try:
+            while self._slow_out:
+                size = self._rng.randint(1, self.fragment or len(self._slow_out))
+                piece = bytes(self._slow_out[:size])
+                del self._slow_out[:size]
+                self._write(piece)
+                await asyncio.sleep(0.002)
+        finally:
+            self._fragmenting = False
 
     def respond(self, lines: Sequence[str | bytes] | None = None, final: str = "OK") -> None:
         body = b""
