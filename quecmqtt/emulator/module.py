@@ -943,6 +943,154 @@ class Module:
             client.slots[i] = None
         self.respond(lines)
 
+    # -- HTTP(S) --------------------------------------------------------------------------
+
+    HTTP_KEYS = frozenset({
+        "contextid", "requestheader", "responseheader", "sslctxid", "contenttype", "rspout/auto", "closed/ind",
+        "windowsize", "closewaittime", "auth", "custom_header", "reqheader/add", "reqheader/remove",
+    })  # fmt: skip
+    CONTENT_TYPES = (
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/octet-stream",
+        "multipart/form-data",
+        "application/json",
+        "image/jpeg",
+    )
+
+    def at_QHTTPCFG(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([f'+QHTTPCFG: "{k}",{_shown(v)}' for k, v in self.http.items() if k != "headers"])
+            return
+        key = str(at.arg(0))
+        if key not in self.HTTP_KEYS:
+            raise PlainError
+        headers: dict[str, str] = self.http.setdefault("headers", {})
+        if key == "reqheader/add":
+            headers[str(at.arg(1))] = str(at.arg(2))
+        elif key == "reqheader/remove":
+            headers.pop(str(at.arg(1)), None)
+        elif len(at.args) == 1:
+            self.respond([f'+QHTTPCFG: "{key}",{_shown(self.http.get(key, 0))}'])
+            return
+        else:
+            self.http[key] = at.arg(1)
+        self.respond()
+
+    def at_QHTTPURL(self, at: AtLine) -> None:
+        if at.form == "read":
+            self.respond([b"+QHTTPURL: " + self.http_url] if self.http_url else [])
+            return
+        length = int(at.arg(0))  # type: ignore[arg-type]
+
+        async def finish(data: bytes) -> None:
+            self.http_url = data
+            self.respond()
+
+        self._open_entry(DataEntry(length, finish, timeout=float(at.arg(1, 60))), b"\r\nCONNECT\r\n")  # type: ignore[arg-type]
+
+    def at_QHTTPGET(self, at: AtLine) -> None:
+        if len(at.args) >= 3:  # requestheader=1: the host sends the request header
+
+            async def finish(data: bytes) -> None:
+                await self._http_request("+QHTTPGET", raw=data)
+
+            self._open_entry(DataEntry(int(at.arg(1)), finish, timeout=float(at.arg(2))), b"\r\nCONNECT\r\n")  # type: ignore[arg-type]
+            return
+        self._spawn(self._http_request("+QHTTPGET", method="GET"))
+
+    def at_QHTTPPOST(self, at: AtLine) -> None:
+        length = int(at.arg(0))  # type: ignore[arg-type]
+
+        async def finish(data: bytes) -> None:
+            if int(self.http.get("requestheader", 0)):
+                await self._http_request("+QHTTPPOST", raw=data)
+            else:
+                await self._http_request("+QHTTPPOST", method="POST", body=data)
+
+        self._open_entry(DataEntry(length, finish, timeout=float(at.arg(1, 60))), b"\r\nCONNECT\r\n")  # type: ignore[arg-type]
+
+    async def _http_request(
+        self, urc: str, *, method: str = "GET", body: bytes = b"", raw: bytes | None = None
+    ) -> None:
+        """Make the request; answer OK then the URC, or (EC200 family, before anything is
+        sent) an immediate +CME ERROR: 7xx [V: S3 EG800K DNS -> 716]."""
+        immediate = self.profile.http_immediate_errors
+        url = self.http_url.decode("utf-8", errors="replace")
+        scheme, _, rest = url.partition("://")
+        if not url:
+            self._http_fail(urc, 712, immediate)
+            return
+        if scheme not in ("http", "https") or not rest:
+            self._http_fail(urc, 711, immediate)
+            return
+        hostport, _, path = rest.partition("/")
+        host, _, port_text = hostport.partition(":")
+        port = int(port_text) if port_text else (443 if scheme == "https" else 80)
+        ssl_index = int(self.http.get("sslctxid", 1)) if scheme == "https" else None
+        try:
+            reader, writer = await self.open_stream(host, port, ssl_index, int(self.http.get("contextid", 1)))
+        except LookupError:
+            self._http_fail(urc, 716 if immediate else 714, immediate)
+            return
+        except PermissionError:
+            self._http_fail(urc, 709, immediate)
+            return
+        except ssl.SSLError:
+            self._http_fail(urc, 701, False)  # verification failures come as 701 [V: SeeedJP #39]
+            return
+        except (OSError, TimeoutError):
+            self._http_fail(urc, 716, immediate)
+            return
+        self.respond()
+        try:
+            if raw is None:
+                headers = {
+                    "Host": host,
+                    "User-Agent": "QUECTEL_MODULE",  # [V: S3]
+                    "Accept": "*/*",
+                    "Connection": "close",
+                    **self.http.get("headers", {}),
+                }
+                if method == "POST":
+                    headers["Content-Type"] = self.CONTENT_TYPES[int(self.http.get("contenttype", 0))]
+                    headers["Content-Length"] = str(len(body))
+                head = f"{method} /{path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                raw = head.encode() + b"\r\n" + body
+            writer.write(raw)
+            await writer.drain()
+            async with asyncio.timeout(60):
+                response = await reader.read(-1)
+        except (OSError, TimeoutError, ssl.SSLError):
+            self.urc(f"{urc}: 717")
+            return
+        finally:
+            writer.close()
+        status, header_block, content = _parse_http_response(response)
+        if status is None:
+            self.urc(f"{urc}: 723")
+            return
+        self.http_response = (status, header_block, content)
+        self.urc(f"{urc}: 0,{status},{len(content)}")
+
+    def _http_fail(self, urc: str, code: int, immediate: bool) -> None:
+        if immediate:
+            self.error(code)
+        else:
+            self.respond()
+            self.urc(f"{urc}: {code}")
+
+    def at_QHTTPREAD(self, at: AtLine) -> None:
+        if self.http_response is None:
+            raise CmeError(705)
+        _, header_block, content = self.http_response
+        data = (header_block if int(self.http.get("responseheader", 0)) else b"") + content
+        self.out(b"\r\nCONNECT\r\n" + data + b"\r\nOK\r\n")
+        self.urc("+QHTTPREAD: 0")
+
+    def at_QHTTPSTOP(self, at: AtLine) -> None:
+        self.respond()
+
     # -- faults and power ---------------------------------------------------------------------
 
     def _power_off(self) -> None:
@@ -996,6 +1144,33 @@ class Module:
                 client.conn.close()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _shown(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _parse_http_response(response: bytes) -> tuple[int | None, bytes, bytes]:
+    """(status, header block with its blank line, body); chunked bodies are joined."""
+    head, sep, body = response.partition(b"\r\n\r\n")
+    if not sep or not head.startswith(b"HTTP/"):
+        return None, b"", b""
+    try:
+        status = int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return None, b"", b""
+    if b"transfer-encoding: chunked" in head.lower():
+        joined = bytearray()
+        rest = body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0] or b"0", 16)
+            if size == 0:
+                break
+            joined += rest[:size]
+            rest = rest[size + 2 :]
+        body = bytes(joined)
+    return status, head + sep, body
 
 
 def padded(value: Any, defaults: Sequence[Any]) -> list[Any]:
