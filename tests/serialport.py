@@ -27,6 +27,15 @@ class Port:
         del self.buffer[:end]
         return out
 
+    def read_bytes(self, count: int, timeout: float = 5.0) -> bytes:
+        """Exactly `count` bytes (fewer only if `timeout` runs out)."""
+        deadline = time.monotonic() + timeout
+        while len(self.buffer) < count and time.monotonic() < deadline:
+            self.buffer += self.ser.read(4096)
+        out = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        return out
+
     def command(self, line: str | bytes, until: bytes = b"\r\nOK\r\n", timeout: float = 5.0) -> bytes:
         data = line.encode() if isinstance(line, str) else line
         self.write(data + b"\r")

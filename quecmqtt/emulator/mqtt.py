@@ -158,16 +158,24 @@ class MqttConnection:
                 self._lost(CLOSED_BY_PEER)
                 return
             try:
-                self._handle(kind, flags, body)
+                resolved = self._handle(kind, flags, body)
             except (struct.error, IndexError, ValueError) as exc:
                 log.warning("bad packet from the broker (%s): closing", exc)
                 self._lost(CLOSED_BY_PEER)
                 return
+            if resolved:
+                # A module reports a result before what came after it on the wire
+                # (+QMTCONN before the +QMTRECV of a message right behind CONNACK): let
+                # the waiting operation run its report before the next packet.
+                for _ in range(4):
+                    await asyncio.sleep(0)
 
-    def _handle(self, kind: int, flags: int, body: bytes) -> None:
+    def _handle(self, kind: int, flags: int, body: bytes) -> bool:
+        """Act on one packet; True if it completed an operation someone waits for."""
         if kind == CONNACK:
             if self._connack is not None and not self._connack.done():
                 self._connack.set_result(body[1])
+                return True
         elif kind == PUBLISH:
             qos = (flags >> 1) & 3
             (topic_len,) = struct.unpack_from("!H", body)
@@ -183,7 +191,7 @@ class MqttConnection:
             elif qos == 2:
                 self._send(packet(PUBREC, 0, struct.pack("!H", packet_id)))
                 if packet_id in self._qos2_seen:
-                    return  # a DUP of a message we already delivered
+                    return False  # a DUP of a message we already delivered
                 self._qos2_seen.add(packet_id)
             self._on_message(Incoming(topic, payload, qos, packet_id, bool(flags & 1)))
         elif kind == PUBREL:
@@ -197,8 +205,10 @@ class MqttConnection:
             future = self._acks.get((kind, packet_id))
             if future is not None and not future.done():
                 future.set_result(body[2:])
+                return True
         elif kind == PINGRESP and self._pong is not None and not self._pong.done():
             self._pong.set_result(None)
+        return False
 
     # -- operations -------------------------------------------------------------------
 
