@@ -33,6 +33,72 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from quecmqtt.emulator import Emulator
+    from quecmqtt.emulator.control import ControlServer
+
+    hosts: dict[str, str] = {}
+    for item in args.hosts:
+        name, sep, target = item.partition("=")
+        if not sep or not name or not target:
+            print(
+                f"quecmqtt emulate: --hosts wants NAME=ADDR:PORT or NAME:PORT=ADDR:PORT, got {item!r}", file=sys.stderr
+            )
+            return 2
+        hosts[name] = target
+
+    async def serve() -> None:
+        emulator = Emulator(
+            model=args.model,
+            link=args.link,
+            hosts=hosts,
+            echo=args.echo == "on",
+            rtt=args.rtt,
+            pdp_active=not args.no_pdp,
+            sim_pin=args.sim_pin,
+            announce_boot=args.boot,
+        )
+        await emulator.start()
+        control = ControlServer(emulator, args.control or emulator.path + ".control")
+        await control.start()
+        print(f"device: {emulator.path}", flush=True)
+        print(f"control: {control.path}  (quecmqtt fault --control {control.path} reboot)", flush=True)
+        print(f"model: {args.model}, echo {args.echo}; Ctrl-C stops", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await control.stop()
+            await emulator.stop()
+
+    try:
+        asyncio.run(serve())
+    except ValueError as exc:
+        print(f"quecmqtt emulate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_fault(args: argparse.Namespace) -> int:
+    from quecmqtt.emulator.control import send_fault
+
+    try:
+        answer = send_fault(args.control, args.fault, args.args)
+    except OSError as exc:
+        print(f"quecmqtt fault: cannot reach {args.control}: {exc}", file=sys.stderr)
+        return 2
+    if "error" in answer:
+        print(f"quecmqtt fault: {answer['error']}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quecmqtt",
@@ -58,6 +124,57 @@ def build_parser() -> argparse.ArgumentParser:
         "final results appear as 'final' events",
     )
     dec.set_defaults(func=_cmd_decode)
+
+    from quecmqtt.emulator.control import FAULTS
+    from quecmqtt.emulator.profiles import PROFILES
+
+    emu = sub.add_parser(
+        "emulate",
+        help="run an emulated Quectel module on a pseudo-terminal",
+        description=(
+            "Serve an emulated Quectel module on a pseudo-terminal until Ctrl-C. It answers AT commands "
+            "like the chosen model and makes real TCP/TLS/MQTT/HTTP connections for QMTOPEN and QHTTP*. "
+            "Open the printed device path with any serial program or with quecmqtt. Faults are injected "
+            "through the control socket with 'quecmqtt fault'."
+        ),
+        epilog=(
+            "Example: quecmqtt emulate --model EC200U --link /tmp/ttyQUEC0 "
+            "--hosts iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com=127.0.0.1:1883"
+        ),
+    )
+    emu.add_argument("--model", choices=sorted(PROFILES), default="EC200U", help="model profile (default EC200U)")
+    emu.add_argument(
+        "--hosts",
+        nargs="+",
+        default=[],
+        metavar="MAP",
+        help="map host names to loopback: NAME=ADDR:PORT maps every port of NAME; NAME:ORIGPORT=ADDR:PORT "
+        "maps one port only (e.g. broker:8883=127.0.0.1:18883 for its TLS port). Names not mapped fail "
+        "like a DNS error; IP addresses are used as they are",
+    )
+    emu.add_argument("--link", help="stable path of the device, a symlink to the pty (default: a temporary one)")
+    emu.add_argument(
+        "--echo", choices=("on", "off"), default="on", help="command echo at start (a module's default is on)"
+    )
+    emu.add_argument("--rtt", type=float, default=0.0, metavar="SECONDS", help="network round-trip time to add")
+    emu.add_argument("--sim-pin", metavar="PIN", help="the SIM asks for this PIN (default: no PIN)")
+    emu.add_argument("--no-pdp", action="store_true", help="start with no PDP context active (AT+QIACT needed)")
+    emu.add_argument("--boot", action="store_true", help="print RDY and the boot URCs at start")
+    emu.add_argument("--control", metavar="SOCKET", help="control socket path (default: DEVICE.control)")
+    emu.set_defaults(func=_cmd_emulate)
+
+    fault = sub.add_parser(
+        "fault",
+        help="inject a fault into a running 'quecmqtt emulate'",
+        description="Inject a fault into a running emulator through its control socket. Faults:\n"
+        + "\n".join(f"  {name:15} {help_text}" for name, (_, _, help_text) in FAULTS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example: quecmqtt fault --control /tmp/ttyQUEC0.control drop-link 0 2",
+    )
+    fault.add_argument("--control", required=True, metavar="SOCKET", help="the socket 'quecmqtt emulate' printed")
+    fault.add_argument("fault", choices=sorted(FAULTS), metavar="FAULT", help="one of: " + ", ".join(FAULTS))
+    fault.add_argument("args", nargs="*", help="the fault's arguments (see above)")
+    fault.set_defaults(func=_cmd_fault)
     return parser
 
 

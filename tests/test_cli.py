@@ -11,6 +11,7 @@ import pexpect
 import pytest
 
 from tests.conftest import SEED
+from tests.serialport import Port
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
 
@@ -74,3 +75,47 @@ def test_help_teaches() -> None:
     assert "--raw" in output and "JSON" in output and "Example" in output
     status, output = run_cli()
     assert status == 2 and "decode" in output
+
+
+def test_emulate_serves_a_port_and_takes_faults(tmp_path: Path) -> None:
+    link = tmp_path / "ttyQUEC0"
+    argv = ["-m", "quecmqtt", "emulate", "--model", "BG96", "--link", str(link), "--echo", "off"]
+    emulator = pexpect.spawn(sys.executable, argv, encoding="utf-8", timeout=10, echo=False, env=ENV)
+    try:
+        emulator.expect(r"device: (\S+)\r\n")
+        assert emulator.match.group(1) == str(link)
+        emulator.expect(r"control: (\S+)")
+        control = emulator.match.group(1)
+        port = Port(str(link))
+        try:
+            assert port.command("ATI") == b"\r\nQuectel\r\nBG96\r\nRevision: BG96MAR02A07M1G\r\n\r\nOK\r\n"
+            status, output = run_cli("fault", "--control", control, "reboot")
+            assert status == 0, output
+            seen = port.read_until(b"+QIND: SMS DONE\r\n", timeout=5)
+            assert seen.startswith(b"\r\nPOWERED DOWN\r\n") and b"\r\nRDY\r\n" in seen
+            assert b"APP RDY" not in seen  # BG96 has no APP RDY
+            status, output = run_cli("fault", "--control", control, "drop-link", "9")
+            assert status == 2 and "not 0-5" in output
+            status, output = run_cli("fault", "--control", control, "no-such-fault")
+            assert status == 2 and "invalid choice" in output
+        finally:
+            port.close()
+        emulator.sendintr()
+        emulator.expect(pexpect.EOF)
+    finally:
+        emulator.close()
+    assert emulator.exitstatus == 0
+    assert not link.exists()
+
+
+def test_emulate_and_fault_help_explain_every_option() -> None:
+    status, output = run_cli("emulate", "--help")
+    assert status == 0
+    for option in ("--model", "--hosts", "--link", "--echo", "--rtt", "--sim-pin", "--no-pdp", "--boot", "--control"):
+        assert option in output
+    assert "NAME:ORIGPORT=ADDR:PORT" in output.replace("\n", " ").replace("  ", " ")
+    status, output = run_cli("fault", "--help")
+    assert status == 0
+    for fault in ("reboot", "drop-link", "unplug", "replug", "pdp-deactivate", "stall", "resume", "fragment",
+                  "inject", "delay-urcs", "rtt", "burst"):  # fmt: skip
+        assert fault in output

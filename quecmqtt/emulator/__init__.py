@@ -113,7 +113,7 @@ class Emulator:
 
     def drop_link(self, client: int, code: int = 1) -> None:
         """Close a client's connection and report ``+QMTSTAT: <client>,<code>``."""
-        self.module.drop_link(client, code)
+        self.module.drop_link(_client_index(client), code)
 
     def unplug(self) -> None:
         """The USB device disappears: the driver's port fails, the path dangles."""
@@ -149,10 +149,16 @@ class Emulator:
 
     def burst(self, client: int, topic: str, count: int, payload: bytes | None = None) -> None:
         """Deliver `count` messages to the client at once, as if from the network."""
-        self.module.burst(client, topic, count, payload)
+        self.module.burst(_client_index(client), topic, count, payload)
 
     def files(self) -> dict[str, bytes]:
         return dict(self.module.files)
+
+
+def _client_index(client: int) -> int:
+    if not 0 <= client <= 5:
+        raise ValueError(f"MQTT client index {client} is not 0-5")
+    return client
 
 
 class EmulatorThread:
