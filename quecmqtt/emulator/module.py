@@ -316,12 +316,14 @@ class Module:
         handler = getattr(self, "at_" + _handler_name(at.name), None)
         try:
             if handler is None:
-                raise PlainError
+                raise PlainError  # an unknown command: a bare ERROR, whatever CMEE says
             handler(at)
         except CmeError as exc:
             self.error(exc.code)
-        except (PlainError, ValueError, TypeError, IndexError):
-            self.error(None if self.cmee == 0 else 4 if handler is None else 50)
+        except PlainError:
+            self.respond(final="ERROR")
+        except (ValueError, TypeError, IndexError):  # arguments of the wrong kind
+            self.error(50)
 
     # -- basics -----------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""The model profiles differ where the module families differ (plain pyserial)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from quecmqtt.emulator import EmulatorThread
+from tests.broker import Broker, Cloud
+from tests.serialport import Port
+from tests.test_emulator import open_and_connect
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(params=["EC200U", "EC25", "BG96"])
+def model(request: pytest.FixtureRequest, broker: Broker) -> Iterator[tuple[str, Port]]:
+    with EmulatorThread(model=request.param, hosts=broker.hosts()) as emu:
+        port = Port(emu.path)
+        port.command("ATE0", until=b"OK\r\n")
+        yield request.param, port
+        port.close()
+
+
+FORMS = {"EC200U": {"pubex"}, "EC25": {"pubex", "fixed", "ctrlz"}, "BG96": {"fixed", "ctrlz"}}
+
+
+def test_publish_forms_per_model(model: tuple[str, Port], cloud: Cloud) -> None:
+    name, port = model
+    open_and_connect(port)
+    cloud.subscribe("forms/t")
+    forms = FORMS[name]
+    # QMTPUBEX with a length
+    reply = port.command('AT+QMTPUBEX=0,1,1,0,"forms/t",3', until=b"> " if "pubex" in forms else b"ERROR\r\n")
+    if "pubex" in forms:
+        port.write(b"abc")
+        assert port.read_until(b"+QMTPUBEX: 0,1,0\r\n").endswith(b"\r\n+QMTPUBEX: 0,1,0\r\n")
+        assert cloud.messages.get(timeout=5).payload == b"abc"
+    else:
+        assert reply == b"\r\nERROR\r\n"
+    # QMTPUB fixed length
+    reply = port.command('AT+QMTPUB=0,2,1,0,"forms/t",4', until=b"> " if "fixed" in forms else b"ERROR\r\n")
+    if "fixed" in forms:
+        port.write(b"a\x1ab\x1b")  # binary-safe by count
+        assert port.read_until(b"+QMTPUB: 0,2,0\r\n").endswith(b"\r\n+QMTPUB: 0,2,0\r\n")
+        assert cloud.messages.get(timeout=5).payload == b"a\x1ab\x1b"
+    else:
+        assert reply == b"\r\nERROR\r\n"
+    # QMTPUB with Ctrl-Z, and ESC cancelling one
+    reply = port.command('AT+QMTPUB=0,3,1,0,"forms/t"', until=b"> " if "ctrlz" in forms else b"ERROR\r\n")
+    if "ctrlz" in forms:
+        port.write(b"zed\x1a")
+        assert port.read_until(b"+QMTPUB: 0,3,0\r\n").endswith(b"\r\n+QMTPUB: 0,3,0\r\n")
+        assert cloud.messages.get(timeout=5).payload == b"zed"
+        port.command('AT+QMTPUB=0,4,1,0,"forms/t"', until=b"> ")
+        port.write(b"never\x1b")
+        assert port.read_until(b"OK\r\n") == b"\r\nOK\r\n"  # [R] cancelled: nothing published
+        assert port.quiet(0.3) == b""
+        assert cloud.messages.empty()
+    else:
+        assert reply == b"\r\nERROR\r\n"
+
+
+def test_qmtcfg_test_form_and_ranges_per_model(model: tuple[str, Port]) -> None:
+    name, port = model
+    listing = port.command("AT+QMTCFG=?")
+    keys = listing.count(b"+QMTCFG: ")
+    assert keys == (19 if name == "EC200U" else 10)
+    assert (b'"edit/timeout"' in listing) == (name == "EC200U")
+    too_long = port.command('AT+QMTCFG="timeout",0,100,3,0', until=b"\r\n", timeout=2) + port.read_until(b"\r\n")
+    assert too_long == (b"\r\nOK\r\n" if name == "EC200U" else b"\r\nERROR\r\n")  # 1-1200 vs 1-60
+
+
+def test_identity_per_model(model: tuple[str, Port]) -> None:
+    name, port = model
+    assert port.command("ATI").split(b"\r\n")[2] == name.encode()
+    assert port.command("AT+CGMR").startswith(b"\r\n" + name.encode())
