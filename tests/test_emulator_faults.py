@@ -153,3 +153,8 @@ def test_burst_of_messages(port: Port, emulator: EmulatorThread) -> None:
     got = port.read_until(b'"n":49}"\r\n')
     assert got.count(b"+QMTRECV: 0,") == 50
     assert b'\r\n+QMTRECV: 0,1,"burst/t",7,"{"n":0}"\r\n' in got
+
+
+def test_cfun_1_1_reboots_the_module(port: Port) -> None:
+    got = port.command("AT+CFUN=1,1", until=b"+QIND: PB DONE\r\n", timeout=5)
+    assert got.startswith(b"\r\nOK\r\n\r\nPOWERED DOWN\r\n") and b"\r\nRDY\r\n" in got

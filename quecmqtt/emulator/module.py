@@ -427,8 +427,8 @@ class Module:
         if fun not in (0, 1, 4):
             raise CmeError(50)
         self.respond()
-        if rst == 1:
-            self._spawn(self.reboot(announce=False))
+        if rst == 1:  # OK, POWERED DOWN, silence, RDY [V: observed on a BG96]
+            self._spawn(self.reboot())
         else:
             self.cfun = int(fun)
 
