@@ -1103,11 +1103,10 @@ class Module:
                 client.conn.close()
         self.powered = False
 
-    async def reboot(self, *, announce: bool = True) -> None:
-        """POWERED DOWN (when announced), silence, then RDY and the boot URCs; volatile
-        state (MQTT/SSL/HTTP configuration, echo, CMEE, PDP) is lost, files are kept."""
-        if announce:
-            self.urc("POWERED DOWN")
+    async def reboot(self) -> None:
+        """POWERED DOWN, silence, then RDY and the boot URCs; volatile state (MQTT/SSL/HTTP
+        configuration, echo, CMEE, PDP) is lost, files are kept."""
+        self.urc("POWERED DOWN")
         await asyncio.sleep(0)  # let the announcement out before going silent
         self._power_off()
         await asyncio.sleep(self.boot_time)
