@@ -60,6 +60,8 @@ class Emulator:
         sim_pin: str | None = None,
         boot_time: float = 0.3,
         announce_boot: bool = False,
+        sim_busy: float = 0.0,
+        register_delay: float = 0.0,
     ) -> None:
         if model not in PROFILES:
             raise ValueError(f"unknown model {model!r}; known: {', '.join(PROFILES)}")
@@ -79,6 +81,8 @@ class Emulator:
             pdp_active=pdp_active,
             sim_pin=sim_pin,
             boot_time=boot_time,
+            sim_busy=sim_busy,
+            register_delay=register_delay,
         )
         self.announce_boot = announce_boot
 

@@ -131,8 +131,12 @@ class Module:
         pdp_active: bool = True,
         sim_pin: str | None = None,
         boot_time: float = 0.3,
+        sim_busy: float = 0.0,
+        register_delay: float = 0.0,
     ) -> None:
         self.profile = profile
+        self.sim_busy = sim_busy  # seconds after boot during which the SIM answers "busy"
+        self.register_delay = register_delay  # seconds from SIM ready to registered
         self.network = network
         self._write = write
         self.default_echo = echo
@@ -161,7 +165,14 @@ class Module:
         self.echo = self.default_echo
         self.cmee = 1  # [R] factory default
         self.cfun = 1
+        self.booted_at = time.monotonic()
         self.sim_ready = self.sim_pin is None
+        self.sim_ready_at = self.booted_at + self.sim_busy
+        self.radio: dict[str, Any] = {
+            "nwscanmode": 0,
+            "iotopmode": 2,
+            "band": ("0xf", "0x100002000000000f0e189f", "0x10004200000000090e189f"),
+        }
         self.pdp: dict[int, dict[str, Any]] = {1: {"type": 1, "apn": "", "user": "", "password": "", "auth": 0}}
         self.active: dict[int, str] = {1: "10.64.0.2"} if self._pdp_at_boot else {}
         self.ssl: dict[int, dict[str, Any]] = {}
@@ -366,19 +377,31 @@ class Module:
         self.cmee = int(value)
         self.respond()
 
+    def _sim_busy(self) -> bool:
+        """Right after boot the SIM is still being read: +CME ERROR: 14 [V: reference 4.4]."""
+        return time.monotonic() < self.booted_at + self.sim_busy
+
     def at_CPIN(self, at: AtLine) -> None:
+        if self._sim_busy():
+            raise CmeError(14)
         if at.form == "read":
             self.respond([f"+CPIN: {'READY' if self.sim_ready else 'SIM PIN'}"])
             return
         if at.arg(0) != self.sim_pin:
             raise CmeError(16)
         self.sim_ready = True
+        self.sim_ready_at = time.monotonic()
         self.respond()
         self.urc("+CPIN: READY")
 
     def _need_sim(self) -> None:
+        if self._sim_busy():
+            raise CmeError(14)
         if not self.sim_ready:
             raise CmeError(11)
+
+    def registered(self) -> bool:
+        return self.sim_ready and not self._sim_busy() and time.monotonic() >= self.sim_ready_at + self.register_delay
 
     def at_CSQ(self, at: AtLine) -> None:
         self.respond(["+CSQ: 24,99"])
@@ -387,7 +410,9 @@ class Module:
         self.respond(['+QCSQ: "LTE",-65,-92,140,-10'])
 
     def _reg(self, name: str) -> None:
-        self.respond([f"+{name}: 0,{1 if self.sim_ready else 0}"])
+        # 2 = searching while the SIM is ready but the network not yet found
+        stat = 1 if self.registered() else 2 if self.sim_ready else 0
+        self.respond([f"+{name}: 0,{stat}"])
 
     def at_CREG(self, at: AtLine) -> None:
         self._reg("CREG") if at.form == "read" else self.respond()
@@ -400,9 +425,22 @@ class Module:
 
     def at_COPS(self, at: AtLine) -> None:
         if at.form == "read":
-            self.respond(['+COPS: 0,0,"CHINA MOBILE",7'] if self.sim_ready else ["+COPS: 0"])
+            self.respond(['+COPS: 0,0,"CHINA MOBILE",7'] if self.registered() else ["+COPS: 0"])
         else:
             self.respond()
+
+    def at_QCFG(self, at: AtLine) -> None:
+        """Radio settings of the BG9x family (nwscanmode, iotopmode, band)."""
+        key = str(at.arg(0))
+        if not self.profile.radio_settings or key not in self.radio:
+            raise PlainError
+        if len(at.args) == 1:
+            value = self.radio[key]
+            shown = ",".join(value) if isinstance(value, tuple) else str(value)
+            self.respond([f'+QCFG: "{key}",{shown}'])
+            return
+        self.radio[key] = tuple(str(v) for v in at.args[1:]) if key == "band" else at.args[1]
+        self.respond()
 
     def at_QNWINFO(self, at: AtLine) -> None:
         self.respond(['+QNWINFO: "FDD LTE","46000","LTE BAND 3",1650'])
@@ -473,6 +511,8 @@ class Module:
         cid = int(at.arg(0))  # type: ignore[arg-type]
         if cid in self.active:
             raise PlainError  # already active: ERROR [V: observed on a BG770A]
+        if not self.registered():
+            raise PlainError  # [R] no network yet: activation fails
         self.active[cid] = f"10.64.{cid}.2"
         self.respond()
 

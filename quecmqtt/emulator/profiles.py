@@ -69,6 +69,7 @@ class Profile:
     max_cid: int = 16
     http_immediate_errors: bool = False
     ufs_prefix: bool = False
+    radio_settings: bool = False  # AT+QCFG nwscanmode/iotopmode/band (BG9x)
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -99,5 +100,6 @@ PROFILES: dict[str, Profile] = {
         publish_forms=frozenset({PUB_FIXED, PUB_CTRLZ}),
         qmtcfg=_EC25_QMTCFG,
         boot_urcs=("+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE"),
+        radio_settings=True,
     ),
 }
