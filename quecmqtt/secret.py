@@ -8,6 +8,8 @@ argument encoder, the signer) calls `reveal()`, which makes every such place eas
 from __future__ import annotations
 
 import hmac
+import os
+from pathlib import Path
 
 REDACTED = "***"
 
@@ -70,3 +72,23 @@ def reveal(value: str | bytes | Secret) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     return value
+
+
+def load_secret(
+    value: str | bytes | Secret | None = None,
+    *,
+    file: str | os.PathLike[str] | None = None,
+    env: str | None = None,
+    name: str = "secret",
+) -> Secret | None:
+    """A secret from the first source given: a value, a file (its content, without a
+    trailing newline), or an environment variable. Files and variables keep secrets out of
+    process lists and shell history. None if no source holds one."""
+    if value is not None:
+        return Secret(value, name)
+    if file is not None:
+        data = Path(file).read_bytes()
+        return Secret(data[:-1] if data.endswith(b"\n") else data, name)
+    if env is not None and os.environ.get(env):
+        return Secret(os.environ[env], name)
+    return None

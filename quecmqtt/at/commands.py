@@ -148,21 +148,27 @@ CPIN = _add(
 )
 CSQ = _add(CommandSpec("CSQ", "+CSQ", EXEC, "Signal: rssi 0-31 (99 unknown), ber.", responses=(Resp("+CSQ", "i,i"),)))
 QCSQ = _add(CommandSpec("QCSQ", "+QCSQ", EXEC, "Signal per access technology.", responses=(Resp("+QCSQ", "x,*"),)))
-for _name in ("CREG", "CGREG", "CEREG"):
+
+
+def _registration(name: str) -> tuple[CommandSpec, CommandSpec]:
     # The read answer has the <n> field first; the URC form (+CREG: <stat>) has one field
     # less, which is how the two are told apart.
-    globals()[f"{_name}_READ"] = _add(
+    read = _add(
         CommandSpec(
-            f"{_name}_READ",
-            f"+{_name}",
+            f"{name}_READ",
+            f"+{name}",
             READ,
-            f"Registration state (+{_name}: <n>,<stat>[,...]).",
-            responses=(Resp(f"+{_name}", "i,i,*"),),
+            f"Registration state (+{name}: <n>,<stat>[,...]).",
+            responses=(Resp(f"+{name}", "i,i,*"),),
         )
     )
-    globals()[_name] = _add(
-        CommandSpec(f"{_name}", f"+{_name}", WRITE, f"Registration URC mode for +{_name}.", params=(_int("n", 0, 5),))
-    )
+    write = _add(CommandSpec(name, f"+{name}", WRITE, f"Registration URC mode for +{name}.", params=(_int("n", 0, 5),)))
+    return read, write
+
+
+CREG_READ, CREG = _registration("CREG")
+CGREG_READ, CGREG = _registration("CGREG")
+CEREG_READ, CEREG = _registration("CEREG")
 COPS_READ = _add(
     CommandSpec("COPS_READ", "+COPS", READ, "Operator and access technology.", responses=(Resp("+COPS", "i,*"),))
 )
@@ -223,6 +229,57 @@ CGACT = _add(
         "CGACT", "+CGACT", WRITE, "Set a PDP context state.", params=(_int("state", 0, 1), CID), timeout=Timeout(155.0)
     )
 )
+# BG9x radio settings (AT+QCFG): the RAT scan order, the LTE-M/NB-IoT choice, the bands
+QCFG_NWSCANMODE = _add(
+    CommandSpec(
+        "QCFG_NWSCANMODE",
+        "+QCFG",
+        WRITE,
+        "RATs to search: 0 auto, 1 GSM only, 3 LTE only (BG9x).",
+        params=(_key("nwscanmode"), _int("mode", 0, 3), _int("effect", 0, 1, optional=True)),
+        family="BG9x",
+    )
+)
+QCFG_IOTOPMODE = _add(
+    CommandSpec(
+        "QCFG_IOTOPMODE",
+        "+QCFG",
+        WRITE,
+        "LTE variant: 0 eMTC, 1 NB-IoT, 2 both (BG9x).",
+        params=(_key("iotopmode"), _int("mode", 0, 2), _int("effect", 0, 1, optional=True)),
+        family="BG9x",
+    )
+)
+QCFG_BAND = _add(
+    CommandSpec(
+        "QCFG_BAND",
+        "+QCFG",
+        WRITE,
+        "Band masks (hex) for GSM, eMTC and NB-IoT (BG9x).",
+        params=(
+            _key("band"),
+            Param("gsm", HEX),
+            Param("emtc", HEX),
+            Param("nbiot", HEX),
+            _int("effect", 0, 1, optional=True),
+        ),
+        family="BG9x",
+    )
+)
+QCFG_READ: dict[str, CommandSpec] = {
+    key: _add(
+        CommandSpec(
+            f"QCFG_{key.upper()}_READ",
+            "+QCFG",
+            WRITE,
+            f"Read the radio setting '{key}' (BG9x).",
+            params=(_key(key),),
+            responses=(Resp("+QCFG", "s,*"),),
+            family="BG9x",
+        )
+    )
+    for key in ("nwscanmode", "iotopmode", "band")
+}
 QIGETERROR = _add(
     CommandSpec("QIGETERROR", "+QIGETERROR", EXEC, "Last TCP/IP error.", responses=(Resp("+QIGETERROR", "i,x"),))
 )

@@ -199,7 +199,7 @@ class CommandSpec:
         return Command._create(self, values)
 
 
-_HEX_RE = re.compile(r"0[xX][0-9A-Fa-f]{1,8}\Z")
+_HEX_RE = re.compile(r"0[xX][0-9A-Fa-f]{1,32}\Z")  # cipher suites, and band masks of 100+ bits
 _WORD_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,64}\Z")
 
 
