@@ -155,6 +155,10 @@ class Emulator:
         """Deliver `count` messages to the client at once, as if from the network."""
         self.module.burst(_client_index(client), topic, count, payload)
 
+    def corrupt_next_upload(self) -> None:
+        """The next AT+QFUPL stores one byte less than it received (and says so)."""
+        self.module.corrupt_upload = True
+
     def files(self) -> dict[str, bytes]:
         return dict(self.module.files)
 

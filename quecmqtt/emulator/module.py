@@ -151,6 +151,7 @@ class Module:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.powered = True
         self.stalled = False
+        self.corrupt_upload = False
         self.urc_delay = 0.0
         self.fragment: int | None = None
         self._fragmenting = False
@@ -553,6 +554,9 @@ class Module:
         timeout = float(at.arg(2, 5))  # type: ignore[arg-type]
 
         async def finish(data: bytes) -> None:
+            if self.corrupt_upload:  # fault: a byte lost between the UART and the flash
+                self.corrupt_upload = False
+                data = data[:-1]
             self.files[name] = data
             self.respond([f"+QFUPL: {len(data)},{file_checksum(data):x}"])
 
@@ -1131,6 +1135,7 @@ class Module:
         self.urc("+QHTTPREAD: 0")
 
     def at_QHTTPSTOP(self, at: AtLine) -> None:
+        self.http_response = None  # the session is released [R]: a read now finds nothing
         self.respond()
 
     # -- faults and power ---------------------------------------------------------------------

@@ -1,0 +1,155 @@
+"""The module's HTTP(S) client: configuration, GET and POST with the URL and body sent by
+length in the CONNECT phase, and the response read framed by length.
+
+    http = Http(modem, HttpConfig(ssl_context=1))
+    response = await http.post("https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device",
+                               body, content_type=CONTENT_FORM)
+    response.raise_for_status()
+
+A failure the module reports (a 7xx code) raises `HttpError` with that code, whether it came
+at once as ``+CME ERROR: 7xx`` or later in the result URC; the session is then released
+with ``AT+QHTTPSTOP``. An HTTP status (404, 500) is not an error of the module: it is in
+`HttpResponse.status`, and `raise_for_status()` turns it into one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from quecmqtt.at import commands as C
+from quecmqtt.at.cme import cme_description
+from quecmqtt.errors import CommandError, HttpError, InvalidArgument
+from quecmqtt.modem import Modem, Reply
+from quecmqtt.secret import Secret
+
+log = logging.getLogger("quecmqtt.http")
+
+CONTENT_FORM, CONTENT_TEXT, CONTENT_OCTETS, CONTENT_MULTIPART, CONTENT_JSON, CONTENT_JPEG = range(6)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """What `AT+QHTTPCFG` sets. The module forgets it on reboot: it is applied again in
+    every init script. `ssl_context` is the `AT+QSSLCFG` context for https:// URLs."""
+
+    context_id: int = 1
+    ssl_context: int | None = None
+    content_type: int = CONTENT_FORM
+    request_header: bool = False
+    response_header: bool = False
+    headers: tuple[tuple[str, str], ...] = ()  # AT+QHTTPCFG="reqheader/add" (EC200 family)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    length: int | None  # the module's content length, None when it gave none
+    body: bytes
+
+    def raise_for_status(self) -> None:
+        if self.status >= 400:
+            raise HttpError(f"HTTP status {self.status}", self.status)
+
+    def __repr__(self) -> str:  # bodies may hold secrets (a registration reply)
+        return f"HttpResponse(status={self.status}, length={self.length}, body=<{len(self.body)} bytes>)"
+
+
+def http_error(code: int, what: str) -> HttpError:
+    text = cme_description(code)
+    message = f"{what} failed: {code}" + (f" ({text})" if text else "")
+    if code == 701 and " https://" in what:
+        # modules report a failed TLS handshake or certificate check as an unknown error
+        message += "; over HTTPS this is usually the TLS handshake or the server certificate check"
+        message += " (is the right CA uploaded, the SSL context's seclevel set, the module's clock right?)"
+    return HttpError(message, code)
+
+
+class Http:
+    def __init__(self, modem: Modem, config: HttpConfig | None = None) -> None:
+        self.modem = modem
+        self.config = config or HttpConfig()
+        modem.add_init_step(lambda m: self.configure())
+
+    async def configure(self) -> None:
+        cfg = self.config
+        await self.modem.execute(C.QHTTPCFG["contextid"](cfg.context_id))
+        if cfg.ssl_context is not None:
+            await self.modem.execute(C.QHTTPCFG["sslctxid"](cfg.ssl_context))
+        await self.modem.execute(C.QHTTPCFG["contenttype"](cfg.content_type))
+        await self.modem.execute(C.QHTTPCFG["requestheader"](int(cfg.request_header)))
+        await self.modem.execute(C.QHTTPCFG["responseheader"](int(cfg.response_header)))
+        for name, value in cfg.headers:
+            await self.modem.execute(C.QHTTPCFG["reqheader/add"](name, value))
+
+    async def get(self, url: str, *, timeout: int = 60) -> HttpResponse:
+        await self._set_url(url)
+        return await self._finish("GET", url, lambda: self.modem.execute(C.QHTTPGET(timeout)), timeout)
+
+    async def post(
+        self, url: str, body: bytes | Secret, *, content_type: int | None = None, timeout: int = 60
+    ) -> HttpResponse:
+        """POST `body` (pass a `Secret` to keep it out of logs and transcripts)."""
+        if content_type is not None and content_type != self.config.content_type:
+            await self.modem.execute(C.QHTTPCFG["contenttype"](content_type))
+        await self._set_url(url)
+        command = C.QHTTPPOST(len(body), timeout, timeout)
+        return await self._finish("POST", url, lambda: self.modem.execute(command, body), timeout)
+
+    async def _set_url(self, url: str) -> None:
+        raw = url.encode("utf-8")
+        if not raw or any(b < 0x21 for b in raw):
+            raise InvalidArgument(f"not a URL: {url!r}")
+        try:
+            await self.modem.execute(C.QHTTPURL(len(raw), 60), raw)
+        except CommandError as exc:
+            raise self._failed(exc, "setting the URL") from exc
+
+    async def _finish(
+        self, method: str, url: str, request: Callable[[], Awaitable[Reply]], timeout: int
+    ) -> HttpResponse:
+        what = f"{method} {_strip_query(url)}"
+        try:
+            reply = await request()
+        except CommandError as exc:
+            await self._stop()
+            raise self._failed(exc, what) from exc
+        assert reply.result is not None
+        fields = reply.result.fields
+        err = fields[0] if fields else -1
+        if err != 0:
+            await self._stop()
+            raise http_error(err if isinstance(err, int) else 701, what)
+        status = fields[1] if len(fields) > 1 and isinstance(fields[1], int) else 0
+        length = fields[2] if len(fields) > 2 and isinstance(fields[2], int) else None
+        body = b""
+        if length != 0:
+            try:
+                read = await self.modem.execute(C.QHTTPREAD(timeout))
+            except CommandError as exc:
+                await self._stop()
+                raise self._failed(exc, f"reading the response of {what}") from exc
+            read_err = read.result.fields[0] if read.result is not None and read.result.fields else 0
+            if read_err != 0:
+                await self._stop()
+                raise http_error(read_err if isinstance(read_err, int) else 701, f"reading the response of {what}")
+            body = read.body or b""
+        log.debug("%s -> %d, %d bytes", what, status, len(body))
+        return HttpResponse(int(status), length, body)
+
+    @staticmethod
+    def _failed(exc: CommandError, what: str) -> HttpError:
+        code = exc.cme if exc.cme is not None else 701
+        return http_error(code, what)
+
+    async def _stop(self) -> None:
+        """Release the HTTP session after a failure (703/704 otherwise follow)."""
+        with contextlib.suppress(CommandError):
+            await self.modem.execute(C.QHTTPSTOP())
+
+
+def _strip_query(url: str) -> str:
+    """The URL without its query, for messages: a query may hold a signature."""
+    return url.split("?", 1)[0]

@@ -1,0 +1,176 @@
+"""SSL contexts (`AT+QSSLCFG`) and the certificate files they use (`AT+QFUPL`,
+`AT+QFLST`, `AT+QFDEL`).
+
+Uploads are idempotent: `AT+QFLST` reports only a name and a size, so a file is named by a
+short hash of its content (``qm-<12 hex>.pem``) and a file already there under that name
+and size is not sent again. Each upload is checked against the module's answer
+(``+QFUPL: <size>,<checksum>``). A private key is a secret: its bytes never appear in logs
+or transcripts.
+
+    tls = Tls(modem)
+    await tls.setup(1, ca=ca_pem)                   # seclevel 1: verify the server
+    await tls.setup(2, ca=ca_pem, cert=cert_pem, key=Secret(key_pem))   # mutual TLS
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from quecmqtt.at import commands as C
+from quecmqtt.errors import CommandError, RemoteError
+from quecmqtt.modem import Modem
+from quecmqtt.secret import Secret
+
+log = logging.getLogger("quecmqtt.tls")
+
+
+class UploadError(RemoteError):
+    """The module stored something other than what was sent (size or checksum)."""
+
+
+def checksum(data: bytes) -> int:
+    """The module's QFUPL checksum: XOR of the data as big-endian 16-bit words, an odd last
+    byte as the high byte [V: reference 3.2]."""
+    value = 0
+    for i in range(0, len(data) - 1, 2):
+        value ^= (data[i] << 8) | data[i + 1]
+    if len(data) % 2:
+        value ^= data[-1] << 8
+    return value
+
+
+def content_name(data: bytes, suffix: str = ".pem") -> str:
+    return f"qm-{hashlib.sha256(data).hexdigest()[:12]}{suffix}"
+
+
+class Files:
+    def __init__(self, modem: Modem) -> None:
+        self.modem = modem
+
+    async def list(self, pattern: str = "*") -> dict[str, int]:
+        """Name -> size (names without the "UFS:" prefix some firmware adds)."""
+        out = {}
+        for name, size in (await self.modem.execute(C.QFLST(pattern))).fields("+QFLST"):
+            text = str(name)
+            out[text[4:] if text.upper().startswith("UFS:") else text] = int(size)
+        return out
+
+    async def delete(self, name: str) -> None:
+        await self.modem.execute(C.QFDEL(name))
+
+    async def upload(self, name: str, data: bytes | Secret, *, timeout: int = 10) -> None:
+        """Upload and check what the module stored; a bad copy is deleted."""
+        raw = data.reveal_bytes() if isinstance(data, Secret) else data
+        reply = await self.modem.execute(C.QFUPL(name, len(raw), timeout), data)
+        fields = reply.fields("+QFUPL")
+        stored = fields[0] if fields else ()
+        expected = checksum(raw)
+        size = stored[0] if stored else None
+        got = stored[1] if len(stored) > 1 else None
+        got_value = int(str(got), 16) if got is not None else None
+        if size != len(raw) or got_value != expected:
+            try:
+                await self.delete(name)
+            except CommandError:
+                log.warning("could not delete the bad copy of %s", name)
+            raise UploadError(
+                f"{name}: the module stored {size} bytes with checksum {got}, expected {len(raw)} with {expected:x}"
+            )
+
+    async def ensure(self, data: bytes | Secret, *, suffix: str = ".pem") -> str:
+        """The name of a file with this content on the module, uploading it only if needed."""
+        raw = data.reveal_bytes() if isinstance(data, Secret) else data
+        name = content_name(raw, suffix)
+        present = await self.list(name)
+        if present.get(name) == len(raw):
+            log.debug("%s is already on the module", name)
+            return name
+        if name in present:
+            await self.delete(name)
+        await self.upload(name, data)
+        return name
+
+
+@dataclass(frozen=True)
+class SslContext:
+    """The `AT+QSSLCFG` settings of one context; None leaves the module's value."""
+
+    index: int
+    seclevel: int = 0
+    cacert: str | None = None
+    clientcert: str | None = None
+    clientkey: str | None = None
+    version: int = 4  # 4: every version the module has; 3: TLS 1.2 only
+    ciphersuite: str = "0xFFFF"
+    sni: bool | None = True
+    ignore_local_time: bool | None = None
+    negotiate_time: int | None = None
+
+
+class Tls:
+    def __init__(self, modem: Modem) -> None:
+        self.modem = modem
+        self.files = Files(modem)
+        self.contexts: dict[int, SslContext] = {}
+        modem.add_init_step(self._reapply)  # QSSLCFG is lost on reboot; files are not
+
+    async def setup(
+        self,
+        index: int,
+        *,
+        ca: bytes | None = None,
+        cert: bytes | None = None,
+        key: bytes | Secret | None = None,
+        seclevel: int | None = None,
+        version: int = 4,
+        ciphersuite: str = "0xFFFF",
+        sni: bool | None = True,
+        ignore_local_time: bool | None = None,
+        negotiate_time: int | None = None,
+    ) -> SslContext:
+        """Upload what is missing and configure context `index`. The security level is 2
+        with a client certificate and key, 1 with a CA, 0 otherwise, unless given."""
+        if (cert is None) != (key is None):
+            raise ValueError("a client certificate and its key go together")
+        key_secret = Secret(key, "client_key") if key is not None else None
+        context = SslContext(
+            index=index,
+            seclevel=seclevel if seclevel is not None else 2 if cert is not None else 1 if ca is not None else 0,
+            cacert=await self.files.ensure(ca) if ca is not None else None,
+            clientcert=await self.files.ensure(cert) if cert is not None else None,
+            clientkey=await self.files.ensure(key_secret, suffix=".key") if key_secret is not None else None,
+            version=version,
+            ciphersuite=ciphersuite,
+            sni=sni,
+            ignore_local_time=ignore_local_time,
+            negotiate_time=negotiate_time,
+        )
+        await self.apply(context)
+        self.contexts[index] = context
+        return context
+
+    async def apply(self, context: SslContext) -> None:
+        i = context.index
+        commands = [C.QSSLCFG["sslversion"](i, context.version), C.QSSLCFG["ciphersuite"](i, context.ciphersuite)]
+        commands.append(C.QSSLCFG["seclevel"](i, context.seclevel))
+        for key, value in (
+            ("cacert", context.cacert),
+            ("clientcert", context.clientcert),
+            ("clientkey", context.clientkey),
+        ):
+            if value is not None:
+                commands.append(C.QSSLCFG[key](i, value))
+        if context.sni is not None:
+            commands.append(C.QSSLCFG["sni"](i, int(context.sni)))
+        if context.ignore_local_time is not None:
+            commands.append(C.QSSLCFG["ignorelocaltime"](i, int(context.ignore_local_time)))
+        if context.negotiate_time is not None:
+            commands.append(C.QSSLCFG["negotiatetime"](i, context.negotiate_time))
+        for command in commands:
+            await self.modem.execute(command)
+
+    async def _reapply(self, modem: Modem) -> None:
+        for context in self.contexts.values():
+            await self.apply(context)
