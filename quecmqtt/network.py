@@ -370,16 +370,19 @@ class Network:
     # -- clock ---------------------------------------------------------------------------------
 
     async def sync_clock(self, source: str = "network") -> str:
-        """Set the module's clock before certificates are checked: from the network
-        (AT+CTZU=1, then AT+QLTS) or from this host (UTC). Returns AT+CCLK?'s answer."""
-        if source == "host":
-            now = time.gmtime()
-            await self.modem.execute(C.CCLK(time.strftime("%y/%m/%d,%H:%M:%S+00", now)))
-        elif source == "network":
-            await self.modem.execute(C.CTZU(1))
-            with contextlib.suppress(CommandError):
-                await self.modem.execute(C.QLTS(2))
-        else:
-            raise ValueError("source must be 'network' or 'host'")
-        fields = (await self.modem.execute(C.CCLK_READ())).fields("+CCLK")
-        return str(fields[0][0]) if fields else ""
+        return await set_module_clock(self.modem, source)
+
+
+async def set_module_clock(modem: Modem, source: str = "network") -> str:
+    """Set the module's clock before certificates are checked: from the network
+    (AT+CTZU=1, then AT+QLTS) or from this host (UTC). Returns AT+CCLK?'s answer."""
+    if source == "host":
+        await modem.execute(C.CCLK(time.strftime("%y/%m/%d,%H:%M:%S+00", time.gmtime())))
+    elif source == "network":
+        with contextlib.suppress(CommandError):  # not every network sends its time
+            await modem.execute(C.CTZU(1))
+            await modem.execute(C.QLTS(2))
+    else:
+        raise ValueError("source must be 'network' or 'host'")
+    fields = (await modem.execute(C.CCLK_READ())).fields("+CCLK")
+    return str(fields[0][0]) if fields else ""

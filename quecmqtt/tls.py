@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from quecmqtt.at import commands as C
 from quecmqtt.errors import CommandError, RemoteError
 from quecmqtt.modem import Modem
+from quecmqtt.network import set_module_clock
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.tls")
@@ -129,9 +130,12 @@ class Tls:
         sni: bool | None = True,
         ignore_local_time: bool | None = None,
         negotiate_time: int | None = None,
+        clock: str | None = "network",
     ) -> SslContext:
         """Upload what is missing and configure context `index`. The security level is 2
-        with a client certificate and key, 1 with a CA, 0 otherwise, unless given."""
+        with a client certificate and key, 1 with a CA, 0 otherwise, unless given. When
+        certificates will be checked, the module's clock is set first from `clock`
+        ("network", "host", or None to leave it)."""
         if (cert is None) != (key is None):
             raise ValueError("a client certificate and its key go together")
         key_secret = Secret(key, "client_key") if key is not None else None
@@ -147,6 +151,8 @@ class Tls:
             ignore_local_time=ignore_local_time,
             negotiate_time=negotiate_time,
         )
+        if context.seclevel >= 1 and clock is not None:
+            await set_module_clock(self.modem, clock)
         await self.apply(context)
         self.contexts[index] = context
         return context

@@ -143,7 +143,7 @@ async def test_radio_settings_are_refused_where_the_family_has_none(rig: Any) ->
 @pytest.mark.emulator
 async def test_https_post_and_get_with_the_ca_verified(rig: Any, servers: HttpServers) -> None:
     _, modem = rig
-    await Tls(modem).setup(1, ca=servers.ca.cert_pem.bytes())
+    await Tls(modem).setup(1, ca=servers.ca.cert_pem.bytes(), clock="host")
     http = Http(modem, HttpConfig(ssl_context=1))
     await http.configure()
     response = await http.post(REGISTER_URL, REGISTER_BODY)
