@@ -124,6 +124,21 @@ class MqttError(RemoteError):
         super().__init__(message)
 
 
+class MqttOpenError(MqttError):
+    """``+QMTOPEN: <c>,<result>`` other than 0: -1 network, 1 parameter, 2 index in use,
+    3 PDP activation, 4 DNS, 5 connection error."""
+
+
+class ConnectRefused(MqttError):
+    """The broker answered CONNECT with a refusal: `return_code` 1 protocol version,
+    2 identifier rejected, 3 server unavailable, 4 bad user name or password, 5 not
+    authorised."""
+
+
+class OutboxFull(QuecError):
+    """The session's outbox is at its bound (messages or bytes) and its policy rejects."""
+
+
 class HttpError(RemoteError):
     """An HTTP(S) operation failed with a module error code (7xx) or an HTTP status."""
 

@@ -1,0 +1,99 @@
+"""`AT+QMTCFG` for one client index: what is set before `AT+QMTOPEN`, and again after every
+module reboot (the module keeps none of it [V: reference 1.2])."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quecmqtt.at import commands as C
+from quecmqtt.at.spec import Command
+from quecmqtt.secret import Secret
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    message: str
+    qos: int = 0
+    retain: bool = False
+
+
+@dataclass(frozen=True)
+class AliAuth:
+    """The module signs the login itself (Aliyun's triple)."""
+
+    product_key: str
+    device_name: str
+    device_secret: Secret
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Every `AT+QMTCFG` key; None leaves the module's own value. `recv_length` on (the
+    default) makes the module prefix each payload with its length, so payloads may hold
+    anything; `recv_buffer` keeps messages in the module until read (back-pressure)."""
+
+    version: int | None = 4  # 3 = MQTT 3.1, 4 = 3.1.1
+    pdp_cid: int | None = None
+    ssl_context: int | None = None  # the AT+QSSLCFG context for TLS; None: plain TCP
+    keepalive: int | None = 120
+    clean_session: bool | None = True
+    packet_timeout: int | None = 5
+    retries: int | None = 3
+    timeout_notice: bool | None = None
+    will: Will | None = None
+    recv_buffer: bool | None = False
+    recv_length: bool | None = True
+    aliauth: AliAuth | None = None
+    ping_interval: int | None = None  # "qmtping" [!]
+    edit_timeout: int | None = None  # "edit/timeout": data-entry time-out (EC200 family)
+
+    def commands(self, client: int, supported: frozenset[str] | None = None) -> list[Command]:
+        """The QMTCFG commands, limited to the keys the module lists (`supported`)."""
+
+        def ok(key: str) -> bool:
+            return supported is None or key in supported
+
+        out: list[Command] = []
+        if self.version is not None and ok("version"):
+            out.append(C.QMTCFG["version"](client, self.version))
+        if self.pdp_cid is not None and ok("pdpcid"):
+            out.append(C.QMTCFG["pdpcid"](client, self.pdp_cid))
+        if ok("ssl"):
+            if self.ssl_context is not None:
+                out.append(C.QMTCFG["ssl"](client, 1, self.ssl_context))
+            else:
+                out.append(C.QMTCFG["ssl"](client, 0))
+        if self.keepalive is not None and ok("keepalive"):
+            out.append(C.QMTCFG["keepalive"](client, self.keepalive))
+        if self.clean_session is not None and ok("session"):
+            out.append(C.QMTCFG["session"](client, int(self.clean_session)))
+        if self.packet_timeout is not None and ok("timeout"):
+            args = [self.packet_timeout]
+            if self.retries is not None:
+                args.append(self.retries)
+                if self.timeout_notice is not None:
+                    args.append(int(self.timeout_notice))
+            out.append(C.QMTCFG["timeout"](client, *args))
+        if ok("will"):
+            if self.will is None:
+                out.append(C.QMTCFG["will"](client, 0))
+            else:
+                w = self.will
+                out.append(C.QMTCFG["will"](client, 1, w.qos, int(w.retain), w.topic, w.message))
+        if (self.recv_buffer is not None or self.recv_length is not None) and ok("recv/mode"):
+            out.append(C.QMTCFG["recv/mode"](client, int(bool(self.recv_buffer)), int(bool(self.recv_length))))
+        if self.ping_interval is not None and ok("qmtping"):
+            out.append(C.QMTCFG["qmtping"](client, self.ping_interval))
+        if self.edit_timeout is not None and ok("edit/timeout"):
+            out.append(C.QMTCFG["edit/timeout"](client, 1, self.edit_timeout))
+        if self.aliauth is not None and ok("aliauth"):
+            a = self.aliauth
+            out.append(C.QMTCFG["aliauth"](client, a.product_key, a.device_name, a.device_secret))
+        return out
+
+    @property
+    def result_timeout(self) -> float:
+        """How long the module may take for a SUB/UNS/PUB result: pkt_timeout x (retries + 1)
+        plus a margin [V: reference 1.7, 1.8]."""
+        return float((self.packet_timeout or 5) * ((self.retries if self.retries is not None else 3) + 1) + 5)
