@@ -88,6 +88,18 @@ class Overflow(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ModuleReset(Event):
+    """The module this modem talked to is gone: it rebooted, stopped answering, or the port
+    was lost. Everything that lived on it (MQTT links, PDP, settings) must be rebuilt."""
+
+    generation: int
+    reason: str
+
+
+Listener = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What a command produced: its final result, response lines, download body, and
     for two-phase commands the result URC."""
@@ -324,6 +336,7 @@ class Modem:
         self._waiters: dict[str, list[_Waiter]] = {}
         self._result_prefixes = frozenset(s.result.prefix for s in C.ALL if s.result is not None)
         self._subscriptions: list[Subscription] = []
+        self._listeners: list[Listener] = []
         self._reader_task: asyncio.Task[None] | None = None
         self._lifecycle_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -359,8 +372,15 @@ class Modem:
         here. Steps must be idempotent."""
         self._init_steps.append(step)
 
-    def claim_client(self, client: int) -> None:
-        """Mark an MQTT client index as owned by this process (reconciliation keeps it)."""
+    def remove_init_step(self, step: InitStep) -> None:
+        with contextlib.suppress(ValueError):
+            self._init_steps.remove(step)
+
+    def claim_client(self, client: int, *, exclusive: bool = False) -> None:
+        """Mark an MQTT client index as owned by this process (reconciliation keeps it).
+        `exclusive`: raise if it is claimed already (two objects driving one index)."""
+        if exclusive and client in self._owned_clients:
+            raise LocalProtocolError(f"MQTT client index {client} is already in use on this modem")
         self._owned_clients.add(client)
 
     def release_client(self, client: int) -> None:
@@ -743,11 +763,23 @@ class Modem:
         self._subscriptions.append(sub)
         return sub
 
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(event)` for every event, in the reader task, before subscribers.
+        For layers that track state (an MQTT client following its link); it must be quick
+        and must not raise. Returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
     def _unsubscribe(self, sub: Subscription) -> None:
         with contextlib.suppress(ValueError):
             self._subscriptions.remove(sub)
 
     def _publish(self, event: Event) -> bool:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("listener %r failed on %r", listener, event)
         delivered = False
         for sub in self._subscriptions:
             if sub.wants(event):
@@ -926,6 +958,7 @@ class Modem:
     def _flag_trouble(self, reason: str, *, unresponsive: bool = False) -> None:
         if self.state is State.CLOSED:
             return
+        self._publish(ModuleReset(self.generation, reason))
         self._trouble_reason = reason
         self._unresponsive = self._unresponsive or unresponsive
         if self.state is State.READY:

@@ -19,6 +19,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+AUTH_HOST, AUTH_USER, AUTH_PASSWORD = "auth.test", "device-user", "right-password"
 TLS_NAMES = ("broker.test", "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com", "localhost", "127.0.0.1")
 
 
@@ -26,6 +27,7 @@ TLS_NAMES = ("broker.test", "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com", "loc
 class Broker:
     port: int
     tls_port: int
+    auth_port: int  # a listener that wants user AUTH_USER with password AUTH_PASSWORD
     ca_pem: bytes  # the CA that signed the broker's certificate
     wrong_ca_pem: bytes  # a CA that did not
     log: Path
@@ -37,6 +39,7 @@ class Broker:
         for name in TLS_NAMES[:2]:
             table[name] = f"127.0.0.1:{self.port}"
             table[f"{name}:8883"] = f"127.0.0.1:{self.tls_port}"
+        table[AUTH_HOST] = f"127.0.0.1:{self.auth_port}"
         return table
 
 
@@ -61,19 +64,29 @@ def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], Broker]:
     (directory / "server.key").write_bytes(server.private_key_pem.bytes())
     for name in ("server.pem", "server.key"):
         (directory / name).chmod(0o644)
-    port, tls_port = _free_port(), _free_port()
+    port, tls_port, auth_port = _free_port(), _free_port(), _free_port()
+    passwords = directory / "passwords"
+    passwords.write_text(f"{AUTH_USER}:{AUTH_PASSWORD}\n")
+    passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.run([passwd, "-U", str(passwords)], check=True, capture_output=True)  # hash in place
+    passwords.chmod(0o644)
+    acl = directory / "acl"
+    acl.write_text(f"user {AUTH_USER}\ntopic readwrite dev/#\n")
+    acl.chmod(0o644)
     conf = directory / "mosquitto.conf"
     conf.write_text(
-        "per_listener_settings false\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+        "per_listener_settings true\npersistence false\nlog_dest stderr\n"
         "log_type error\nlog_type warning\nlog_type notice\n"
-        f"listener {port} 127.0.0.1\n"
-        f"listener {tls_port} 127.0.0.1\ncertfile {directory / 'server.pem'}\nkeyfile {directory / 'server.key'}\n"
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"listener {tls_port} 127.0.0.1\nallow_anonymous true\n"
+        f"certfile {directory / 'server.pem'}\nkeyfile {directory / 'server.key'}\n"
+        f"listener {auth_port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\nacl_file {acl}\n"
     )
     conf.chmod(0o644)
     log = directory / "mosquitto.log"
     proc = subprocess.Popen([exe, "-c", str(conf)], stderr=log.open("wb"), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    for target in (port, tls_port):
+    for target in (port, tls_port, auth_port):
         while True:
             try:
                 socket.create_connection(("127.0.0.1", target), timeout=0.2).close()
@@ -83,7 +96,7 @@ def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], Broker]:
                     proc.kill()
                     pytest.fail(f"mosquitto did not start: {log.read_text(errors='replace')}", pytrace=False)
                 time.sleep(0.02)
-    return proc, Broker(port, tls_port, ca.cert_pem.bytes(), wrong.cert_pem.bytes(), log)
+    return proc, Broker(port, tls_port, auth_port, ca.cert_pem.bytes(), wrong.cert_pem.bytes(), log)
 
 
 def stop_mosquitto(proc: subprocess.Popen[bytes]) -> None:
