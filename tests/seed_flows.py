@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from quecmqtt.at import commands as C
 from quecmqtt.at.events import MqttMessage, MqttStatus
 from quecmqtt.modem import Modem
+from quecmqtt.mqtt.client import MqttClient
+from quecmqtt.mqtt.config import AliAuth, MqttConfig
 from quecmqtt.secret import Secret
 
 HOST = "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com"
@@ -83,6 +85,26 @@ async def flow_4_1_3(modem: Modem) -> None:
         answer = json.loads(message.payload)
         assert answer["code"] == 200 and answer["id"] == json.loads(PROPERTY_POST)["id"]
         await close(modem)
+
+
+async def flow_4_1_3_client(modem: Modem) -> None:
+    """Section 4.1.3 again, through MqttClient (as a user of the MQTT layer writes it)."""
+    topic = f"/sys/{PK}/device001/thing/event/property/post"
+    client = MqttClient(modem, 0, probe=False, publish_form="pubex")
+    await client.configure(MqttConfig.only(version=4))
+    assert await client.read_config("will") == (0,)
+    await client.configure(MqttConfig.only(aliauth=AliAuth(PK, "device001", Secret(DEVICE_SECRET_413))))
+    await client.open(HOST, 1883, configure=False)
+    await client.connect("device001")  # aliauth: the module signs the login
+    granted = await client.subscribe(topic + "_reply", 0)
+    assert [(g.topic, g.qos) for g in granted] == [(topic + "_reply", 1)]  # the server granted 1
+    await client.publish(topic, PROPERTY_POST, qos=0)
+    message = await client.next_message(timeout=2)
+    assert isinstance(message, MqttMessage) and message.topic == topic + "_reply"
+    answer = json.loads(message.payload)
+    assert answer["code"] == 200 and answer["id"] == json.loads(PROPERTY_POST)["id"]
+    await client.close()
+    await client.aclose()
 
 
 async def flow_4_2_1(modem: Modem) -> None:

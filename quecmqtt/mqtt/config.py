@@ -3,7 +3,8 @@ module reboot (the module keeps none of it [V: reference 1.2])."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from quecmqtt.at import commands as C
 from quecmqtt.at.spec import Command
@@ -31,22 +32,30 @@ class AliAuth:
 class MqttConfig:
     """Every `AT+QMTCFG` key; None leaves the module's own value. `recv_length` on (the
     default) makes the module prefix each payload with its length, so payloads may hold
-    anything; `recv_buffer` keeps messages in the module until read (back-pressure)."""
+    anything; `recv_buffer` keeps messages in the module until read (back-pressure).
+    `ssl_context` False means plain TCP and `will` False no will: both are set explicitly by
+    default, since a module that rebooted into someone else's settings is no excuse."""
 
     version: int | None = 4  # 3 = MQTT 3.1, 4 = 3.1.1
     pdp_cid: int | None = None
-    ssl_context: int | None = None  # the AT+QSSLCFG context for TLS; None: plain TCP
+    ssl_context: int | Literal[False] | None = False  # the AT+QSSLCFG context for TLS
     keepalive: int | None = 120
     clean_session: bool | None = True
     packet_timeout: int | None = 5
     retries: int | None = 3
     timeout_notice: bool | None = None
-    will: Will | None = None
+    will: Will | Literal[False] | None = False
     recv_buffer: bool | None = False
     recv_length: bool | None = True
     aliauth: AliAuth | None = None
     ping_interval: int | None = None  # "qmtping" [!]
     edit_timeout: int | None = None  # "edit/timeout": data-entry time-out (EC200 family)
+
+    @classmethod
+    def only(cls, **keys: Any) -> MqttConfig:
+        """A configuration that sets just `keys` and leaves every other key alone."""
+        unset = {f.name: None for f in fields(cls) if f.name not in keys}
+        return cls(**unset, **keys)
 
     def commands(self, client: int, supported: frozenset[str] | None = None) -> list[Command]:
         """The QMTCFG commands, limited to the keys the module lists (`supported`)."""
@@ -59,11 +68,11 @@ class MqttConfig:
             out.append(C.QMTCFG["version"](client, self.version))
         if self.pdp_cid is not None and ok("pdpcid"):
             out.append(C.QMTCFG["pdpcid"](client, self.pdp_cid))
-        if ok("ssl"):
-            if self.ssl_context is not None:
-                out.append(C.QMTCFG["ssl"](client, 1, self.ssl_context))
-            else:
+        if self.ssl_context is not None and ok("ssl"):
+            if self.ssl_context is False:
                 out.append(C.QMTCFG["ssl"](client, 0))
+            else:
+                out.append(C.QMTCFG["ssl"](client, 1, self.ssl_context))
         if self.keepalive is not None and ok("keepalive"):
             out.append(C.QMTCFG["keepalive"](client, self.keepalive))
         if self.clean_session is not None and ok("session"):
@@ -75,8 +84,8 @@ class MqttConfig:
                 if self.timeout_notice is not None:
                     args.append(int(self.timeout_notice))
             out.append(C.QMTCFG["timeout"](client, *args))
-        if ok("will"):
-            if self.will is None:
+        if self.will is not None and ok("will"):
+            if self.will is False:
                 out.append(C.QMTCFG["will"](client, 0))
             else:
                 w = self.will
