@@ -623,6 +623,9 @@ class Modem:
             started.set()
         if command.spec.closes_client and command.client is not None:
             self._closing[command.client] = float("inf")
+        elif command.spec.name == "+QMTOPEN" and command.client is not None:
+            # a new connection on this index: its +QMTSTAT reports are real again
+            self._closing.pop(command.client, None)
         try:
             return await self._converse(inflight, wire, data, timeout)
         finally:

@@ -151,6 +151,10 @@ class Emulator:
         """Add a network round-trip time to connections and every MQTT packet."""
         self.network.rtt = seconds
 
+    def refuse_topic(self, topic: str) -> None:
+        """The far side closes the connection when a client publishes to `topic`."""
+        self.network.refused_topics.add(topic)
+
     def burst(self, client: int, topic: str, count: int, payload: bytes | None = None) -> None:
         """Deliver `count` messages to the client at once, as if from the network."""
         self.module.burst(_client_index(client), topic, count, payload)

@@ -30,6 +30,7 @@ FAULTS: dict[str, tuple[str, tuple[Callable[[str], Any], ...], str]] = {
     "delay-urcs": ("delay_urcs", (float,), "SECONDS: hold every URC back"),
     "rtt": ("set_rtt", (float,), "SECONDS: network round-trip time for connections and MQTT packets"),
     "burst": ("burst", (int, str, int), "CLIENT TOPIC COUNT: deliver COUNT messages to CLIENT at once"),
+    "refuse-topic": ("refuse_topic", (str,), "TOPIC: the far side closes the link on a publish to TOPIC"),
     "corrupt-upload": ("corrupt_next_upload", (), "the next AT+QFUPL stores one byte less than it received"),
 }
 

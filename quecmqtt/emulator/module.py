@@ -79,6 +79,9 @@ class Network:
     hosts: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     ports: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
     rtt: float = 0.0
+    # topics the far side refuses by closing the connection, as Aliyun does when a device
+    # publishes to a topic it has no permission for
+    refused_topics: set[str] = field(default_factory=set)
 
     def resolve(self, host: str, port: int) -> tuple[str, int] | None:
         if (host, port) in self.ports:
@@ -938,6 +941,12 @@ class Module:
         conn = client.conn
         if conn is None:
             self.urc(f"{urc}: {client.index},{msg_id},2")
+            return
+        if topic.decode("utf-8", errors="replace") in self.network.refused_topics:
+            if self.network.rtt:
+                await asyncio.sleep(self.network.rtt)
+            if client.conn is conn:
+                self.drop_link(client.index, CLOSED_BY_PEER)
             return
         pkt, retries = self._timeouts(client)
         try:

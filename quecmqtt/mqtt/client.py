@@ -84,6 +84,14 @@ def number(fields: Sequence[object], index: int, default: int = -1) -> int:
     return value if isinstance(value, int) else default
 
 
+def check_topic_name(topic: str) -> None:
+    """A topic to publish to: not empty, no wildcards (the broker would drop the link)."""
+    if not topic:
+        raise InvalidArgument("the topic is empty")
+    if "+" in topic or "#" in topic:
+        raise InvalidArgument(f"cannot publish to {topic!r}: wildcards (+, #) are for subscriptions only")
+
+
 class MsgIds:
     """Packet ids 1-65535 for one client: never one that is still in flight."""
 
@@ -377,6 +385,7 @@ class MqttClient:
         publish can be written meanwhile: several are then in flight."""
         if qos not in (0, 1, 2):
             raise InvalidArgument(f"QoS must be 0, 1 or 2, not {qos}")
+        check_topic_name(topic)
         self._machine.process(Input.USE)
         form = await self._publish_form()
         raw = payload.reveal_bytes() if isinstance(payload, Secret) else payload
@@ -397,6 +406,23 @@ class MqttClient:
             raise
         return PublishHandle(self, msg_id, pending)
 
+    def check_publish(self, topic: str, payload: bytes | Secret, qos: int = 0, retain: bool = False) -> None:
+        """Raise InvalidArgument for a message the module cannot take (a quote or control
+        character in the topic, an empty or too long payload, a bad QoS, Ctrl-Z in the
+        payload of a Ctrl-Z-only module), without sending anything."""
+        if qos not in (0, 1, 2):
+            raise InvalidArgument(f"QoS must be 0, 1 or 2, not {qos}")
+        check_topic_name(topic)
+        raw = payload.reveal_bytes() if isinstance(payload, Secret) else payload
+        if self.publish_form == FORM_CTRLZ:
+            if b"\x1a" in raw or b"\x1b" in raw:
+                raise InvalidArgument("this module publishes only with Ctrl-Z: the payload cannot hold 0x1A or 0x1B")
+            C.QMTPUB_CTRLZ(self.index, 1, qos, int(retain), topic)
+        elif self.publish_form == FORM_FIXED:
+            C.QMTPUB(self.index, 1, qos, int(retain), topic, len(raw))
+        else:
+            C.QMTPUBEX(self.index, 1, qos, int(retain), topic, len(raw))
+
     async def _publish_form(self) -> str:
         if self.publish_form is None:
             self.publish_form = await probe_publish_form(self.modem)
@@ -416,9 +442,11 @@ class MqttClient:
         """Close the connection; safe in any state (errors from the module are ignored:
         the index is free afterwards either way)."""
         self._machine.process(Input.CLOSE)
-        with contextlib.suppress(QuecError):
-            await self.modem.execute(C.QMTCLOSE(self.index))
-        self._machine.process(Input.CLOSED)
+        try:
+            with contextlib.suppress(QuecError):
+                await self.modem.execute(C.QMTCLOSE(self.index))
+        finally:
+            self._machine.process(Input.CLOSED)  # even when cancelled: never stuck closing
 
     async def aclose(self) -> None:
         """Stop following the module (listener, background reads) and free the index for

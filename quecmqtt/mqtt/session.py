@@ -1,0 +1,441 @@
+"""A session: one MQTT client kept connected for as long as the program runs.
+
+    session = Session(modem, "broker.example", 1883, "device-1",
+                      subscriptions=[("cmd/#", 1)], outbox=SqliteOutbox("/var/lib/dev/outbox.db"))
+    await session.start()                    # waits for the first connection
+    await session.publish("telemetry", b"{...}", qos=1)  # returns once the outbox holds it
+    async for message in session.messages():
+        ...
+    await session.stop()
+
+After a link loss (``+QMTSTAT`` other than the 5 after our own disconnect, ``+QMTPING``), a
+module reboot, a lost port, or a lost PDP context, the session waits for the module, brings
+the context back, closes the client index (``AT+QMTCLOSE``), opens and connects again with
+exponential back-off and jitter, re-subscribes, and resends what the outbox holds, oldest
+first. `publish()` only puts the message in the outbox; a pump sends it with up to `window`
+publishes in flight and removes it when the module reports it acknowledged.
+
+Terminal conditions stop the session and raise from `wait_connected()`, `publish()`,
+`flush()` and `wait_stopped()`: a CONNECT refused with a code in `terminal_connack` (4 bad
+user name or password, 5 not authorised, by default) and unexpected internal errors. Every
+other failure is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from quecmqtt.at.events import Event, MqttMessage, Urc
+from quecmqtt.errors import (
+    ConnectRefused,
+    InternalError,
+    InvalidArgument,
+    LocalProtocolError,
+    MqttError,
+    MqttOpenError,
+    NotOpen,
+    QuecError,
+)
+from quecmqtt.modem import Modem, Overflow, State
+from quecmqtt.mqtt.client import Granted, MqttClient, PublishHandle
+from quecmqtt.mqtt.config import MqttConfig
+from quecmqtt.mqtt.outbox import DeadLetter, Entry, MemoryOutbox, Outbox
+from quecmqtt.network import Network
+from quecmqtt.secret import Secret
+
+log = logging.getLogger("quecmqtt.session")
+
+PDP_RESULT = 3  # +QMTOPEN: <c>,3: the PDP context could not be activated
+
+
+class SessionState(Enum):
+    IDLE = "idle"  # not started
+    CONNECTING = "connecting"  # first connection or a reconnection in progress
+    CONNECTED = "connected"
+    WAITING = "waiting"  # backing off before the next attempt
+    STOPPED = "stopped"  # stop() was called
+    FAILED = "failed"  # a terminal error; see Session.error
+
+
+class SessionFailed(QuecError):
+    """The session stopped on a terminal condition; `__cause__` is what happened."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnection attempts: `initial` doubling up to `maximum`, each
+    multiplied by a random factor in [1 - jitter, 1] so a fleet does not reconnect in step."""
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    factor: float = 2.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
+        return base * (1.0 - self.jitter * (rng or random).random())
+
+
+class _LinkDown(Exception):
+    """Internal: the link went down while the pump was running."""
+
+
+class Session:
+    def __init__(
+        self,
+        modem: Modem,
+        host: str,
+        port: int,
+        client_id: str,
+        username: str | None = None,
+        password: str | Secret | None = None,
+        *,
+        index: int = 0,
+        config: MqttConfig | None = None,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        outbox: Outbox | None = None,
+        window: int = 8,
+        max_attempts: int = 10,
+        backoff: Backoff | None = None,
+        terminal_connack: frozenset[int] = frozenset({4, 5}),
+        network: Network | None = None,
+        publish_form: str | None = None,
+        queue_size: int = 1000,
+        ready_timeout: float = 120.0,
+    ) -> None:
+        if window < 1:
+            raise InvalidArgument("the in-flight window must be at least 1")
+        self.modem = modem
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.username = username
+        self.password = Secret(password, "password") if isinstance(password, str) else password
+        self.client = MqttClient(modem, index, config, publish_form=publish_form, queue_size=queue_size)
+        self.subscriptions: dict[str, int] = dict(subscriptions)
+        self.rejected: list[str] = []  # topics the broker refused (granted 128) at the last subscribe
+        self.outbox = outbox if outbox is not None else MemoryOutbox()
+        self.window = window
+        self.max_attempts = max_attempts
+        self.backoff = backoff or Backoff()
+        self.terminal_connack = terminal_connack
+        self.network = network if network is not None else Network(modem, cid=self.client.config.pdp_cid or 1)
+        self.ready_timeout = ready_timeout
+        self.state = SessionState.IDLE
+        self.error: BaseException | None = None
+        self.reconnects = 0  # successful connections after the first
+        self._rng = random.Random()
+        self._runner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # the pump has something to look at
+        self._lost = asyncio.Event()  # the link is down (set by the module's reports)
+        self._state_changed = asyncio.Event()
+        self._pdp_lost = False
+        self._failures: dict[int, str] = {}  # entry id -> why its last attempt failed
+        self._state_callbacks: list[Callable[[SessionState], None]] = []
+        self.client.on_link_event(self._on_link_event)
+        self._remove_listener = modem.add_listener(self._on_event)
+
+    def __repr__(self) -> str:
+        where = f"client {self.client.index} {self.host}:{self.port}"
+        return f"<Session {where} {self.state.value}, {len(self.outbox)} queued>"
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.state is SessionState.CONNECTED
+
+    def on_state(self, callback: Callable[[SessionState], None]) -> None:
+        """Call `callback(state)` on every change of `state`."""
+        self._state_callbacks.append(callback)
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is self.state:
+            return
+        log.info("session %d: %s -> %s", self.client.index, self.state.value, state.value)
+        self.state = state
+        self._state_changed.set()
+        self._state_changed = asyncio.Event()
+        for callback in list(self._state_callbacks):
+            try:
+                callback(state)
+            except Exception:
+                log.exception("state callback failed")
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Until the session is connected; raises SessionFailed if it failed or stopped."""
+        async with asyncio.timeout(timeout):
+            while self.state is not SessionState.CONNECTED:
+                self._raise_if_over()
+                await self._state_changed.wait()
+
+    async def wait_stopped(self) -> None:
+        """Until the session ends; raises SessionFailed if it ended on a terminal error."""
+        if self._runner is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._runner)
+        self._raise_if_over(stopped_ok=True)
+
+    def _raise_if_over(self, *, stopped_ok: bool = False) -> None:
+        if self.state is SessionState.FAILED:
+            raise SessionFailed(f"session stopped: {self.error}") from self.error
+        if self.state is SessionState.STOPPED and not stopped_ok:
+            raise SessionFailed("session stopped")
+
+    # -- the module's reports -------------------------------------------------------------
+
+    def _on_link_event(self, reason: str) -> None:
+        if self.state in (SessionState.CONNECTED, SessionState.CONNECTING):
+            log.warning("session %d: link lost (%s)", self.client.index, reason)
+        self._lost.set()
+        self._wake.set()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Urc) and event.prefix == "+QIURC" and event.fields[:1] == ("pdpdeact",):
+            cid = event.fields[1] if len(event.fields) > 1 else None
+            if cid in (None, self.network.cid):
+                self._pdp_lost = True
+                self._on_link_event(event.text)
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def start(self, *, wait: bool = True, timeout: float | None = None) -> None:
+        """Start connecting (and keep the connection up). With `wait`, return once connected;
+        a terminal error on the way raises SessionFailed, `timeout` raises TimeoutError
+        (the session keeps trying)."""
+        if self._runner is not None:
+            raise LocalProtocolError("session already started")
+        self._set_state(SessionState.CONNECTING)
+        self._runner = asyncio.create_task(self._run(), name=f"quecmqtt-session-{self.client.index}")
+        if wait:
+            await self.wait_connected(timeout)
+
+    async def stop(self, *, flush: float | None = None) -> None:
+        """Stop: optionally wait up to `flush` seconds for the outbox to empty, then
+        disconnect and close the client. What is still in the outbox stays there (a
+        SqliteOutbox keeps it for the next run)."""
+        if flush and self.connected:
+            with contextlib.suppress(TimeoutError, SessionFailed):
+                await self.flush(flush)
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self.state is not SessionState.FAILED:
+            self._set_state(SessionState.STOPPED)
+        if self.modem.state is not State.CLOSED:
+            with contextlib.suppress(QuecError, LocalProtocolError):
+                async with asyncio.timeout(10):
+                    if self.client.connected:
+                        await self.client.disconnect()
+                    await self.client.close()
+        self._remove_listener()
+        await self.client.aclose()
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- what the user does ---------------------------------------------------------------------
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> Entry:
+        """Accept a message: checked (topic, QoS, size), put in the outbox, and sent by the
+        pump. Returns once the outbox holds it (for a SqliteOutbox: on disk). Raises
+        InvalidArgument, OutboxFull (policy "reject"), SessionFailed."""
+        self._raise_if_over()
+        self.client.check_publish(topic, payload, qos, retain)
+        entry = self.outbox.put(topic, bytes(payload), qos, retain)
+        self._wake.set()
+        return entry
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Until the outbox is empty (every message acknowledged or dead-lettered)."""
+        async with asyncio.timeout(timeout):
+            while len(self.outbox):
+                self._raise_if_over()
+                await asyncio.sleep(0.02)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.outbox.dead_letters()
+
+    async def subscribe(self, topic: str, qos: int = 1) -> Granted | None:
+        """Subscribe now if connected, and after every reconnect. The granted QoS, or None
+        when not connected (it is sent on connecting)."""
+        self.subscriptions[topic] = qos
+        if not self.client.connected:
+            return None
+        with contextlib.suppress(QuecError, LocalProtocolError):
+            granted = (await self.client.subscribe([(topic, qos)]))[0]
+            if granted.rejected:
+                log.warning("session %d: the broker refused the subscription to %r", self.client.index, topic)
+            return granted
+        return None  # the link went down meanwhile: the reconnect subscribes
+
+    async def unsubscribe(self, topic: str) -> None:
+        self.subscriptions.pop(topic, None)
+        if self.client.connected:
+            with contextlib.suppress(QuecError, LocalProtocolError):
+                await self.client.unsubscribe(topic)
+
+    def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
+        """Messages from the subscriptions, across reconnects."""
+        return self.client.messages()
+
+    def on_message(self, callback: Callable[[MqttMessage], None]) -> None:
+        self.client.on_message(callback)
+
+    # -- the runner --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        connections = 0
+        while True:
+            self._set_state(SessionState.CONNECTING)
+            try:
+                await self._connect()
+            except ConnectRefused as exc:
+                if exc.return_code in self.terminal_connack:
+                    self._fail(exc)
+                    return
+                reason: str = str(exc)
+            except NotOpen as exc:
+                if self.modem.closed:  # closed under us: nothing to reconnect to
+                    self._fail(exc)
+                    return
+                reason = str(exc)
+            except (QuecError, LocalProtocolError, TimeoutError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                self._fail(InternalError(f"session {self.client.index}: {exc!r}"), cause=exc)
+                return
+            else:
+                connections += 1
+                if connections > 1:
+                    self.reconnects += 1
+                failures = 0
+                self._set_state(SessionState.CONNECTED)
+                try:
+                    await self._pump()
+                except (QuecError, LocalProtocolError, _LinkDown) as exc:
+                    reason = str(exc) or "link lost"
+                except Exception as exc:
+                    self._fail(InternalError(f"session {self.client.index}: {exc!r}"), cause=exc)
+                    return
+            delay = self.backoff.delay(failures, self._rng)
+            failures += 1
+            log.warning("session %d: %s; next attempt in %.1f s", self.client.index, reason, delay)
+            self._set_state(SessionState.WAITING)
+            await asyncio.sleep(delay)
+
+    def _fail(self, error: BaseException, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+            log.error("session %d failed", self.client.index, exc_info=cause)
+        else:
+            log.error("session %d: giving up: %s", self.client.index, error)
+        self.error = error
+        self._set_state(SessionState.FAILED)
+
+    async def _connect(self) -> None:
+        await self.modem.wait_ready(self.ready_timeout)
+        self._lost.clear()
+        if self._pdp_lost:
+            await self._bring_back_pdp()
+        # whatever the module thinks of this index, start from closed
+        await self.client.close()
+        try:
+            await self.client.open(self.host, self.port)
+        except MqttOpenError as exc:
+            if exc.result != PDP_RESULT:
+                raise
+            await self._bring_back_pdp()
+            await self.client.open(self.host, self.port)
+        await self.client.connect(self.client_id, self.username, self.password)
+        self.rejected = []
+        if self.subscriptions:
+            granted = await self.client.subscribe(list(self.subscriptions.items()))
+            self.rejected = [g.topic for g in granted if g.rejected]
+            for topic in self.rejected:
+                log.warning("session %d: the broker refused the subscription to %r", self.client.index, topic)
+        if self._lost.is_set():
+            raise _LinkDown("link lost while connecting")
+
+    async def _bring_back_pdp(self) -> None:
+        log.info("session %d: activating PDP context %d", self.client.index, self.network.cid)
+        with contextlib.suppress(QuecError):
+            await self.network.deactivate()  # modules want this before activating again
+        await self.network.activate()
+        self._pdp_lost = False
+
+    # -- the pump -------------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Send what the outbox holds, `window` at a time, until the link goes down."""
+        in_flight: dict[int, asyncio.Task[None]] = {}  # entry id -> its result, in send order
+        try:
+            while True:
+                self._wake.clear()
+                if self._lost.is_set():
+                    raise _LinkDown("link lost")
+                for entry_id, task in list(in_flight.items()):
+                    if task.done():
+                        del in_flight[entry_id]
+                        self._settle(entry_id, task)
+                if self._lost.is_set():
+                    raise _LinkDown("link lost")
+                if len(in_flight) < self.window:
+                    for entry in self.outbox.pending(self.window + len(in_flight)):
+                        if len(in_flight) >= self.window:
+                            break
+                        if entry.id in in_flight:
+                            continue
+                        if entry.attempts >= self.max_attempts:
+                            reason = self._failures.pop(entry.id, "no acknowledgement")
+                            self.outbox.dead(entry, f"{entry.attempts} attempts: {reason}")
+                            log.error("session %d: %r moved to the dead letters", self.client.index, entry)
+                            self._wake.set()  # look again: what follows it may not have been fetched
+                            continue
+                        in_flight[entry.id] = await self._send(entry)
+                        if self.window == 1:
+                            break
+                await self._wake.wait()
+        finally:
+            # the link is down (or we are stopping): these results will not come; the
+            # entries stay in the outbox and go out again after the reconnect
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            for entry_id, task in in_flight.items():
+                if not task.cancelled():
+                    self._settle(entry_id, task)
+
+    async def _send(self, entry: Entry) -> asyncio.Task[None]:
+        entry = self.outbox.attempt(entry.id)
+        handle = await self.client.publish_nowait(entry.topic, entry.payload, entry.qos, entry.retain)
+        task = asyncio.create_task(self._await_result(handle))
+        task.add_done_callback(lambda _: self._wake.set())
+        return task
+
+    @staticmethod
+    async def _await_result(handle: PublishHandle) -> None:
+        await handle.result()
+
+    def _settle(self, entry_id: int, task: asyncio.Task[None]) -> None:
+        exc = task.exception()
+        if exc is None:
+            self.outbox.ack(entry_id)
+            self._failures.pop(entry_id, None)
+        elif isinstance(exc, MqttError):
+            # the module gave up on this message (retries exhausted): count it, send again
+            self._failures[entry_id] = str(exc)
+        else:
+            self._failures[entry_id] = f"{type(exc).__name__}: {exc}"
