@@ -135,6 +135,7 @@ class Session:
         self._wake = asyncio.Event()  # the pump has something to look at
         self._lost = asyncio.Event()  # the link is down (set by the module's reports)
         self._state_changed = asyncio.Event()
+        self._progress = asyncio.Event()  # an outbox entry was settled, or the state changed
         self._pdp_lost = False
         self._failures: dict[int, str] = {}  # entry id -> why its last attempt failed
         self._state_callbacks: list[Callable[[SessionState], None]] = []
@@ -162,6 +163,7 @@ class Session:
         self.state = state
         self._state_changed.set()
         self._state_changed = asyncio.Event()
+        self._progress.set()
         for callback in list(self._state_callbacks):
             try:
                 callback(state)
@@ -262,7 +264,8 @@ class Session:
         async with asyncio.timeout(timeout):
             while len(self.outbox):
                 self._raise_if_over()
-                await asyncio.sleep(0.02)
+                self._progress.clear()
+                await self._progress.wait()
 
     def dead_letters(self) -> list[DeadLetter]:
         return self.outbox.dead_letters()
@@ -403,6 +406,7 @@ class Session:
                             self.outbox.dead(entry, f"{entry.attempts} attempts: {reason}")
                             log.error("session %d: %r moved to the dead letters", self.client.index, entry)
                             self._wake.set()  # look again: what follows it may not have been fetched
+                            self._progress.set()
                             continue
                         in_flight[entry.id] = await self._send(entry)
                         if self.window == 1:
@@ -430,6 +434,7 @@ class Session:
         await handle.result()
 
     def _settle(self, entry_id: int, task: asyncio.Task[None]) -> None:
+        self._progress.set()
         exc = task.exception()
         if exc is None:
             self.outbox.ack(entry_id)
