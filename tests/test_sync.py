@@ -8,10 +8,14 @@ import pytest
 
 from quecmqtt.at import commands as C
 from quecmqtt.at.events import MqttMessage
-from quecmqtt.errors import CommandError
+from quecmqtt.emulator import EmulatorThread
+from quecmqtt.errors import CommandError, InvalidArgument
+from quecmqtt.mqtt.session import SessionState
+from quecmqtt.mqtt.sync import SyncMqttClient, SyncSession
 from quecmqtt.sync import SyncModem
 from quecmqtt.transcript import Transcript
 from quecmqtt.transport import ReplayTransport
+from tests.broker import Broker, Cloud
 from tests.conftest import SEED
 from tests.seed_flows import PROPERTY_POST
 
@@ -44,3 +48,30 @@ def test_sync_facade_raises_the_runtime_errors() -> None:
         modem.execute(C.CPIN_READ())
     assert info.value.cme == 10
     assert "SIM not inserted".lower() in str(info.value).lower()
+
+
+@pytest.mark.broker
+def test_sync_session_and_client_against_the_emulator(broker: Broker, cloud: Cloud) -> None:
+    cloud.subscribe("sync/up")
+    with EmulatorThread(hosts=broker.hosts()) as emulator, SyncModem(emulator.path) as modem:
+        with SyncSession(modem, "broker.test", 1883, "dev-sync", subscriptions=[("sync/down", 1)]) as session:
+            assert session.connected and session.state is SessionState.CONNECTED
+            entry = session.publish("sync/up", b"from a script")
+            assert entry.qos == 1
+            session.flush(10)
+            assert cloud.messages.get(timeout=5).payload == b"from a script"
+            cloud.publish("sync/down", b"to a script")
+            message = session.next_message(timeout=5)
+            assert isinstance(message, MqttMessage) and message.payload == b"to a script"
+            with pytest.raises(InvalidArgument):
+                session.publish("sync/#", b"x")
+        assert session.state is SessionState.STOPPED
+        client = SyncMqttClient(modem, 1)
+        client.open("broker.test", 1883)
+        client.connect("dev-sync-client")
+        assert [g.qos for g in client.subscribe([("sync/c", 1)])] == [1]
+        client.publish("sync/up", b"plain client", qos=1)
+        assert cloud.messages.get(timeout=5).payload == b"plain client"
+        client.disconnect()
+        client.close()
+        assert not client.connected
