@@ -93,11 +93,13 @@ FAULTS: dict[str, Fault] = {
     "garbage": _garbage,
     "delay-urcs": _call("delay_urcs", 0.3),
     "burst": _call("burst", 0, "noise/burst", 50, b"burst"),  # 50 messages at once, mid-stream
+    "qmtping": _call("inject", b"\r\n+QMTPING: 0,1\r\n"),  # the module's keep-alive failed
 }
 BREAKS_THE_LINK = {name for name in FAULTS if name.startswith("drop-link")} | {
     "reboot",
     "unplug-replug",
     "pdp-loss",
+    "qmtping",
 }
 
 
