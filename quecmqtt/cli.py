@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("fault", choices=sorted(FAULTS), metavar="FAULT", help="one of: " + ", ".join(FAULTS))
     fault.add_argument("args", nargs="*", help="the fault's arguments (see above)")
     fault.set_defaults(func=_cmd_fault)
+
+    from quecmqtt.cli_aliyun import add_parser as add_aliyun
+
+    add_aliyun(sub)
     return parser
 
 

@@ -1,0 +1,57 @@
+"""Secret options for the command line: every secret can come from an argument, a file, an
+environment variable, or a prompt, so it need not appear in a process list or shell history.
+
+    add_secret_option(parser, "device-secret", "the DeviceSecret")
+    secret = resolve_secret(args, "device-secret")   # --device-secret / -file / -env / prompt
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from quecmqtt.secret import Secret, load_secret
+
+
+class SecretMissing(Exception):
+    """None of the sources holds the secret and there is no terminal to ask on."""
+
+
+def add_secret_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, what: str) -> None:
+    dest = name.replace("-", "_")
+    env = dest.upper()
+    parser.add_argument(
+        f"--{name}", dest=dest, metavar="VALUE", help=f"{what} (visible in process lists: prefer the next two)"
+    )
+    parser.add_argument(f"--{name}-file", dest=f"{dest}_file", metavar="PATH", help=f"read {what} from a file")
+    parser.add_argument(
+        f"--{name}-env",
+        dest=f"{dest}_env",
+        metavar="VAR",
+        help=f"read {what} from an environment variable (e.g. {env}); without any of these you are prompted",
+    )
+
+
+def given(args: argparse.Namespace, name: str) -> bool:
+    dest = name.replace("-", "_")
+    return any(getattr(args, key, None) for key in (dest, f"{dest}_file", f"{dest}_env"))
+
+
+def resolve_secret(args: argparse.Namespace, name: str, *, prompt: bool = True) -> Secret:
+    dest = name.replace("-", "_")
+    env = getattr(args, f"{dest}_env", None)
+    if env and not os.environ.get(env):
+        raise SecretMissing(f"--{name}-env: the environment variable {env} is not set")
+    try:
+        secret = load_secret(getattr(args, dest, None), file=getattr(args, f"{dest}_file", None), env=env, name=dest)
+    except OSError as exc:
+        raise SecretMissing(f"--{name}-file: {exc.strerror or exc}") from None
+    if secret is not None:
+        return secret
+    if prompt and sys.stdin.isatty():
+        value = getpass.getpass(f"{name.replace('-', ' ')}: ")
+        if value:
+            return Secret(value, dest)
+    raise SecretMissing(f"give --{name}, --{name}-file or --{name}-env")
