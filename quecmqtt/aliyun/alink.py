@@ -1,0 +1,187 @@
+"""The Alink thing model over a connected `MqttClient` or `Session` (reference/aliyun.md 4).
+
+thing = Thing(session, pk, dn)
+await thing.start()                                   # subscribes to the replies and calls
+code = await thing.post_properties({"Temp": 23.9})    # 200, matched to post_reply by id
+thing.on_property_set(lambda params: apply(params))   # replies 200 (or the code returned)
+thing.on_service("reboot", lambda params: {"ok": 1})  # replies with the output data
+now_ms = await thing.sync_time()                      # NTP over /ext/ntp
+await thing.report_version("1.0.1")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from quecmqtt.at.events import MqttMessage
+from quecmqtt.mqtt.client import MqttClient
+from quecmqtt.mqtt.session import Session
+
+log = logging.getLogger("quecmqtt.alink")
+
+Params = dict[str, Any]
+SetHandler = Callable[[Params], "int | Awaitable[int | None] | None"]
+ServiceHandler = Callable[[Params], "Params | Awaitable[Params | None] | None"]
+
+
+def ntp_time(device_send: int, server_recv: int, server_send: int, device_recv: int) -> int:
+    """The device's UTC time in ms when the NTP response arrived (reference 4, N1)."""
+    return (server_recv + server_send + device_recv - device_send) // 2
+
+
+class Thing:
+    def __init__(self, link: MqttClient | Session, product_key: str, device_name: str, *, qos: int = 1) -> None:
+        self.link = link
+        self.product_key = product_key
+        self.device_name = device_name
+        self.qos = qos
+        self.base = f"/sys/{product_key}/{device_name}/thing"
+        self._ids = itertools.count(int(time.time()) % 1_000_000 * 1000)
+        self._waiting: dict[str, asyncio.Future[Params]] = {}
+        self._set_handler: SetHandler | None = None
+        self._services: dict[str, ServiceHandler] = {}
+        self._ntp: asyncio.Future[Params] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to what the cloud sends this device and start dispatching."""
+        self.link.on_message(self._on_message)
+        for topic in (
+            f"{self.base}/event/+/post_reply",
+            f"{self.base}/service/property/set",
+            f"{self.base}/service/+",
+            f"/ext/ntp/{self.product_key}/{self.device_name}/response",
+        ):
+            await self._subscribe(topic)
+
+    async def _subscribe(self, topic: str) -> None:
+        if isinstance(self.link, Session):
+            await self.link.subscribe(topic, self.qos)
+        else:
+            await self.link.subscribe([(topic, self.qos)])
+
+    async def _publish(self, topic: str, body: Params) -> None:
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        await self.link.publish(topic, payload, self.qos)
+
+    def _next_id(self) -> str:
+        return str(next(self._ids) % 4_294_967_296)
+
+    def _on_message(self, message: MqttMessage) -> None:
+        topic = message.topic
+        try:
+            body = json.loads(message.payload)
+        except (ValueError, UnicodeDecodeError):
+            if topic.startswith(self.base) or topic.startswith("/ext/ntp/"):
+                log.warning("not JSON on %s: ignored", topic)
+            return
+        if not isinstance(body, dict):
+            return
+        if topic.startswith(f"{self.base}/event/") and topic.endswith("_reply"):
+            future = self._waiting.pop(str(body.get("id")), None)
+            if future is not None and not future.done():
+                future.set_result(body)
+        elif topic == f"{self.base}/service/property/set":
+            self._spawn(self._serve(None, body))
+        elif topic.startswith(f"{self.base}/service/") and not topic.endswith("_reply"):
+            self._spawn(self._serve(topic.rsplit("/", 1)[1], body))
+        elif topic.startswith("/ext/ntp/") and self._ntp is not None and not self._ntp.done():
+            self._ntp.set_result(body)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _request(self, topic: str, method: str, params: Params, timeout: float) -> Params:
+        request_id = self._next_id()
+        future: asyncio.Future[Params] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            await self._publish(topic, {"id": request_id, "version": "1.0", "params": params, "method": method})
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self._waiting.pop(request_id, None)
+
+    # -- device to cloud ----------------------------------------------------------------------
+
+    async def post_properties(self, params: Params, *, timeout: float = 10.0) -> int:
+        """Post properties; the reply's code (200 on success). TimeoutError without a reply."""
+        reply = await self._request(f"{self.base}/event/property/post", "thing.event.property.post", params, timeout)
+        return int(reply.get("code", -1))
+
+    async def post_event(self, identifier: str, value: Params, *, timeout: float = 10.0) -> int:
+        params = {"value": value, "time": int(time.time() * 1000)}
+        reply = await self._request(
+            f"{self.base}/event/{identifier}/post", f"thing.event.{identifier}.post", params, timeout
+        )
+        return int(reply.get("code", -1))
+
+    async def sync_time(self, *, timeout: float = 10.0) -> int:
+        """UTC milliseconds from the platform's NTP service."""
+        self._ntp = asyncio.get_running_loop().create_future()
+        sent = int(time.time() * 1000)
+        await self._publish(f"/ext/ntp/{self.product_key}/{self.device_name}/request", {"deviceSendTime": str(sent)})
+        async with asyncio.timeout(timeout):
+            reply = await self._ntp
+        received = int(time.time() * 1000)
+        return ntp_time(
+            int(reply.get("deviceSendTime", sent)), int(reply["serverRecvTime"]), int(reply["serverSendTime"]), received
+        )
+
+    async def report_version(self, version: str, module: str | None = None) -> None:
+        params: Params = {"version": version}
+        if module:
+            params["module"] = module
+        await self._publish(
+            f"/ota/device/inform/{self.product_key}/{self.device_name}", {"id": self._next_id(), "params": params}
+        )
+
+    # -- cloud to device ----------------------------------------------------------------------
+
+    def on_property_set(self, handler: SetHandler) -> None:
+        """`handler(params)` for ``thing.service.property.set``; it returns the reply code
+        (None: 200). A handler that raises answers 460."""
+        self._set_handler = handler
+
+    def on_service(self, identifier: str, handler: ServiceHandler) -> None:
+        """`handler(params)` for the async service `identifier`; it returns the output data."""
+        self._services[identifier] = handler
+
+    async def _serve(self, identifier: str | None, request: Params) -> None:
+        """Answer a property set (`identifier` None) or a service call."""
+        params = request.get("params") if isinstance(request.get("params"), dict) else {}
+        reply: Params = {"id": str(request.get("id", "")), "code": 200, "data": {}}
+        try:
+            if identifier is None:
+                topic = f"{self.base}/service/property/set_reply"
+                if self._set_handler is None:
+                    reply["code"] = 460
+                else:
+                    code = self._set_handler(params or {})
+                    code = await code if inspect.isawaitable(code) else code
+                    reply["code"] = 200 if code is None else int(code)
+            else:
+                topic = f"{self.base}/service/{identifier}_reply"
+                handler = self._services.get(identifier)
+                if handler is None:
+                    reply["code"] = 460
+                    reply["message"] = f"no handler for service {identifier}"
+                else:
+                    data = handler(params or {})
+                    data = await data if inspect.isawaitable(data) else data
+                    reply["data"] = data or {}
+        except Exception:
+            log.exception("handler for %s failed", identifier)
+            reply["code"] = 460
+        await self._publish(topic, reply)
