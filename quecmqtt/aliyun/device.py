@@ -47,6 +47,7 @@ from quecmqtt.http import CONTENT_FORM, Http, HttpConfig
 from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.mqtt.config import AliAuth, MqttConfig
+from quecmqtt.mqtt.state import ClientState
 from quecmqtt.secret import Secret
 from quecmqtt.tls import Tls
 
@@ -155,11 +156,14 @@ async def register_mqtt(
     random: str | None = None,
     sign_method: str = "hmacsha256",
     index: int = 0,
+    client: MqttClient | None = None,
     timeout: float = 15.0,
 ) -> RegistrationResult:
     """Dynamic registration over MQTT: `register` (the reply carries the DeviceSecret) or
     `regnwl` (a client id and token for `connwl`). The platform pushes the result and
-    closes the connection; that close is the normal end. Never reconnects."""
+    closes the connection; that close is the normal end (we close after 2 s if it does
+    not). Never reconnects. `client`: a configured MqttClient to use (its configuration
+    must turn TLS on) instead of a new one on `index`."""
     want = Registered if auth_type == "register" else Whitelisted
     stored = _reuse(store, product, force, want)
     if stored is not None:
@@ -181,9 +185,13 @@ async def register_mqtt(
         instance_id=instance_id,
         client_id=client_id,
     )
-    client = MqttClient(modem, index, MqttConfig(ssl_context=ssl_context if tls else False))
+    own = client is None
+    if client is None:
+        client = MqttClient(modem, index, MqttConfig(ssl_context=ssl_context if tls else False))
     replies: asyncio.Queue[MqttMessage] = asyncio.Queue()
+    closed = asyncio.Event()
     client.on_message(lambda m: replies.put_nowait(m) if m.topic in REGISTRATION_TOPICS else None)
+    client.on_link_event(lambda reason: closed.set())
     try:
         await client.open(host, port)
         try:
@@ -203,10 +211,16 @@ async def register_mqtt(
             store.save(result)  # before anything else can fail
         return result
     finally:
-        # the platform closes the link after the push (+QMTSTAT: <c>,1): expected
-        with contextlib.suppress(QuecError):
-            await client.close()
-        await client.aclose()
+        # the platform closes the link after the push (+QMTSTAT: <c>,1): the expected end
+        if client.state is not ClientState.CLOSED:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await closed.wait()
+        if client.state is not ClientState.CLOSED:
+            with contextlib.suppress(QuecError):
+                await client.close()
+        if own:
+            await client.aclose()
 
 
 async def register_https(

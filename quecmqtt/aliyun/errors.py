@@ -77,7 +77,11 @@ BY_CODE: dict[int, tuple[type[AliyunError], str]] = {
 CONNACK: dict[int, tuple[type[AliyunError], str]] = {
     2: (RegistrationNeedsTls, "identifier rejected (for a registration: plain TCP, or a malformed parameter)"),
     3: (ServerUnavailable, "server unavailable"),
-    4: (BadCredentials, "bad user name or password (sign, triple, or registration not allowed)"),
+    4: (
+        BadCredentials,
+        "bad user name or password: a wrong sign or triple; for a registration also a device already active "
+        "or not pre-registered, or dynamic registration disabled",
+    ),
     5: (NotAuthorised, "not authorised"),
 }
 

@@ -42,7 +42,7 @@ class SecretStore:
         path = self.path(product_key, device_name)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError) as exc:
             raise QuecError(f"{path}: unreadable registration record ({type(exc).__name__})") from None

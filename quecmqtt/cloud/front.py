@@ -1,0 +1,167 @@
+"""The auth front: one port for plain MQTT and TLS (a first byte of 0x16 is a TLS
+handshake, as the seed's 4.2.1 uses TLS on 1883), reads the CONNECT, lets `auth.decide`
+judge it, and then refuses, answers a registration, or pipes the session to the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+
+from quecmqtt.cloud.auth import SERVER_UNAVAILABLE, Forward, Push, Refuse, decide
+from quecmqtt.cloud.registry import Registry
+from quecmqtt.cloud.wire import CONNECT, Connect, WireError, connack, publish, read_packet
+
+log = logging.getLogger("quecmqtt.cloud")
+TLS_HANDSHAKE = 0x16
+
+
+class AuthFront:
+    def __init__(
+        self,
+        registry: Registry,
+        backend: Callable[[], tuple[str, int]],
+        tls_context: ssl.SSLContext,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_decision: Callable[[str, object], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.backend = backend
+        self.tls_context = tls_context
+        self.host = host
+        self.port = port
+        self.on_decision = on_decision
+        self._sock: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(64)
+        sock.setblocking(False)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._accept_loop(), name="cloud-front")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._sessions):
+            task.cancel()
+        await asyncio.gather(*self._sessions, return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close()
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._sock is not None
+        while True:
+            conn, _ = await loop.sock_accept(self._sock)
+            task = asyncio.create_task(self._serve(conn))
+            self._sessions.add(task)
+            task.add_done_callback(self._sessions.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(30):
+                readable: asyncio.Future[None] = loop.create_future()
+
+                def wake() -> None:
+                    if not readable.done():
+                        readable.set_result(None)
+
+                loop.add_reader(conn.fileno(), wake)
+                try:
+                    await readable
+                finally:
+                    loop.remove_reader(conn.fileno())
+                first = conn.recv(1, socket.MSG_PEEK)
+                if not first:
+                    conn.close()
+                    return
+                tls = first[0] == TLS_HANDSHAKE
+                reader = asyncio.StreamReader()
+                protocol = asyncio.StreamReaderProtocol(reader)
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: protocol, conn, ssl=self.tls_context if tls else None
+                )
+                writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+                kind, _, body, _ = await read_packet(reader)
+                if kind != CONNECT:
+                    raise WireError("the first packet is not CONNECT")
+                connect = Connect.parse(body)
+        except (OSError, ssl.SSLError, WireError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            log.info("front: connection dropped before CONNECT: %s", type(exc).__name__)
+            conn.close()
+            return
+        try:
+            await self._handle(connect, tls, reader, writer)
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, WireError) as exc:
+            log.debug("front: session ended: %s", exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _handle(
+        self, connect: Connect, tls: bool, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        decision = decide(connect, self.registry, tls=tls)
+        transport_name = "TLS" if tls else "TCP"
+        if self.on_decision is not None:
+            self.on_decision(connect.client_id.split("|")[0], decision)
+        if isinstance(decision, Refuse):
+            log.info("front: %s over %s refused with %d: %s", connect.client_id.split("|")[0], transport_name,
+                     decision.code, decision.reason)  # fmt: skip
+            writer.write(connack(decision.code))
+            await writer.drain()
+            return
+        if isinstance(decision, Push):
+            log.info("front: %s over %s: %s answered, closing", connect.username, transport_name, decision.what)
+            writer.write(connack(0) + publish(decision.topic, decision.payload))
+            await writer.drain()
+            return  # the platform closes after the push
+        assert isinstance(decision, Forward)
+        await self._pipe(connect, decision, reader, writer)
+
+    async def _pipe(
+        self, connect: Connect, decision: Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        host, port = self.backend()
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
+        except OSError:
+            log.warning("front: broker %s:%d unreachable: CONNACK 3", host, port)
+            writer.write(connack(SERVER_UNAVAILABLE))
+            await writer.drain()
+            return
+        log.info("front: %s/%s logged in as %s", decision.product_key, decision.device_name, decision.client_id)
+        up_writer.write(connect.forwarded(decision.client_id).encode())
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+
+        down = asyncio.create_task(copy(up_reader, writer))
+        up = asyncio.create_task(copy(reader, up_writer))
+        try:
+            await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            down.cancel()
+            up.cancel()
+            await asyncio.gather(down, up, return_exceptions=True)
+            up_writer.close()
+            with contextlib.suppress(Exception):
+                await up_writer.wait_closed()
