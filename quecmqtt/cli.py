@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     from quecmqtt.cli_aliyun import add_parser as add_aliyun
 
     add_aliyun(sub)
+
+    from quecmqtt.cli_cloud import add_parser as add_cloud
+
+    add_cloud(sub)
     return parser
 
 

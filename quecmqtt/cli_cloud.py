@@ -1,0 +1,118 @@
+"""`quecmqtt cloud`: run the local cloud twin until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
+from quecmqtt.cloud.registry import Registry
+
+EPILOG = """\
+Examples:
+  quecmqtt cloud --product i2uqc2dloOl:PRODUCT-SECRET --device i2uqc2dloOl:device001:DEVICE-SECRET
+  quecmqtt cloud --registry twin.json --broker 127.0.0.1:1883      # Mosquitto behind it
+
+Then run an emulated module that reaches it by the endpoint's name:
+  quecmqtt emulate --hosts <the --hosts line printed at start>
+and point the module at the endpoint (default iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com, any
+port). Modules verify the twin's TLS certificate with the CA file printed at start.
+"""
+
+
+def _split_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"want HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _cmd_cloud(args: argparse.Namespace) -> int:
+    try:
+        registry = Registry(args.registry)
+        for item in args.product:
+            pk, sep, ps = item.partition(":")
+            if not sep or not pk or not ps:
+                raise ValueError(f"--product wants PK:PRODUCT_SECRET, got {item.split(':')[0]!r}:...")
+            registry.add_product(pk, ps, dynamic_registration=not args.no_dynamic_registration)
+        for item in args.device:
+            parts = item.split(":", 2)
+            if len(parts) < 2 or not all(parts[:2]):
+                raise ValueError(f"--device wants PK:DN[:DEVICE_SECRET], got {parts[0]!r}:...")
+            registry.add_device(parts[0], parts[1], parts[2] if len(parts) == 3 and parts[2] else None)
+        broker = _split_hostport(args.broker) if args.broker else None
+    except (ValueError, OSError) as exc:
+        print(f"quecmqtt cloud: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        twin = CloudTwin(
+            registry=registry, broker=broker, host=args.host, mqtt_port=args.mqtt_port, https_port=args.https_port
+        )
+        await twin.start()
+        backend = f"{args.broker} (external)" if broker else f"embedded on {twin.host}:{twin.broker_address()[1]}"
+        hosts = " ".join(f"{name}={target}" for name, target in twin.hosts(args.endpoint).items())
+        with resources.as_file(resources.files("quecmqtt.cloud").joinpath("certs/ca.pem")) as ca:
+            print(f"mqtt: {twin.host}:{twin.mqtt_port} (plain and TLS)", flush=True)
+            print(f"https: {twin.host}:{twin.https_port} (/auth/register/device)", flush=True)
+            print(f"broker: {backend}", flush=True)
+            print(f"ca: {Path(ca)}", flush=True)
+            print(f"--hosts {hosts}", flush=True)
+        products, devices = len(registry.products), len(registry.devices)
+        print(
+            f"registry: {args.registry or 'in memory'} ({products} products, {devices} devices); Ctrl-C stops",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await twin.stop()
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"quecmqtt cloud: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    cloud = sub.add_parser(
+        "cloud",
+        help="run the local Aliyun cloud twin (auth, registration, Alink replies) in front of a broker",
+        description=(
+            "Serve Aliyun IoT's device side on this machine: logins checked against a registry of products and "
+            "devices (Aliyun's signatures and CONNACK codes), dynamic registration over MQTT (register, regnwl, "
+            "TLS only) and HTTPS, connwl, post_reply answers, all piped to an MQTT broker (Mosquitto, or an "
+            "embedded one when --broker is not given). Plain MQTT and TLS share one port."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cloud.add_argument(
+        "--registry", metavar="FILE", help="products and devices, a JSON file (created; kept up to date)"
+    )
+    cloud.add_argument("--product", action="append", default=[], metavar="PK:PS", help="add a product (repeatable)")
+    cloud.add_argument(
+        "--device", action="append", default=[], metavar="PK:DN[:DS]", help="add a device, with its secret (repeatable)"
+    )
+    cloud.add_argument(
+        "--no-dynamic-registration", action="store_true", help="products given here refuse dynamic registration"
+    )
+    cloud.add_argument("--broker", metavar="HOST:PORT", help="the MQTT broker behind the twin (default: embedded)")
+    cloud.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    cloud.add_argument("--mqtt-port", type=int, default=0, metavar="PORT", help="MQTT/TLS port (default: any free)")
+    cloud.add_argument("--https-port", type=int, default=0, metavar="PORT", help="HTTPS port (default: any free)")
+    cloud.add_argument(
+        "--endpoint", default=DEFAULT_ENDPOINT, help=f"the MQTT endpoint name (default {DEFAULT_ENDPOINT})"
+    )
+    cloud.set_defaults(func=_cmd_cloud)

@@ -1,0 +1,271 @@
+"""The cloud twin's parts: the auth decisions (pure), the embedded broker against paho
+clients, the `quecmqtt cloud` command under a pty, and a whole flow on the embedded broker
+(the zero-install path: no Mosquitto)."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import re
+import sys
+from collections.abc import AsyncIterator
+
+import paho.mqtt.client as mqtt
+import pexpect
+import pytest
+import pytest_asyncio
+
+from quecmqtt.aliyun.alink import Thing
+from quecmqtt.aliyun.credentials import connwl_login, direct_login, registration_login
+from quecmqtt.aliyun.device import Product, aliauth_config, login, register_mqtt
+from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
+from quecmqtt.cloud.auth import Forward, Push, Refuse, decide, split_client_id
+from quecmqtt.cloud.broker import EmbeddedBroker, matches
+from quecmqtt.cloud.https import register_device
+from quecmqtt.cloud.registry import Registry
+from quecmqtt.cloud.wire import Connect
+from quecmqtt.emulator import EmulatorThread
+from quecmqtt.modem import Modem
+from quecmqtt.mqtt.client import MqttClient
+from quecmqtt.secret import Secret
+from quecmqtt.transport.serial import SerialTransport
+from tests.test_cli import ENV
+
+
+def connect_of(client_id: str, username: str, password: str | Secret, keepalive: int = 120) -> Connect:
+    raw = password.reveal() if isinstance(password, Secret) else password
+    return Connect(client_id, username, raw.encode(), keepalive, True)
+
+
+@pytest.fixture
+def registry() -> Registry:
+    reg = Registry()
+    reg.add_product("pk1", "product-secret-1")
+    reg.add_device("pk1", "dev1", "device-secret-1")
+    reg.add_device("pk1", "pre1")
+    reg.add_product("pk2", "product-secret-2", dynamic_registration=False)
+    return reg
+
+
+# -- decisions -------------------------------------------------------------------------------------
+
+
+def test_direct_login_decisions(registry: Registry) -> None:
+    good = direct_login("pk1", "dev1", "device-secret-1", timestamp=1, sign_method="hmacmd5", secure_mode=3)
+    decision = decide(connect_of(good.client_id, good.username, good.password), registry, tls=False)
+    assert decision == Forward("pk1.dev1", "pk1", "dev1")
+    assert registry.device("pk1", "dev1").active  # type: ignore[union-attr]
+    upper = connect_of(good.client_id, good.username, good.password.reveal().upper())
+    assert isinstance(decide(upper, registry, tls=False), Forward)  # hex is case-blind
+    wrong = direct_login("pk1", "dev1", "not-the-secret", timestamp=1)
+    assert decide(connect_of(wrong.client_id, wrong.username, wrong.password), registry, tls=True) == Refuse(
+        4, "signature mismatch"
+    )
+    assert decide(connect_of("plain-id", "dev1&pk1", "x"), registry, tls=True).code == 2  # type: ignore[union-attr]
+    assert decide(connect_of(good.client_id, "dev1", good.password), registry, tls=True).code == 4  # type: ignore[union-attr]
+    slow = connect_of(good.client_id, good.username, good.password, keepalive=10)
+    assert decide(slow, registry, tls=True).code == 2  # type: ignore[union-attr]
+    assert split_client_id("a|b=c,d=e|") == ("a", {"b": "c", "d": "e"})
+    assert split_client_id("a|b|") is None
+
+
+def test_registration_decisions(registry: Registry) -> None:
+    reg = registration_login("pk1", "pre1", "product-secret-1", random="9")
+    over_tcp = decide(connect_of(reg.client_id, reg.username, reg.password), registry, tls=False)
+    assert isinstance(over_tcp, Refuse) and over_tcp.code == 2
+    pushed = decide(connect_of(reg.client_id, reg.username, reg.password), registry, tls=True)
+    assert isinstance(pushed, Push) and pushed.topic == "/ext/register" and b"deviceSecret" in pushed.payload
+    unknown = registration_login("pk1", "nobody", "product-secret-1", random="9")
+    assert decide(connect_of(unknown.client_id, unknown.username, unknown.password), registry, tls=True).code == 4  # type: ignore[union-attr]
+    disabled = registration_login("pk2", "x", "product-secret-2", random="9")
+    refusal = decide(connect_of(disabled.client_id, disabled.username, disabled.password), registry, tls=True)
+    assert isinstance(refusal, Refuse) and "6288" in refusal.reason
+
+    tokens = []
+    for n in range(5):
+        nwl = registration_login("pk1", "free1", "product-secret-1", auth_type="regnwl", random=str(n))
+        push = decide(connect_of(nwl.client_id, nwl.username, nwl.password), registry, tls=True)
+        assert isinstance(push, Push) and push.topic == "/ext/regnwl"
+        tokens.append(push.payload)
+    assert len(set(tokens)) == 5
+    sixth = registration_login("pk1", "free1", "product-secret-1", auth_type="regnwl", random="6")
+    assert decide(connect_of(sixth.client_id, sixth.username, sixth.password), registry, tls=True).code == 4  # type: ignore[union-attr]
+    device = registry.device("pk1", "free1")
+    assert device is not None
+    client_id, token = next(iter(device.client_ids.items()))
+    login_ = connwl_login("pk1", "free1", client_id, token)
+    assert decide(connect_of(login_.client_id, login_.username, login_.password), registry, tls=True) == Forward(
+        f"pk1.free1.{client_id}", "pk1", "free1"
+    )
+    stolen = connwl_login("pk1", "free1", client_id, "^1^0^wrong")
+    assert decide(connect_of(stolen.client_id, stolen.username, stolen.password), registry, tls=True).code == 4  # type: ignore[union-attr]
+
+
+def test_https_registration_replies(registry: Registry) -> None:
+    import urllib.parse
+
+    from quecmqtt.aliyun.credentials import https_registration
+
+    def form(pk: str, dn: str, ps: str, method: str = "hmacsha256") -> dict[str, str]:
+        body = https_registration(pk, dn, ps, random="1", sign_method=method).body
+        return dict(urllib.parse.parse_qsl(body))
+
+    ok = register_device(form("pk1", "pre1", "product-secret-1"), registry)
+    assert ok["code"] == 200 and len(ok["data"]["deviceSecret"]) == 32
+    assert register_device(form("pk1", "pre1", "wrong"), registry)["code"] == 6600
+    assert register_device(form("pk9", "pre1", "x"), registry)["code"] == 6250
+    assert register_device(form("pk2", "x", "product-secret-2"), registry)["code"] == 6288
+    assert register_device(form("pk1", "nobody", "product-secret-1"), registry)["code"] == 6100
+    registry.activate("pk1", "pre1")
+    assert register_device(form("pk1", "pre1", "product-secret-1"), registry)["code"] == 6289
+    assert register_device({"productKey": "pk1"}, registry)["code"] == 460
+    bad_method = form("pk1", "pre1", "product-secret-1") | {"signMethod": "sha512"}
+    assert register_device(bad_method, registry)["code"] == 6292
+
+
+def test_registry_file_round_trip(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "registry.json"
+    reg = Registry(path)
+    reg.add_product("pk1", "ps")
+    reg.add_device("pk1", "d", "ds")
+    client_id, token = reg.register_free("pk1", "free")
+    again = Registry(path)
+    assert again.device("pk1", "d").device_secret == "ds"  # type: ignore[union-attr]
+    assert again.token_owner(client_id, token.encode()) == ("pk1", "free")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+# -- the embedded broker ----------------------------------------------------------------------------
+
+
+def test_topic_matching() -> None:
+    assert matches("a/+/c", "a/b/c") and matches("a/#", "a/b/c") and matches("#", "a") and matches("a/#", "a")
+    assert not matches("a/+", "a/b/c") and not matches("a/b", "a/c") and not matches("#", "$SYS/x")
+
+
+class Paho:
+    def __init__(self, port: int, client_id: str, **options: object) -> None:
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_message = lambda c, u, m: self.messages.put(m)
+        if "will" in options:
+            self.client.will_set("wills/" + client_id, b"gone", 1)
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest_asyncio.fixture
+async def embedded() -> AsyncIterator[EmbeddedBroker]:
+    broker = EmbeddedBroker()
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+async def test_embedded_broker_routes_every_qos_retained_and_wills(embedded: EmbeddedBroker) -> None:
+    def scenario() -> None:
+        sub = Paho(embedded.port, "sub")
+        sub.client.subscribe([("t/+", 2), ("wills/#", 1)])
+        pub = Paho(embedded.port, "pub")
+        import time
+
+        time.sleep(0.2)
+        for qos in (0, 1, 2):
+            pub.client.publish(f"t/{qos}", b"q%d" % qos, qos).wait_for_publish(5)
+        got = sorted((sub.messages.get(timeout=5) for _ in range(3)), key=lambda m: m.topic)
+        assert [(m.topic, m.payload, m.qos) for m in got] == [("t/0", b"q0", 0), ("t/1", b"q1", 1), ("t/2", b"q2", 2)]
+        pub.client.publish("keep/this", b"retained", 1, retain=True).wait_for_publish(5)
+        late = Paho(embedded.port, "late")
+        late.client.subscribe("keep/#", 1)
+        message = late.messages.get(timeout=5)
+        assert (message.topic, message.payload, message.retain) == ("keep/this", b"retained", True)
+        dying = Paho(embedded.port, "dying", will=True)
+        time.sleep(0.2)
+        dying.client.loop_stop()
+        dying.client.socket().close()  # no DISCONNECT: the will goes out
+        will = sub.messages.get(timeout=5)
+        assert (will.topic, will.payload) == ("wills/dying", b"gone")
+        for client in (sub, pub, late):
+            client.close()
+
+    await asyncio.to_thread(scenario)
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def test_cloud_command_serves_logins_and_stops_on_ctrl_c() -> None:
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "quecmqtt", "cloud", "--product", "pk1:product-secret-1", "--device", "pk1:dev1:device-secret-1"],
+        encoding="utf-8",
+        env=ENV,
+        timeout=20,
+    )
+    child.expect(r"mqtt: 127\.0\.0\.1:(\d+)")
+    port = int(child.match.group(1))
+    child.expect(r"ca: (\S+)")
+    ca = child.match.group(1)
+    child.expect("Ctrl-C stops")
+
+    def attempt(password: str, tls: bool, client_id_params: str = "") -> int:
+        login_ = direct_login("pk1", "dev1", password, timestamp=5)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id_params or login_.client_id)
+        client.username_pw_set(login_.username, login_.password.reveal())
+        if tls:
+            client.tls_set(ca_certs=ca)
+            client.tls_insecure_set(False)
+        codes: queue.Queue[int] = queue.Queue()
+        client.on_connect = lambda c, u, f, rc, p: codes.put(rc.value)
+        client.connect("localhost", port)
+        client.loop_start()
+        code = codes.get(timeout=10)
+        client.loop_stop()
+        client.disconnect()
+        return code
+
+    assert attempt("device-secret-1", tls=False) == 0
+    assert attempt("device-secret-1", tls=True) == 0  # the same port, with the printed CA
+    assert attempt("wrong-secret", tls=False) == 134  # MQTT 3.1.1 CONNACK 4, as paho numbers it
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+    status = pexpect.run(
+        f"{sys.executable} -m quecmqtt cloud --product nocolon", env=ENV, withexitstatus=True, encoding="utf-8"
+    )
+    assert status[1] == 2 and "PK:PRODUCT_SECRET" in status[0]
+    help_text = pexpect.run(f"{sys.executable} -m quecmqtt cloud --help", env=ENV, encoding="utf-8")
+    assert all(o in help_text for o in ("--registry", "--product", "--device", "--broker", "--endpoint"))
+    assert re.search(r"embedded", help_text)
+
+
+# -- the zero-install path ------------------------------------------------------------------------
+
+
+async def test_a_whole_flow_on_the_embedded_broker() -> None:
+    async with CloudTwin() as twin:
+        twin.registry.add_product("pkE", "product-secret-E")
+        twin.registry.add_device("pkE", "devE")
+        emulator = await asyncio.to_thread(EmulatorThread, hosts=twin.hosts())
+        modem = Modem(SerialTransport(emulator.path))
+        try:
+            await modem.open()
+            product = Product("pkE", "devE", Secret("product-secret-E"))
+            result = await register_mqtt(modem, product, DEFAULT_ENDPOINT, 1883, ca=twin.ca_pem)
+            client = MqttClient(modem, 0, aliauth_config("pkE", "devE", result.device_secret))  # type: ignore[union-attr]
+            await login(client, DEFAULT_ENDPOINT, 1883, None, client_id="devE")
+            thing = Thing(client, "pkE", "devE")
+            await thing.start()
+            assert await thing.post_properties({"Temp": 1}) == 200
+            await client.close()
+        finally:
+            await modem.close()
+            await asyncio.to_thread(emulator.close)
