@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
+from quecmqtt.aliyun.device import Product, aliauth_config, login, login_credentials, register_mqtt
+from quecmqtt.aliyun.replies import Registered
 from quecmqtt.at import commands as C
 from quecmqtt.at.events import MqttMessage, MqttStatus
 from quecmqtt.modem import Modem
@@ -175,6 +177,55 @@ async def flow_4_2_3(modem: Modem) -> None:
     await open_and_connect(modem, "device001")
     await close(modem)
 
+
+# -- the same sessions through the Aliyun layer (where the seed shows every secret they need) --
+
+PRODUCT_SECRET_421 = "xTzMxVmm9HUY19Pr"  # masked in the seed as xTzMxVmm9HUY19**; recovered from its sign
+
+
+async def aliyun_4_1_1(modem: Modem) -> None:
+    client = MqttClient(
+        modem, 0, MqttConfig.only(version=4, aliauth=AliAuth(PK, "device001", Secret(DEVICE_SECRET_413))), probe=False
+    )
+    await login(client, HOST, 1883, None, client_id="device001")
+    await client.close()
+    await client.aclose()
+
+
+async def aliyun_4_1_2(modem: Modem) -> None:
+    client = MqttClient(modem, 0, MqttConfig.only(version=4), probe=False)
+    await client.configure()
+    assert await client.read_config("aliauth") == ()
+    credentials = login_credentials(PK, "device001", Secret(DEVICE_SECRET_413), timestamp=1680937625134)
+    await login(client, HOST, 1883, credentials)
+    await client.close()
+    await client.aclose()
+
+
+async def aliyun_4_2_1(modem: Modem) -> None:
+    client = MqttClient(modem, 0, MqttConfig.only(ssl_context=2), probe=False)
+    assert await client.read_config("aliauth") == ("", "", "")
+    product = Product("i2uqZnX9tZK", "meter001", Secret(PRODUCT_SECRET_421))
+    result = await register_mqtt(
+        modem, product, HOST, 1883, client=client, configure_tls=False, client_id="864430010001091",
+        instance_id="iot-06z00hxss3rggno", random="123", sign_method="hmacsha1",
+    )  # fmt: skip
+    assert isinstance(result, Registered) and result.device_secret.reveal() == "d2a03b64a5e06b051f481136668133cf"
+    await client.aclose()
+    device = MqttClient(
+        modem, 0, aliauth_config(result.product_key, result.device_name, result.device_secret), probe=False
+    )
+    device.config = MqttConfig.only(aliauth=device.config.aliauth)
+    await login(device, HOST, 1883, None, client_id="meter001")
+    await device.close()
+    await device.aclose()
+
+
+ALIYUN_FLOWS: dict[str, Callable[[Modem], Awaitable[None]]] = {
+    "4.1.1-aliauth.txt": aliyun_4_1_1,
+    "4.1.2-host-signed.txt": aliyun_4_1_2,
+    "4.2.1-register.txt": aliyun_4_2_1,
+}
 
 FLOWS: dict[str, Callable[[Modem], Awaitable[None]]] = {
     "4.1.1-aliauth.txt": flow_4_1_1,

@@ -14,7 +14,7 @@ from quecmqtt.secret import Secret
 from quecmqtt.transcript import Transcript
 from quecmqtt.transport import RecorderTransport, ReplayMismatch, ReplayTransport
 from tests.conftest import SEED
-from tests.seed_flows import DEVICE_SECRET_413, FLOWS, SECRETS, flow_4_1_1, flow_4_1_3_client
+from tests.seed_flows import ALIYUN_FLOWS, DEVICE_SECRET_413, FLOWS, SECRETS, flow_4_1_1, flow_4_1_3_client
 
 
 def test_every_fixture_has_a_flow() -> None:
@@ -37,6 +37,15 @@ async def test_seed_4_1_3_replays_through_the_mqtt_client(name: str, chunking: s
     transport = ReplayTransport(str(SEED / name), chunking=chunking, seed=3)  # type: ignore[arg-type]
     async with Modem(transport, init_script=False, reconcile=False) as modem:
         await flow_4_1_3_client(modem)
+    transport.assert_complete()
+
+
+@pytest.mark.parametrize("chunking", ["whole", "bytes", "random"])
+@pytest.mark.parametrize("name", sorted(ALIYUN_FLOWS))
+async def test_seed_replays_through_the_aliyun_layer(name: str, chunking: str) -> None:
+    transport = ReplayTransport(str(SEED / name), chunking=chunking, seed=7)  # type: ignore[arg-type]
+    async with Modem(transport, init_script=False, reconcile=False) as modem:
+        await ALIYUN_FLOWS[name](modem)
     transport.assert_complete()
 
 
