@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-from quecmqtt.aliyun.device import Product, aliauth_config, login, login_credentials, register_mqtt
+from quecmqtt.aliyun.device import Product, login, login_credentials, register_mqtt
 from quecmqtt.aliyun.replies import Registered
 from quecmqtt.at import commands as C
 from quecmqtt.at.events import MqttMessage, MqttStatus
@@ -212,10 +212,8 @@ async def aliyun_4_2_1(modem: Modem) -> None:
     )  # fmt: skip
     assert isinstance(result, Registered) and result.device_secret.reveal() == "d2a03b64a5e06b051f481136668133cf"
     await client.aclose()
-    device = MqttClient(
-        modem, 0, aliauth_config(result.product_key, result.device_name, result.device_secret), probe=False
-    )
-    device.config = MqttConfig.only(aliauth=device.config.aliauth)
+    aliauth = AliAuth(result.product_key, result.device_name, result.device_secret)
+    device = MqttClient(modem, 0, MqttConfig.only(aliauth=aliauth), probe=False)
     await login(device, HOST, 1883, None, client_id="meter001")
     await device.close()
     await device.aclose()
