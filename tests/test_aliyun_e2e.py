@@ -27,6 +27,7 @@ from quecmqtt.errors import InvalidArgument, MqttOpenError
 from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.mqtt.config import MqttConfig
+from quecmqtt.mqtt.session import Session
 from quecmqtt.secret import Secret
 from quecmqtt.transport.serial import SerialTransport
 from tests.broker import Broker
@@ -303,3 +304,18 @@ def test_registration_sign_matches_the_twin() -> None:
     assert sign == "25f4b80c3fab2ed6e41644a38f2c5b67eac1b505"  # the seed's 4.2.1 password
     assert sign_ok("hmacsha1", PS_421, f"deviceNamemeter001productKey{PK_421}random123", sign.upper().encode())
     assert MqttConfig.only(ssl_context=2).commands(0)[0].line == b'AT+QMTCFG="ssl",0,1,2'
+
+
+async def test_thing_model_over_a_session(rig: Rig) -> None:
+    """The thing model over a Session (reconnects, outbox) rather than a bare client."""
+    credentials = login_credentials(PK_411, "device001", Secret(DS_411))
+    session = Session(
+        rig.modem, DEFAULT_ENDPOINT, 1883, credentials.client_id, credentials.username, credentials.password
+    )
+    async with session:
+        thing = Thing(session, PK_411, "device001")
+        await thing.start()
+        assert await thing.post_properties({"Humi": 70}) == 200
+        assert rig.twin.responder is not None
+        reply = await rig.twin.responder.set_properties(PK_411, "device001", {"x": 1})
+        assert reply["code"] == 460  # no handler set: the device says so rather than staying silent
