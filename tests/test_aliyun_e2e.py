@@ -38,7 +38,14 @@ PK_411, DS_411 = "i2uqc2dloOl", "c4fa40df9c8078073d75a26be2bc8f58"
 PK_421, PS_421 = "i2uqZnX9tZK", "xTzMxVmm9HUY19Pr"  # recovered from the seed's recorded sign
 PK_422, PS_422 = "i2uq9ORmOSM", "cSsjZl19qkGDLvQq"  # the seed masks its end; ours
 PK_423, PS_423 = "i2uqzmkZsLG", "hTtPsPrOdUcTsEc1"  # the seed does not show it; ours
-KNOWN_SECRETS = [DS_411, PS_421, PS_422, PS_423]
+KNOWN_SECRETS = [
+    DS_411,
+    PS_421,
+    PS_422,
+    PS_423,
+    "25f4b80c3fab2ed6e41644a38f2c5b67eac1b505",  # the 4.2.1 registration password (random 123, hmacsha1)
+    "0309b31761c30d24d37a25558c5604de308c92eb6ac8656a1981f85783fb23db",  # the 4.1.2 login password
+]
 
 
 @dataclass
