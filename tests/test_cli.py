@@ -119,3 +119,12 @@ def test_emulate_and_fault_help_explain_every_option() -> None:
     for fault in ("reboot", "drop-link", "unplug", "replug", "pdp-deactivate", "stall", "resume", "fragment",
                   "inject", "delay-urcs", "rtt", "burst"):  # fmt: skip
         assert fault in output
+
+
+def test_demo_runs_every_step_and_exits_0() -> None:
+    status, output = run_cli("demo", timeout=60)
+    assert status == 0, output
+    steps = [line for line in output.splitlines() if line.startswith("[")]
+    assert len(steps) == 10 and all(" ok (" in line for line in steps), output
+    assert "post_reply" in output and "-> 200" in output
+    assert "all 10 steps succeeded" in output

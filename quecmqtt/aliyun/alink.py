@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quecmqtt.at.events import MqttMessage
+from quecmqtt.errors import QuecError
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.mqtt.session import Session
 
@@ -184,4 +185,14 @@ class Thing:
         except Exception:
             log.exception("handler for %s failed", identifier)
             reply["code"] = 460
-        await self._publish(topic, reply)
+        try:
+            await self._publish(topic, reply)
+        except QuecError as exc:  # the link went down: the cloud times the call out
+            log.warning("could not reply to %s: %s", identifier or "property set", exc)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let replies being sent finish (up to `timeout`), then stop."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()

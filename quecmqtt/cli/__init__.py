@@ -176,13 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("args", nargs="*", help="the fault's arguments (see above)")
     fault.set_defaults(func=_cmd_fault)
 
-    from quecmqtt.cli_aliyun import add_parser as add_aliyun
+    from quecmqtt.cli.aliyun import add_parser as add_aliyun
 
     add_aliyun(sub)
 
-    from quecmqtt.cli_cloud import add_parser as add_cloud
+    from quecmqtt.cli.cloud import add_parser as add_cloud
 
     add_cloud(sub)
+
+    from quecmqtt.cli.demo import add_parser as add_demo
+
+    add_demo(sub)
     return parser
 
 

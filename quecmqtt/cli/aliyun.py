@@ -15,7 +15,7 @@ from quecmqtt.aliyun.credentials import (
     now_ms,
     registration_login,
 )
-from quecmqtt.cli_secrets import SecretMissing, add_secret_option, given, resolve_secret
+from quecmqtt.cli.secrets import SecretMissing, add_secret_option, given, resolve_secret
 from quecmqtt.errors import InvalidArgument
 
 SIGN_EPILOG = """\

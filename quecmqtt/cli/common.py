@@ -1,0 +1,111 @@
+"""What the subcommands share: the serial port options, opening a modem, JSON or text output,
+and step-by-step progress with timings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from quecmqtt.errors import QuecError
+from quecmqtt.modem import Modem
+from quecmqtt.transport import open_transport
+
+T = TypeVar("T")
+PORT_ENV = "QUECMQTT_PORT"
+
+
+def add_port_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port",
+        default=os.environ.get(PORT_ENV),
+        metavar="DEVICE",
+        help=f"the module's AT port: /dev/ttyUSB2, /dev/serial/by-id/..., socket://HOST:PORT (default: ${PORT_ENV})",
+    )
+    parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200; USB ports ignore it)")
+    parser.add_argument("--record", metavar="FILE", help="also write a redacted transcript of the session")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+class UsageError(Exception):
+    """A command line that cannot work; printed without a traceback, exit status 2."""
+
+
+@asynccontextmanager
+async def open_modem(args: argparse.Namespace) -> AsyncIterator[Modem]:
+    if not args.port:
+        raise UsageError(f"give --port DEVICE (or set {PORT_ENV}); 'quecmqtt ports' lists candidates")
+    url = not args.port.startswith(("socket://", "rfc2217://", "replay:"))
+    if url and not await asyncio.to_thread(os.path.exists, args.port):
+        raise UsageError(f"{args.port}: no such device ('quecmqtt ports' lists the serial ports)")
+    options: dict[str, Any] = {} if args.port.startswith(("socket://", "replay:")) else {"baudrate": args.baud}
+    modem = Modem(open_transport(args.port, **options), record=getattr(args, "record", None))
+    await modem.open()
+    try:
+        yield modem
+    finally:
+        await modem.close()
+
+
+def run(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run an async command body; library errors and usage errors become one line and a
+    non-zero exit status instead of a traceback."""
+    try:
+        return asyncio.run(main())
+    except UsageError as exc:
+        print(f"quecmqtt {command}: {exc}", file=sys.stderr)
+        return 2
+    except QuecError as exc:
+        print(f"quecmqtt {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
+    else:
+        print(text, flush=True)
+
+
+class Steps:
+    """Numbered steps with their timings: `await steps.run("open the port", coro)`."""
+
+    def __init__(self, total: int, *, out: Any = None) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.out = out or sys.stdout
+        self.results: list[dict[str, Any]] = []
+
+    async def run(self, title: str, step: Awaitable[T], detail: Callable[[T], str] | None = None) -> T:
+        self.done += 1
+        prefix = f"[{self.done:>2}/{self.total}] {title}"
+        print(f"{prefix} ...", end="", flush=True, file=self.out)
+        begin = time.monotonic()
+        try:
+            value = await step
+        except BaseException as exc:
+            seconds = time.monotonic() - begin
+            print(f" FAILED after {seconds:.2f} s\n        {type(exc).__name__}: {exc}", flush=True, file=self.out)
+            self.results.append({"step": title, "ok": False, "seconds": round(seconds, 3), "error": str(exc)})
+            raise
+        seconds = time.monotonic() - begin
+        note = f"  {detail(value)}" if detail is not None else ""
+        print(f" ok ({seconds:.2f} s){note}", flush=True, file=self.out)
+        self.results.append({"step": title, "ok": True, "seconds": round(seconds, 3)})
+        return value
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
