@@ -11,7 +11,8 @@ from functools import lru_cache
 from quecmqtt.at import commands
 from quecmqtt.at.fields import EMPTY, INT, STR, tokenize
 from quecmqtt.at.spec import Command, CommandSpec, Form, Kind, Resp
-from quecmqtt.secret import REDACTED
+from quecmqtt.errors import InvalidArgument
+from quecmqtt.secret import REDACTED, Secret
 
 _EXTENDED = re.compile(r"([+&$%^#*][A-Za-z0-9_]+)(.*)\Z", re.DOTALL)
 
@@ -49,7 +50,7 @@ def parse_command(line: bytes) -> Command:
     for spec in _index().get((name, form), []):
         values = _bind(spec, tokens)
         if values is not None:
-            return Command.raw(spec, line, values, _redact(text, spec, tokens))
+            return _with_secrets(spec, line, values) or Command.raw(spec, line, values, _redact(text, spec, tokens))
     if form is Form.WRITE and not tokens:  # AT+QHTTPGET: a write form with every argument left out
         for spec in _index().get((name, Form.WRITE), []):
             if all(p.optional or p.const is not None for p in spec.params):
@@ -59,6 +60,22 @@ def parse_command(line: bytes) -> Command:
             if all(p.optional for p in spec.params):
                 return Command.raw(spec, line, {}, text)
     return Command.raw(_generic(name, form), line, {t[0]: t[1] for t in enumerate(tokens)}, text)  # type: ignore[misc]
+
+
+def _with_secrets(spec: CommandSpec, line: bytes, values: dict[str, int | str]) -> Command | None:
+    """For a line with secret arguments, the command built from the table with those
+    values as `Secret`s (so its secrets and their spans are known), if it gives the same
+    bytes back; None otherwise."""
+    secret = {p.name for p in spec.params if p.secret and values.get(p.name) not in (None, "")}
+    if not secret:
+        return None
+    free = {p.name for p in spec.params if p.const is None}
+    kwargs = {k: (Secret(str(v), k) if k in secret else v) for k, v in values.items() if k in free}
+    try:
+        built = spec.build(**kwargs)
+    except (InvalidArgument, TypeError):
+        return None
+    return built if built.line == line.strip() else None
 
 
 def _bind(spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...]) -> dict[str, int | str] | None:

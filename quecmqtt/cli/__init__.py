@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     from quecmqtt.cli.demo import add_parser as add_demo
 
     add_demo(sub)
+
+    from quecmqtt.cli.console import add_parser as add_console
+    from quecmqtt.cli.sessions import add_parsers as add_sessions
+
+    add_console(sub)
+    add_sessions(sub)
     return parser
 
 

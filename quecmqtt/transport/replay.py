@@ -68,6 +68,11 @@ class ReplayTransport(Transport):
             await self._arrived.wait()
 
     async def write(self, data: bytes) -> None:
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Match host bytes against the transcript (what `write` does, for callers that
+        are not a runtime); raises ReplayMismatch."""
         if self._failure is not None:
             raise self._failure
         self.written += data

@@ -1,0 +1,126 @@
+"""`quecmqtt record` (a recording serial proxy) and `quecmqtt replay` (a transcript served as a
+fake module)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from quecmqtt.errors import TranscriptError
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _until_ready(ready: asyncio.Event, task: asyncio.Task[Any]) -> None:
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+
+
+def _default_link(name: str) -> str:
+    return str(Path(tempfile.mkdtemp(prefix="quecmqtt-")) / name)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from quecmqtt.serialproxy import SerialProxy
+    from quecmqtt.transport import open_transport
+
+    if not args.port:
+        print("quecmqtt record: give --port DEVICE, the real module's AT port", file=sys.stderr)
+        return 2
+    if not args.port.startswith(("socket://", "rfc2217://")) and not Path(args.port).exists():
+        print(f"quecmqtt record: {args.port}: no such device", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        options: dict[str, Any] = {} if args.port.startswith("socket://") else {"baudrate": args.baud}
+        proxy = SerialProxy(open_transport(args.port, **options), args.link or _default_link("ttyREC0"), args.output)
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        task = asyncio.create_task(proxy.run(stop))
+        await _until_ready(proxy.ready, task)
+        if proxy.ready.is_set():
+            print(f"device: {proxy.link}  (point your program here; bytes go to {args.port})", flush=True)
+            print(f"recording to {args.output}; Ctrl-C stops", flush=True)
+        await task
+        print(f"recorded {proxy.host_bytes} bytes from the host, {proxy.module_bytes} from the module", flush=True)
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"quecmqtt record: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from quecmqtt.replay_pty import ReplayServer
+
+    try:
+        server = ReplayServer(args.file, args.link or _default_link("ttyREPLAY0"))
+    except FileNotFoundError:
+        print(f"quecmqtt replay: {args.file}: no such file", file=sys.stderr)
+        return 2
+    except TranscriptError as exc:
+        print(f"quecmqtt replay: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        task = asyncio.create_task(server.run(stop))
+        await _until_ready(server.ready, task)
+        print(f"device: {server.link}  (serving {args.file}; Ctrl-C stops)", flush=True)
+        await task
+        if server.failure is not None:
+            print(f"quecmqtt replay: mismatch\n{server.failure}", file=sys.stderr, flush=True)
+            return 1
+        if server.replay.done:
+            print("transcript complete", flush=True)
+            return 0
+        print("stopped before the end of the transcript", flush=True)
+        return 1
+
+    return asyncio.run(serve())
+
+
+def add_parsers(sub: Any) -> None:
+    record = sub.add_parser(
+        "record",
+        help="a serial proxy: offer a pty to another program and record its session with the module",
+        description=(
+            "Open the module's real AT port and offer a pseudo-terminal in its place. Everything another program "
+            "writes to the pty goes to the module and back, and is written to a redacted transcript (secrets in "
+            "commands, echoes, read-backs and registration replies become {{name:length}} placeholders). Replay "
+            "the transcript with 'quecmqtt replay' or in tests with ReplayTransport."
+        ),
+        epilog="Example: quecmqtt record --port /dev/ttyUSB2 --link /tmp/ttyREC0 --output session.txt",
+    )
+    record.add_argument("--port", required=False, metavar="DEVICE", help="the real module's AT port")
+    record.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    record.add_argument("--link", metavar="PATH", help="where the pty appears (default: a temporary path)")
+    record.add_argument("--output", "-o", required=True, metavar="FILE", help="the transcript to write")
+    record.set_defaults(func=_cmd_record)
+
+    replay = sub.add_parser(
+        "replay",
+        help="serve a transcript on a pty as a fake module",
+        description=(
+            "Serve a transcript on a pseudo-terminal: the program that opens it must write the transcript's host "
+            "records (a placeholder matches any bytes of its length) and gets the module records back. Exits 0 "
+            "when the transcript is complete, 1 with a readable diff at the first mismatch."
+        ),
+        epilog="Example: quecmqtt replay fixtures/seed/4.1.3-topic.txt --link /tmp/ttyREPLAY0",
+    )
+    replay.add_argument("file", help="a transcript (see docs/transcripts.md)")
+    replay.add_argument("--link", metavar="PATH", help="where the pty appears (default: a temporary path)")
+    replay.set_defaults(func=_cmd_replay)

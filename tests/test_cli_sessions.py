@@ -1,0 +1,148 @@
+"""The interactive `at` console, `record` around an emulator (its transcript then replays
+green), and `replay` serving a transcript: the real `quecmqtt` command under a real pty."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from quecmqtt.at import commands as C
+from quecmqtt.emulator import EmulatorThread
+from quecmqtt.modem import Modem
+from quecmqtt.secret import Secret
+from quecmqtt.transport import ReplayTransport
+from quecmqtt.transport.serial import SerialTransport
+from tests.test_cli import ENV
+
+SECRET = "topsecret-c4fa40df9c80"
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorThread]:
+    with EmulatorThread() as emu:
+        yield emu
+
+
+def spawn(*args: str, timeout: float = 20) -> pexpect.spawn:
+    return pexpect.spawn(sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", env=ENV, timeout=timeout)
+
+
+def test_at_console(emulator: EmulatorThread, tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    child = spawn("at", "--port", emulator.path, "--history", str(history))
+    child.expect("connected to")
+    child.expect_exact("AT> ")
+    child.sendline("ATI")
+    child.expect("EC200U")
+    child.expect_exact("OK")
+    child.expect_exact("AT> ")
+    child.sendline(f'AT+QMTCFG="aliauth",0,"pk1","dev1","{SECRET}"')
+    child.expect_exact("OK")
+    child.expect_exact("AT> ")
+    child.sendline('AT+QMTCFG="aliauth",0')
+    child.expect_exact('+QMTCFG: "aliauth","pk1","dev1","***"')  # the read-back, redacted
+    child.expect_exact("AT> ")
+    emulator.inject(b'\r\n+QIND: "csq",24,99\r\n')  # a URC while the console waits for input
+    child.expect_exact('[URC] +QIND: "csq",24,99')
+    child.sendline('AT+QMTOPEN=0,"no-such-host.test",1883')  # two-phase: waits for its result URC
+    child.expect_exact("OK")
+    child.expect(r"\+QMTOPEN: 0,\d")
+    child.expect_exact("AT> ")
+    child.sendline('AT+QFUPL="note.txt",5')  # a command with a data phase asks for the data
+    child.expect_exact("data (5 bytes)> ")
+    child.sendline("hello")
+    child.expect(r"\+QFUPL: 5,")
+    child.expect_exact("AT> ")
+    child.sendline("AT+NOSUCHTHING")
+    child.expect("CommandError")
+    child.expect_exact("AT> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = history.read_text()
+    assert "ATI" in saved and '"pk1","dev1","***"' in saved
+    assert SECRET not in saved and "hello" not in saved
+    assert oct(history.stat().st_mode & 0o777) == "0o600"
+
+
+def test_at_console_without_a_port() -> None:
+    child = spawn("at", "--port", "/dev/does-not-exist")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2
+    assert "no such device" in (child.before or "")
+
+
+async def flow(path: str) -> None:
+    """What a program does through the proxy: a secret goes in, a read-back comes out."""
+    async with Modem(SerialTransport(path)) as modem:
+        await modem.execute(C.ATI())
+        await modem.execute(C.QMTCFG["aliauth"](0, "pk1", "dev1", Secret(SECRET)))
+        reply = await modem.execute(C.QMTCFG_READ["aliauth"](0))
+        assert len(reply.fields("+QMTCFG")) == 1
+        await modem.execute(C.QMTCFG["keepalive"](0, 60))
+
+
+def test_record_around_the_emulator_then_replay_green(emulator: EmulatorThread, tmp_path: Path) -> None:
+    transcript = tmp_path / "session.txt"
+    link = tmp_path / "ttyREC0"
+    child = spawn("record", "--port", emulator.path, "--link", str(link), "--output", str(transcript))
+    child.expect("device: ")
+    child.expect("Ctrl-C stops")
+    asyncio.run(flow(str(link)))
+    child.sendintr()
+    child.expect(r"recorded (\d+) bytes from the host, (\d+) from the module")
+    assert int(child.match.group(1)) > 0 and int(child.match.group(2)) > 0
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    text = transcript.read_text()
+    assert "QMTCFG" in text and SECRET not in text and "{{" in text
+
+    async def replay_in_process() -> None:
+        replay = ReplayTransport(str(transcript), chunking="random", seed=3)
+        async with Modem(replay) as modem:
+            await modem.execute(C.ATI())
+            await modem.execute(C.QMTCFG["aliauth"](0, "pk1", "dev1", Secret(SECRET)))
+            await modem.execute(C.QMTCFG_READ["aliauth"](0))
+            await modem.execute(C.QMTCFG["keepalive"](0, 60))
+        replay.assert_complete()
+
+    asyncio.run(replay_in_process())
+
+    # and served on a pty by `quecmqtt replay`, to the same program in another process
+    served = tmp_path / "ttyREPLAY0"
+    child = spawn("replay", str(transcript), "--link", str(served))
+    child.expect("device: ")
+    asyncio.run(flow(str(served)))
+    child.expect("transcript complete")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_replay_reports_a_mismatch_with_the_line(tmp_path: Path) -> None:
+    seed = Path(__file__).parent.parent / "fixtures" / "seed" / "4.1.3-topic.txt"
+    served = tmp_path / "ttyREPLAY0"
+    child = spawn("replay", str(seed), "--link", str(served))
+    child.expect("device: ")
+
+    async def wrong() -> None:
+        transport = SerialTransport(str(served))
+        await transport.open()
+        await transport.write(b'AT+QMTCFG="version",0,3\r')
+        await asyncio.sleep(0.3)
+        await transport.close()
+
+    asyncio.run(wrong())
+    child.expect("mismatch")
+    child.expect(r"4\.1\.3-topic\.txt:\d+")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
