@@ -193,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_console(sub)
     add_sessions(sub)
+
+    from quecmqtt.cli.device import add_parsers as add_device
+    from quecmqtt.cli.mqtt import add_parser as add_mqtt
+
+    add_device(sub)
+    add_mqtt(sub)
+
+    from quecmqtt.cli.ports import add_parser as add_ports
+
+    add_ports(sub)
     return parser
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from quecmqtt.aliyun.credentials import (
@@ -15,6 +19,7 @@ from quecmqtt.aliyun.credentials import (
     now_ms,
     registration_login,
 )
+from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, emit, open_modem, run
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, given, resolve_secret
 from quecmqtt.errors import InvalidArgument
 
@@ -130,4 +135,182 @@ def add_parser(sub: Any) -> None:
     sign.add_argument("--instance-id", metavar="ID", help="instance id (Enterprise and new public instances)")
     sign.add_argument("--https", action="store_true", help="an HTTPS registration body instead of MQTT credentials")
     sign.set_defaults(func=_cmd_sign)
+    add_module_parsers(commands)
     aliyun.set_defaults(func=lambda args: (aliyun.print_help(), 2)[1])
+
+
+# -- with a module ---------------------------------------------------------------------------------
+
+STORE = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "quecmqtt" / "aliyun"
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from quecmqtt.aliyun.store import SecretStore
+
+    return SecretStore(args.store or STORE)
+
+
+async def _ca(args: argparse.Namespace) -> bytes | None:
+    return await asyncio.to_thread(Path(args.ca).read_bytes) if args.ca else None
+
+
+async def _register(args: argparse.Namespace) -> int:
+    from quecmqtt.aliyun.device import Product, register_https, register_mqtt
+    from quecmqtt.aliyun.replies import Whitelisted
+
+    product = Product(args.product_key, args.device_name, resolve_secret(args, "product-secret"))
+    store = _store(args)
+    async with open_modem(args) as modem:
+        if not args.json:
+            how = "HTTPS" if args.https else f"MQTT ({args.auth_type}) over {'TCP' if args.plain_tcp else 'TLS'}"
+            print(f"registering {args.product_key}/{args.device_name} over {how} ...", file=sys.stderr, flush=True)
+        if args.https:
+            result: Any = await register_https(
+                modem, product, region=args.region, url=args.url, store=store, force=args.force, ca=await _ca(args),
+                random=args.random, sign_method=args.sign_method,
+            )  # fmt: skip
+        else:
+            if not args.endpoint:
+                raise UsageError("give --endpoint (your instance's MQTT host, e.g. iot-xxxx.mqtt.iothub.aliyuncs.com)")
+            result = await register_mqtt(
+                modem, product, args.endpoint, args.mqtt_port, auth_type=args.auth_type, store=store,
+                force=args.force, tls=not args.plain_tcp, allow_plain_tcp=args.plain_tcp, ca=await _ca(args),
+                instance_id=args.instance_id, client_id=args.client_id, random=args.random,
+                sign_method=args.sign_method,
+            )  # fmt: skip
+    path = store.path(args.product_key, args.device_name)
+    data = {"product_key": result.product_key, "device_name": result.device_name, "stored": str(path)}
+    if isinstance(result, Whitelisted):
+        data["client_id"] = result.client_id
+    emit(args, data, f"registered; the result is stored in {path} (mode 0600; it is not shown again)")
+    return 0
+
+
+async def _connect(args: argparse.Namespace, modem: Any) -> Any:
+    from quecmqtt.aliyun.device import aliauth_config, login, login_credentials
+    from quecmqtt.mqtt.client import MqttClient
+    from quecmqtt.mqtt.config import MqttConfig
+    from quecmqtt.tls import Tls
+
+    if not args.endpoint:
+        raise UsageError("give --endpoint (your instance's MQTT host)")
+    secret: Any = resolve_secret(args, "device-secret", prompt=False) if given(args, "device-secret") else None
+    if secret is None:
+        secret = _store(args).load(args.product_key, args.device_name)
+        if secret is None:
+            raise UsageError("no device secret: give --device-secret(-file/-env), or register first (it is stored)")
+    ssl_context: int | bool = False
+    if args.tls:
+        await Tls(modem).setup(args.ssl_context, ca=await _ca(args))
+        ssl_context = args.ssl_context
+    if args.module_signs:
+        from quecmqtt.aliyun.replies import Registered
+
+        ds = secret.device_secret if isinstance(secret, Registered) else secret
+        client = MqttClient(modem, 0, aliauth_config(args.product_key, args.device_name, ds, ssl_context=ssl_context))
+        await login(client, args.endpoint, args.mqtt_port, None, client_id=args.device_name)
+    else:
+        client = MqttClient(modem, 0, MqttConfig(ssl_context=ssl_context))
+        credentials = login_credentials(args.product_key, args.device_name, secret, tls=args.tls)
+        await login(client, args.endpoint, args.mqtt_port, credentials)
+    return client
+
+
+async def _connect_cmd(args: argparse.Namespace) -> int:
+    async with open_modem(args) as modem:
+        started = time.monotonic()
+        client = await _connect(args, modem)
+        seconds = time.monotonic() - started
+        emit(
+            args,
+            {"ok": True, "seconds": round(seconds, 3)},
+            f"logged in to {args.endpoint} as {args.product_key}/{args.device_name} in {seconds:.2f} s",
+        )
+        await client.disconnect()
+        await client.close()
+    return 0
+
+
+async def _post(args: argparse.Namespace) -> int:
+    from quecmqtt.aliyun.alink import Thing
+
+    try:
+        params = json.loads(args.params)
+    except ValueError as exc:
+        raise UsageError(f"--params is not JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise UsageError("--params must be a JSON object, e.g. '{\"Temp\": 21.5}'")
+    async with open_modem(args) as modem:
+        client = await _connect(args, modem)
+        thing = Thing(client, args.product_key, args.device_name)
+        await thing.start()
+        started = time.monotonic()
+        code = await thing.post_properties(params, timeout=args.timeout)
+        seconds = time.monotonic() - started
+        emit(args, {"code": code, "seconds": round(seconds, 3)}, f"post_reply code {code} after {seconds:.2f} s")
+        await thing.close()
+        await client.close()
+    return 0 if code == 200 else 1
+
+
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    add_port_options(parser)
+    add_json_option(parser)
+    parser.add_argument("--product-key", required=True, metavar="PK")
+    parser.add_argument("--device-name", required=True, metavar="DN")
+    parser.add_argument("--endpoint", metavar="HOST", help="the instance's MQTT host (console: 开发配置)")
+    parser.add_argument("--mqtt-port", type=int, default=1883, metavar="PORT", help="(default 1883)")
+    parser.add_argument("--store", metavar="DIR", help=f"where registration results are kept (default {STORE})")
+    parser.add_argument("--ca", metavar="FILE", help="CA to verify the server (default: the shipped public roots)")
+
+
+def add_module_parsers(commands: Any) -> None:
+    register = commands.add_parser(
+        "register",
+        help="dynamic registration through the module (MQTT register/regnwl, or HTTPS); the result is stored",
+        description=(
+            "One-product-one-secret registration through the module. The result (a DeviceSecret, or a client id "
+            "and token for regnwl) is written to the store (mode 0600) before anything else and is never printed: "
+            "the cloud shows it once. A stored result is reused unless --force. TLS is required: the server is "
+            "verified against the shipped public root CAs (or --ca)."
+        ),
+        epilog="Example: quecmqtt aliyun register --port /dev/ttyUSB2 --product-key PK --device-name DN "
+        "--product-secret-env PS --endpoint iot-xxxx.mqtt.iothub.aliyuncs.com --instance-id iot-xxxx",
+    )
+    _device_options(register)
+    add_secret_option(register, "product-secret", "the ProductSecret")
+    register.add_argument("--auth-type", choices=("register", "regnwl"), default="register")
+    register.add_argument("--https", action="store_true", help="register over HTTPS with the module's HTTP client")
+    register.add_argument("--region", default="cn-shanghai", help="HTTPS: the region (default cn-shanghai)")
+    register.add_argument("--url", help="HTTPS: the full registration URL instead of the region's")
+    register.add_argument("--instance-id", metavar="ID")
+    register.add_argument("--client-id", metavar="CID", help="text before the first '|' (default: the device name)")
+    register.add_argument("--random", help="the random value to sign (default: a fresh one)")
+    register.add_argument("--sign-method", choices=sorted(SIGN_METHODS), default="hmacsha256")
+    register.add_argument("--force", action="store_true", help="register again although a result is stored")
+    register.add_argument(
+        "--plain-tcp", action="store_true", help="MQTT without TLS (Aliyun refuses it; for test servers)"
+    )
+    register.set_defaults(func=lambda args: run("aliyun register", lambda: _register(args)))
+
+    for name, body, summary in (
+        ("connect", _connect_cmd, "log in through the module and out again (proves the credentials)"),
+        ("post", _post, "log in and post properties (Alink), waiting for post_reply"),
+    ):
+        p = commands.add_parser(
+            name,
+            help=summary,
+            description=(
+                f"{summary[0].upper()}{summary[1:]}. The DeviceSecret comes from --device-secret(-file/-env) or the "
+                "store a registration wrote. The host signs the login, or the module does (--module-signs, aliauth)."
+            ),
+        )
+        _device_options(p)
+        add_secret_option(p, "device-secret", "the DeviceSecret")
+        p.add_argument("--module-signs", action="store_true", help='let the module sign (AT+QMTCFG="aliauth")')
+        p.add_argument("--tls", action="store_true", help="connect with TLS")
+        p.add_argument("--ssl-context", type=int, default=2, help="SSL context index for --tls (default 2)")
+        if name == "post":
+            p.add_argument("--params", required=True, help="the properties as JSON, e.g. '{\"Temp\": 21.5}'")
+            p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for post_reply (default 10)")
+        p.set_defaults(func=lambda args, body=body, name=name: run(f"aliyun {name}", lambda: body(args)))

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from quecmqtt.cli.secrets import SecretMissing
 from quecmqtt.errors import QuecError
 from quecmqtt.modem import Modem
 from quecmqtt.transport import open_transport
@@ -61,7 +62,7 @@ def run(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     non-zero exit status instead of a traceback."""
     try:
         return asyncio.run(main())
-    except UsageError as exc:
+    except (UsageError, SecretMissing) as exc:
         print(f"quecmqtt {command}: {exc}", file=sys.stderr)
         return 2
     except QuecError as exc:

@@ -1,0 +1,140 @@
+"""`quecmqtt mqtt pub` and `quecmqtt mqtt sub`: the module's MQTT client from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, open_modem, run
+from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
+
+
+def _broker(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"--broker wants HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+async def _connected(args: argparse.Namespace, modem: Any) -> Any:
+    from quecmqtt.mqtt.client import MqttClient
+    from quecmqtt.mqtt.config import MqttConfig
+    from quecmqtt.tls import Tls
+
+    host, port = _broker(args.broker)
+    ssl_context: int | bool = False
+    if args.tls or args.ca:
+        ca = await asyncio.to_thread(Path(args.ca).read_bytes) if args.ca else None
+        await Tls(modem).setup(args.ssl_context, ca=ca)
+        ssl_context = args.ssl_context
+    client = MqttClient(modem, args.index, MqttConfig(ssl_context=ssl_context, keepalive=args.keepalive))
+    password = resolve_secret(args, "password", prompt=False) if given(args, "password") else None
+    if not args.json:
+        print(f"connecting to {host}:{port} as {args.client_id} ...", file=sys.stderr, flush=True)
+    await client.open(host, port)
+    await client.connect(args.client_id, args.username, password)
+    return client
+
+
+async def pub(args: argparse.Namespace) -> int:
+    if args.file:
+        payload = await asyncio.to_thread(Path(args.file).read_bytes)
+    elif args.message is not None:
+        payload = args.message.encode()
+    else:
+        payload = await asyncio.to_thread(sys.stdin.buffer.read)
+    async with open_modem(args) as modem:
+        client = await _connected(args, modem)
+        started = time.monotonic()
+        handles = [await client.publish_nowait(args.topic, payload, args.qos, args.retain) for _ in range(args.count)]
+        await asyncio.gather(*(h.result() for h in handles))
+        seconds = time.monotonic() - started
+        report = {"topic": args.topic, "messages": args.count, "bytes": len(payload), "qos": args.qos,
+                  "seconds": round(seconds, 3)}  # fmt: skip
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print(f"published {args.count} x {len(payload)} bytes to {args.topic} (QoS {args.qos}) in {seconds:.2f} s")
+        await client.disconnect()
+        await client.close()
+    return 0
+
+
+async def sub(args: argparse.Namespace) -> int:
+    from quecmqtt.at.events import MqttMessage
+
+    async with open_modem(args) as modem:
+        client = await _connected(args, modem)
+        granted = await client.subscribe([(t, args.qos) for t in args.topic])
+        for g in granted:
+            note = "REFUSED by the broker" if g.rejected else f"QoS {g.qos}"
+            print(f"subscribed to {g.topic}: {note}", file=sys.stderr, flush=True)
+        received = 0
+        async for message in client.messages():
+            if not isinstance(message, MqttMessage):
+                print(f"(dropped {message.dropped} messages: the queue was full)", file=sys.stderr, flush=True)
+                continue
+            received += 1
+            if args.json:
+                try:
+                    text: Any = message.payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = None
+                print(json.dumps({"topic": message.topic, "payload": text, "payload_hex": message.payload.hex(),
+                                  "client": message.client}), flush=True)  # fmt: skip
+            else:
+                print(f"{message.topic} {message.payload.decode('utf-8', errors='replace')}", flush=True)
+            if args.count and received >= args.count:
+                break
+        await client.close()
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add_port_options(parser)
+    add_json_option(parser)
+    parser.add_argument("--broker", required=True, metavar="HOST:PORT", help="the broker, as the module resolves it")
+    parser.add_argument("--client-id", default="quecmqtt-cli", metavar="ID", help="MQTT client id")
+    parser.add_argument("--username", metavar="USER")
+    add_secret_option(parser, "password", "the MQTT password")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (context --ssl-context)")
+    parser.add_argument("--ca", metavar="FILE", help="CA certificate to verify the broker (implies --tls)")
+    parser.add_argument("--ssl-context", type=int, default=2, help="SSL context index (default 2)")
+    parser.add_argument("--index", type=int, default=0, help="the module's MQTT client index 0-5 (default 0)")
+    parser.add_argument("--keepalive", type=int, default=120, help="seconds (default 120)")
+    parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="QoS (default 1)")
+
+
+def add_parser(sub_parsers: Any) -> None:
+    mqtt = sub_parsers.add_parser("mqtt", help="publish or subscribe with the module's MQTT client")
+    commands = mqtt.add_subparsers(dest="mqtt_command", metavar="COMMAND")
+    p = commands.add_parser(
+        "pub",
+        help="publish a message (from --message, --file or standard input)",
+        description="Open, connect, publish (COUNT times, pipelined), disconnect. Payloads are binary-safe.",
+        epilog="Example: quecmqtt mqtt pub --port /dev/ttyUSB2 --broker broker.emqx.io:1883 --topic t --message hi",
+    )
+    _common(p)
+    p.add_argument("--topic", required=True)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--message", "-m", help="the payload as text")
+    source.add_argument("--file", metavar="PATH", help="the payload from a file")
+    p.add_argument("--retain", action="store_true")
+    p.add_argument("--count", type=int, default=1, help="publish this many times (default 1)")
+    p.set_defaults(func=lambda args: run("mqtt pub", lambda: pub(args)))
+    s = commands.add_parser(
+        "sub",
+        help="subscribe and print messages (until Ctrl-C or --count)",
+        description="Open, connect, subscribe, print each message as 'topic payload' (or JSON with --json).",
+        epilog="Example: quecmqtt mqtt sub --port /dev/ttyUSB2 --broker broker.emqx.io:1883 --topic 'cmd/#' --count 1",
+    )
+    _common(s)
+    s.add_argument("--topic", required=True, action="append", help="a topic filter (repeatable)")
+    s.add_argument("--count", type=int, default=0, help="stop after this many messages (default: never)")
+    s.set_defaults(func=lambda args: run("mqtt sub", lambda: sub(args)))
+    mqtt.set_defaults(func=lambda args: (mqtt.print_help(), 2)[1])

@@ -1,0 +1,149 @@
+"""The subcommands that drive a module, run for real under a pty against the emulator:
+info, attach, mqtt pub/sub (with Mosquitto), aliyun register/connect/post (with the cloud
+twin as its own `quecmqtt cloud` process), ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from quecmqtt.cli.ports import holders
+from quecmqtt.emulator import EmulatorThread
+from tests.broker import Broker
+from tests.test_cli import ENV, run_cli
+
+PK, PS, DS2 = "pkCli0000001", "cli-product-secret", "cli-device-secret-2"
+ENDPOINT = "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com"
+
+
+def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> pexpect.spawn:
+    return pexpect.spawn(sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", env=env or ENV, timeout=timeout)
+
+
+def finish(child: pexpect.spawn) -> tuple[int, str]:
+    output = child.read()
+    child.close()
+    assert child.exitstatus is not None
+    return child.exitstatus, output.replace("\r\n", "\n")
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorThread]:
+    with EmulatorThread() as emu:
+        yield emu
+
+
+def test_info_text_and_json(emulator: EmulatorThread) -> None:
+    status, output = run_cli("info", "--port", emulator.path)
+    assert status == 0, output
+    assert "Quectel EC200U" in output and "IMEI:         864430010001091" in output and "dBm" in output
+    status, output = run_cli("info", "--port", emulator.path, "--json")
+    data = json.loads(output)
+    assert data["identity"]["model"] == "EC200U" and data["sim"] == "READY" and data["registration"]["registered"]
+
+
+def test_attach_and_its_failure_naming_the_step(tmp_path: Path) -> None:
+    with EmulatorThread(pdp_active=False) as emu:
+        status, output = run_cli("attach", "--port", emu.path, "--apn", "internet", "--timeout", "20")
+        assert status == 0, output
+        assert "attaching" in output and re.search(r"attached in [\d.]+ s: .* context 1 has 10\.64\.", output)
+    with EmulatorThread(sim_pin="1234") as emu:
+        status, output = run_cli("attach", "--port", emu.path, "--timeout", "5", "--json")
+        assert status == 1
+        result = json.loads(output)
+        assert result["ok"] is False and result["step"] == "sim"
+        pin = tmp_path / "pin"
+        pin.write_text("1234\n")
+        status, output = run_cli("attach", "--port", emu.path, "--pin-file", str(pin), "--timeout", "20", "--json")
+        assert status == 0 and json.loads(output)["ok"] is True
+
+
+@pytest.mark.broker
+def test_mqtt_pub_and_sub(broker: Broker) -> None:
+    with EmulatorThread(hosts=broker.hosts()) as emu_sub, EmulatorThread(hosts=broker.hosts()) as emu_pub:
+        sub = spawn(
+            "mqtt", "sub", "--port", emu_sub.path, "--broker", "broker.test:1883", "--client-id", "cli-sub",
+            "--topic", "cli/+", "--count", "2", "--json",
+        )  # fmt: skip
+        sub.expect("subscribed to cli/\\+: QoS 1")
+        status, output = run_cli(
+            "mqtt", "pub", "--port", emu_pub.path, "--broker", "broker.test:1883", "--client-id", "cli-pub",
+            "--topic", "cli/a", "--message", 'with "quotes",\r\nOK\r\n', "--count", "2",
+        )  # fmt: skip
+        assert status == 0, output
+        assert "published 2 x 20 bytes to cli/a (QoS 1)" in output
+        status, output = finish(sub)
+        assert status == 0, output
+        messages = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        assert [m["payload"] for m in messages] == ['with "quotes",\r\nOK\r\n'] * 2
+    status, output = run_cli("mqtt", "pub", "--port", "/dev/nope", "--broker", "x", "--topic", "t", "-m", "x")
+    assert status == 2 and "no such device" in output
+
+
+def test_aliyun_register_connect_post_through_the_cli(tmp_path: Path) -> None:
+    cloud = spawn("cloud", "--product", f"{PK}:{PS}", "--device", f"{PK}:dev1", "--device", f"{PK}:dev2:{DS2}")
+    try:
+        cloud.expect(r"ca: (\S+)")
+        ca = cloud.match.group(1)
+        cloud.expect(r"--hosts ([^\r\n]+)\r\n")
+        hosts = dict(item.split("=", 1) for item in cloud.match.group(1).split())
+        store = tmp_path / "store"
+        env = {**ENV, "MY_PS": PS}
+        with EmulatorThread(hosts=hosts) as emu:
+            common = ["--port", emu.path, "--product-key", PK, "--endpoint", ENDPOINT, "--ca", ca]
+            child = spawn(
+                "aliyun", "register", *common, "--device-name", "dev1", "--product-secret-env", "MY_PS",
+                "--store", str(store), "--json", env=env,
+            )  # fmt: skip
+            status, output = finish(child)
+            assert status == 0, output
+            result = json.loads(output.splitlines()[-1])
+            saved = Path(result["stored"])
+            assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+            secret = json.loads(saved.read_text())["deviceSecret"]
+            assert secret not in output  # never printed
+
+            status, output = run_cli("aliyun", "connect", *common, "--device-name", "dev1", "--store", str(store))
+            assert status == 0 and "logged in" in output, output
+            status, output = run_cli(
+                "aliyun", "post", *common, "--device-name", "dev1", "--store", str(store), "--params", '{"Temp": 21.5}'
+            )
+            assert status == 0 and "post_reply code 200" in output, output
+            ds_file = tmp_path / "ds2"
+            ds_file.write_text(DS2)
+            status, output = run_cli(
+                "aliyun", "connect", *common, "--device-name", "dev2", "--device-secret-file", str(ds_file),
+                "--module-signs",
+            )  # fmt: skip
+            assert status == 0, output
+            status, output = run_cli(
+                "aliyun", "connect", *common, "--device-name", "dev2", "--device-secret", "wrong-secret"
+            )
+            assert status == 1 and "BadCredentials" in output and "wrong-secret" not in output
+            status, output = run_cli("aliyun", "connect", *common, "--device-name", "nobody", "--store", str(store))
+            assert status == 2 and "no device secret" in output
+            status, output = run_cli("aliyun", "register", "--help")
+            assert all(o in output for o in ("--https", "--auth-type", "--product-secret-file", "--force"))
+    finally:
+        cloud.sendintr()
+        cloud.expect(pexpect.EOF)
+
+
+def test_ports_lists_and_names_holders() -> None:
+    status, output = run_cli("ports", "--json")
+    assert status == 0 and isinstance(json.loads(output), list)
+    master, slave = os.openpty()
+    try:
+        name = os.ttyname(slave)
+        assert any(h.endswith(f"({os.getpid()})") for h in holders(name))
+    finally:
+        os.close(master)
+        os.close(slave)
