@@ -60,6 +60,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             pdp_active=not args.no_pdp,
             sim_pin=args.sim_pin,
             announce_boot=args.boot,
+            imei=args.imei,
         )
         await emulator.start()
         control = ControlServer(emulator, args.control or emulator.path + ".control")
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--sim-pin", metavar="PIN", help="the SIM asks for this PIN (default: no PIN)")
     emu.add_argument("--no-pdp", action="store_true", help="start with no PDP context active (AT+QIACT needed)")
     emu.add_argument("--boot", action="store_true", help="print RDY and the boot URCs at start")
+    emu.add_argument("--imei", help="the IMEI to report (default: the model profile's)")
     emu.add_argument("--control", metavar="SOCKET", help="control socket path (default: DEVICE.control)")
     emu.set_defaults(func=_cmd_emulate)
 

@@ -14,6 +14,7 @@ lines its own way, so a parser bug cannot hide by being the same on both sides.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 import threading
 from collections.abc import Coroutine, Mapping
@@ -62,6 +63,7 @@ class Emulator:
         announce_boot: bool = False,
         sim_busy: float = 0.0,
         register_delay: float = 0.0,
+        imei: str | None = None,
     ) -> None:
         if model not in PROFILES:
             raise ValueError(f"unknown model {model!r}; known: {', '.join(PROFILES)}")
@@ -74,7 +76,7 @@ class Emulator:
         self.network.rtt = rtt
         self.port = PtyPort(self.path, self._from_host)
         self.module = Module(
-            PROFILES[model],
+            dataclasses.replace(PROFILES[model], imei=imei) if imei else PROFILES[model],
             self.network,
             self.port.write,
             echo=echo,
