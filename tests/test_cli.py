@@ -16,9 +16,9 @@ from tests.serialport import Port
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
 
 
-def run_cli(*args: str, timeout: float = 20) -> tuple[int, str]:
+def run_cli(*args: str, timeout: float = 20, env: dict[str, str] | None = None) -> tuple[int, str]:
     child = pexpect.spawn(
-        sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", timeout=timeout, echo=False, env=ENV
+        sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", timeout=timeout, echo=False, env=env or ENV
     )
     output = child.read()
     child.close()
@@ -121,10 +121,20 @@ def test_emulate_and_fault_help_explain_every_option() -> None:
         assert fault in output
 
 
-def test_demo_runs_every_step_and_exits_0() -> None:
-    status, output = run_cli("demo", timeout=60)
+def test_demo_runs_every_step_and_exits_0(tmp_path: Path) -> None:
+    status, output = run_cli("demo", timeout=60, env={**ENV, "TMPDIR": str(tmp_path)})
     assert status == 0, output
     steps = [line for line in output.splitlines() if line.startswith("[")]
     assert len(steps) == 10 and all(" ok (" in line for line in steps), output
     assert "post_reply" in output and "-> 200" in output
     assert "all 10 steps succeeded" in output
+    # The DeviceSecret's temporary store goes with the demo.
+    assert list(tmp_path.iterdir()) == []  # neither the secret store nor the emulator's pty link remain
+
+
+def test_demo_exits_1_and_names_the_failed_step_when_a_step_fails() -> None:
+    # Port 9 (discard) is closed on loopback: the twin cannot reach the broker, step 1 fails.
+    status, output = run_cli("demo", "--broker", "127.0.0.1:9", timeout=60)
+    assert status == 1, output
+    assert "[ 1/10] start the cloud twin ... FAILED after" in output
+    assert "ConnectionRefusedError" in output and "steps succeeded" not in output

@@ -79,6 +79,11 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(text, flush=True)
 
 
+def duration(seconds: float) -> str:
+    """`4 ms` below a second (a fast step still shows it was measured), else `1.25 s`."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 class Steps:
     """Numbered steps with their timings: `await steps.run("open the port", coro)`."""
 
@@ -98,12 +103,12 @@ class Steps:
             value = await step
         except BaseException as exc:
             seconds = time.monotonic() - begin
-            print(f" FAILED after {seconds:.2f} s\n        {type(exc).__name__}: {exc}", flush=True, file=self.out)
+            print(f" FAILED after {duration(seconds)}\n        {type(exc).__name__}: {exc}", flush=True, file=self.out)
             self.results.append({"step": title, "ok": False, "seconds": round(seconds, 3), "error": str(exc)})
             raise
         seconds = time.monotonic() - begin
         note = f"  {detail(value)}" if detail is not None else ""
-        print(f" ok ({seconds:.2f} s){note}", flush=True, file=self.out)
+        print(f" ok ({duration(seconds)}){note}", flush=True, file=self.out)
         self.results.append({"step": title, "ok": True, "seconds": round(seconds, 3)})
         return value
 

@@ -35,8 +35,15 @@ async def demo(args: argparse.Namespace) -> int:
         host, _, port = args.broker.rpartition(":")
         broker = (host, int(port))
     steps = Steps(10)
-    store_dir = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="quecmqtt-demo-"))
-    print(f"quecmqtt demo: an emulated {args.model} and a local Aliyun twin; secrets go to {store_dir}", flush=True)
+    # Without --store the DeviceSecret lives in a temporary directory that goes with the demo.
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+    if args.store:
+        store_dir = Path(args.store)
+    else:
+        scratch = tempfile.TemporaryDirectory(prefix="quecmqtt-demo-")
+        store_dir = Path(scratch.name)
+    kept = f"kept in {store_dir}" if args.store else "in a temporary directory removed afterwards (--store keeps them)"
+    print(f"quecmqtt demo: an emulated {args.model} and a local Aliyun twin; secrets {kept}", flush=True)
     twin = CloudTwin(broker=broker)
     emulator: Any = None
     modem: Modem | None = None
@@ -71,7 +78,7 @@ async def demo(args: argparse.Namespace) -> int:
                 modem, product, ENDPOINT, 1883, store=SecretStore(store_dir), ca=twin.ca_pem, client_id=identity.imei,
                 force=True,
             ),
-            lambda r: f"DeviceSecret received and stored (0600) in {store_dir}",
+            lambda r: "DeviceSecret received and stored (file mode 0600)",
         )  # fmt: skip
         client = MqttClient(modem, 0)
         credentials = login_credentials(DEMO_PK, DEMO_DN, result)
@@ -107,6 +114,8 @@ async def demo(args: argparse.Namespace) -> int:
         if emulator is not None:
             await asyncio.to_thread(emulator.close)
         await twin.stop()
+        if scratch is not None:
+            scratch.cleanup()
     print(f"all {steps.total} steps succeeded in {steps.elapsed:.2f} s", flush=True)
     return 0
 
