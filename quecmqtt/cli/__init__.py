@@ -35,8 +35,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     import asyncio
-    import signal
 
+    from quecmqtt.cli.common import stop_on_signals
     from quecmqtt.emulator import Emulator
     from quecmqtt.emulator.control import ControlServer
 
@@ -68,10 +68,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         print(f"device: {emulator.path}", flush=True)
         print(f"control: {control.path}  (quecmqtt fault --control {control.path} reboot)", flush=True)
         print(f"model: {args.model}, echo {args.echo}; Ctrl-C stops", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         try:
             await stop.wait()
         finally:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from quecmqtt.cli.common import stop_on_signals
 from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
 from quecmqtt.cloud.registry import Registry
 
@@ -68,10 +68,7 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
             f"registry: {args.registry or 'in memory'} ({products} products, {devices} devices); Ctrl-C stops",
             flush=True,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         try:
             await stop.wait()
         finally:

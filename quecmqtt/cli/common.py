@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -77,6 +78,16 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
     else:
         print(text, flush=True)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, for the commands that serve until stopped: they can then
+    clean up (links, ptys, brokers) instead of dying inside a KeyboardInterrupt."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def duration(seconds: float) -> str:

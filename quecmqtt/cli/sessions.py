@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from quecmqtt.cli.common import stop_on_signals
 from quecmqtt.errors import TranscriptError
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
 
 
 async def _until_ready(ready: asyncio.Event, task: asyncio.Task[Any]) -> None:
@@ -44,8 +38,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     async def serve() -> None:
         options: dict[str, Any] = {} if args.port.startswith("socket://") else {"baudrate": args.baud}
         proxy = SerialProxy(open_transport(args.port, **options), args.link or _default_link("ttyREC0"), args.output)
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop = stop_on_signals()
         task = asyncio.create_task(proxy.run(stop))
         await _until_ready(proxy.ready, task)
         if proxy.ready.is_set():
@@ -75,8 +68,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return 2
 
     async def serve() -> int:
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop = stop_on_signals()
         task = asyncio.create_task(server.run(stop))
         await _until_ready(server.ready, task)
         print(f"device: {server.link}  (serving {args.file}; Ctrl-C stops)", flush=True)
