@@ -19,7 +19,7 @@ from quecmqtt.aliyun.credentials import registration_sign
 from quecmqtt.aliyun.device import Product, aliauth_config, login, login_credentials, register_https, register_mqtt
 from quecmqtt.aliyun.errors import AlreadyActive, BadCredentials, RegistrationNeedsTls
 from quecmqtt.aliyun.replies import Registered, Whitelisted
-from quecmqtt.aliyun.store import SecretStore, StoreError
+from quecmqtt.aliyun.store import SecretStore, StoreError, rescue
 from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
 from quecmqtt.cloud.auth import Forward, Push, Refuse
 from quecmqtt.emulator import EmulatorThread
@@ -301,6 +301,13 @@ async def test_a_store_that_cannot_be_written_keeps_the_result_on_the_error(rig:
     secret = result.device_secret.reveal()
     assert secret == rig.twin.registry.device(PK_421, "meter001").device_secret  # type: ignore[union-attr]
     assert secret not in str(caught.value) and secret not in repr(caught.value.result)
+    # rescue() keeps it in the first directory that takes it, written like the store writes.
+    kept = rescue(caught.value, [blocker / "again", tmp_path / "rescue"])
+    assert kept == tmp_path / "rescue" / f"{PK_421}.meter001.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    reloaded = SecretStore(tmp_path / "rescue").load(PK_421, "meter001")
+    assert isinstance(reloaded, Registered) and reloaded.device_secret.reveal() == secret
+    assert rescue(caught.value, [blocker / "a", blocker / "b"]) is None
 
 
 def test_registration_sign_matches_the_twin() -> None:

@@ -89,7 +89,10 @@ def test_mqtt_pub_and_sub(broker: Broker) -> None:
 
 
 def test_aliyun_register_connect_post_through_the_cli(tmp_path: Path) -> None:
-    cloud = spawn("cloud", "--product", f"{PK}:{PS}", "--device", f"{PK}:dev1", "--device", f"{PK}:dev2:{DS2}")
+    cloud = spawn(
+        "cloud", "--product", f"{PK}:{PS}", "--device", f"{PK}:dev1", "--device", f"{PK}:dev2:{DS2}",
+        "--device", f"{PK}:dev3",
+    )  # fmt: skip
     try:
         cloud.expect(r"ca: (\S+)")
         ca = cloud.match.group(1)
@@ -130,6 +133,21 @@ def test_aliyun_register_connect_post_through_the_cli(tmp_path: Path) -> None:
             assert status == 1 and "BadCredentials" in output and "wrong-secret" not in output
             status, output = run_cli("aliyun", "connect", *common, "--device-name", "nobody", "--store", str(store))
             assert status == 2 and "no device secret" in output
+            # A store that cannot be written (a file where its parent should be): the result,
+            # shown once by the cloud, is rescued under $HOME instead of lost, and still not printed.
+            blocker = tmp_path / "blocker"
+            blocker.write_text("")
+            home = tmp_path / "home"
+            child = spawn(
+                "aliyun", "register", *common, "--device-name", "dev3", "--product-secret-env", "MY_PS",
+                "--store", str(blocker / "store"), env={**env, "HOME": str(home)},
+            )  # fmt: skip
+            status, output = finish(child)
+            assert status == 1, output
+            rescued = home / ".local/share/quecmqtt/rescue" / f"{PK}.dev3.json"
+            assert f"could not store the registration of {PK}/dev3" in output and f"kept in {rescued}" in output
+            assert stat.S_IMODE(rescued.stat().st_mode) == 0o600
+            assert json.loads(rescued.read_text())["deviceSecret"] not in output
             status, output = run_cli("aliyun", "register", "--help")
             assert all(o in output for o in ("--https", "--auth-type", "--product-secret-file", "--force"))
     finally:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import stat
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
@@ -51,6 +53,14 @@ async def test_four_modules_in_parallel_then_a_rerun_skips_them(tmp_path: Path) 
             rows = list(csv.DictReader(report.open()))
             assert sorted(r["imei"] for r in rows) == IMEIS
             assert {r["status"] for r in rows} == {"provisioned"}
+            # In parallel: every module's work began before any of them had finished.
+            starts = [datetime.fromisoformat(r["started"]) for r in rows]
+            ends = [s + timedelta(seconds=float(r["seconds"])) for s, r in zip(starts, rows, strict=True)]
+            assert max(starts) < min(ends)
+            # The emulators' paths differ only in a directory: the progress lines still tell them apart.
+            labels = {line.split("]")[0] for line in output.splitlines() if line.startswith("[")}
+            assert len(labels) == 4, output
+            assert output.count("finished)") == 4 and "(4/4 finished)" in output
             for imei in IMEIS:
                 saved = store / f"pkFactory01.{imei}.json"
                 assert stat.S_IMODE(saved.stat().st_mode) == 0o600
@@ -66,3 +76,57 @@ async def test_four_modules_in_parallel_then_a_rerun_skips_them(tmp_path: Path) 
             assert {r["status"] for r in csv.DictReader(report.open())} == {"provisioned"}
         finally:
             await asyncio.gather(*(asyncio.to_thread(e.close) for e in emulators))
+
+
+async def test_a_report_it_did_not_write_is_refused_and_left_alone(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text('{"not": "a report"')
+    env = {**os.environ, "FACTORY_PS": "x"}
+    status, output = await provision(
+        "/dev/null", "--product-key", "pk", "--product-secret-env", "FACTORY_PS", "--endpoint", "example.com",
+        "--store", str(tmp_path / "store"), "--report", str(report), env=env,
+    )  # fmt: skip
+    assert status == 2
+    assert f"{report} is not a provisioning report" in output
+    assert report.read_text() == '{"not": "a report"'
+
+
+async def test_a_missing_port_fails_its_row_and_the_run(tmp_path: Path) -> None:
+    report = tmp_path / "report.csv"
+    env = {**os.environ, "FACTORY_PS": "x"}
+    status, output = await provision(
+        str(tmp_path / "ttyGONE"), "--product-key", "pk", "--product-secret-env", "FACTORY_PS",
+        "--endpoint", "example.com", "--store", str(tmp_path / "store"), "--report", str(report), env=env,
+    )  # fmt: skip
+    assert status == 1, output
+    assert "FAILED at open" in output and "done: 0 provisioned, 0 skipped, 1 failed" in output
+    (row,) = csv.DictReader(report.open())
+    assert row["status"] == "failed" and row["step"] == "open" and "ttyGONE" in row["error"]
+
+
+async def test_a_result_the_store_refuses_is_rescued_beside_the_report(tmp_path: Path) -> None:
+    async with CloudTwin() as twin:
+        twin.registry.add_product("pkFactory01", "factory-product-secret")
+        twin.registry.add_device("pkFactory01", IMEIS[0])
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(twin.ca_pem)
+        blocker = tmp_path / "blocker"  # a file where the store's parent directory should be
+        blocker.write_text("")
+        emulator = await asyncio.to_thread(EmulatorThread, hosts=twin.hosts(), imei=IMEIS[0])
+        try:
+            report = tmp_path / "out" / "report.json"
+            report.parent.mkdir()
+            status, output = await provision(
+                emulator.path, "--product-key", "pkFactory01", "--product-secret-env", "FACTORY_PS",
+                "--endpoint", DEFAULT_ENDPOINT, "--ca", str(ca), "--store", str(blocker / "store"),
+                "--report", str(report), env={**os.environ, "FACTORY_PS": "factory-product-secret"},
+            )  # fmt: skip
+        finally:
+            await asyncio.to_thread(emulator.close)
+    assert status == 1, output
+    rescued = report.parent / "rescue" / f"pkFactory01.{IMEIS[0]}.json"
+    (row,) = json.loads(report.read_text())
+    assert row["status"] == "failed" and row["step"] == "register" and f"kept in {rescued}" in row["error"]
+    secret = json.loads(rescued.read_text())["deviceSecret"]
+    assert stat.S_IMODE(rescued.stat().st_mode) == 0o600
+    assert secret not in output and secret not in report.read_text()

@@ -23,13 +23,14 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quecmqtt.aliyun.device import Product, login, login_credentials, register_https, register_mqtt
-from quecmqtt.aliyun.store import SecretStore, StoreError
+from quecmqtt.aliyun.store import SecretStore, StoreError, rescue, rescue_directories
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, resolve_secret
 from quecmqtt.errors import QuecError
 from quecmqtt.modem import Modem
@@ -49,8 +50,13 @@ class Row:
     model: str = ""
     imei: str = ""
     device_name: str = ""
+    started: str = ""  # UTC, ISO 8601: when this port's work began
     seconds: float = 0.0
     error: str = ""
+
+
+class ReportError(Exception):
+    """The report file exists but is not one this tool wrote."""
 
 
 class Report:
@@ -60,7 +66,11 @@ class Report:
         self.path = path
         self.rows: dict[str, Row] = {}
         if path.exists():
-            self.rows = {r.imei: r for r in self._read() if r.imei}
+            try:
+                self.rows = {r.imei: r for r in self._read() if r.imei}
+            except (ValueError, TypeError, AttributeError, csv.Error) as exc:
+                # Refuse rather than overwrite it: it is the record of what was provisioned.
+                raise ReportError(f"{path} is not a provisioning report ({exc}); move it away or name another") from exc
 
     def _read(self) -> list[Row]:
         names = {f.name for f in fields(Row)}
@@ -100,12 +110,26 @@ class Report:
         tmp.replace(self.path)
 
 
+LABELS: dict[str, str] = {}
+
+
+def port_labels(ports: list[str]) -> dict[str, str]:
+    """Short names that still tell the ports apart: `ttyUSB2` for /dev/ttyUSB2, but
+    `emu-1/ttyQUEC0` and `emu-2/ttyQUEC0` when only a parent directory differs."""
+    parts = [Path(p).parts for p in ports]
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(set(ports)):
+            return dict(zip(ports, labels, strict=True))
+    return {p: p for p in ports}
+
+
 def say(port: str, text: str) -> None:
-    print(f"[{Path(port).name:>10}] {text}", flush=True)
+    print(f"[{LABELS.get(port, port)}] {text}", flush=True)
 
 
 async def provision_one(port: str, args: argparse.Namespace, product_secret: Any, report: Report) -> Row:
-    row = Row(port)
+    row = Row(port, started=datetime.now(UTC).isoformat(timespec="milliseconds"))
     started = time.monotonic()
     store = SecretStore(args.store)
     ca: bytes | None = args.ca_pem
@@ -146,8 +170,10 @@ async def provision_one(port: str, args: argparse.Namespace, product_secret: Any
         say(port, "login proven")
         row.status, row.step = PROVISIONED, ""
     except StoreError as exc:
-        row.error = f"{exc} -- KEEP THIS RESULT: it cannot be fetched again"
-        say(port, f"FAILED at {row.step}: could not store the result")
+        kept = await asyncio.to_thread(rescue, exc, rescue_directories(args.rescue))
+        where = f"kept in {kept}: move it to the store" if kept else "NOT KEPT: no directory took it"
+        row.error = f"{exc.reason}; the result (shown once by the cloud) is {where}"
+        say(port, f"FAILED at {row.step}: {row.error}")
     except (QuecError, AttachError, OSError) as exc:
         row.error = f"{type(exc).__name__}: {exc}"
         say(port, f"FAILED at {row.step}: {row.error}")
@@ -166,15 +192,31 @@ async def main(args: argparse.Namespace) -> int:
     if not args.endpoint:
         print("provision: give --endpoint: the login that proves each registration goes there", file=sys.stderr)
         return 2
-    args.ca_pem = await asyncio.to_thread(Path(args.ca).read_bytes) if args.ca else None
-    report = Report(Path(args.report))
+    try:
+        args.ca_pem = await asyncio.to_thread(Path(args.ca).read_bytes) if args.ca else None
+    except OSError as exc:
+        print(f"provision: cannot read the CA certificate: {exc}", file=sys.stderr)
+        return 2
+    if len(set(args.ports)) != len(args.ports):
+        print("provision: a port is given twice; each module must be driven by one task", file=sys.stderr)
+        return 2
+    try:
+        report = Report(Path(args.report))
+    except (ReportError, OSError) as exc:
+        print(f"provision: {exc}", file=sys.stderr)
+        return 2
     limit = asyncio.Semaphore(args.parallel)
+    LABELS.update(port_labels(args.ports))
     print(f"provisioning {len(args.ports)} port(s), {args.parallel} at a time; report: {args.report}", flush=True)
+    finished = 0
 
     async def guarded(port: str) -> Row:
+        nonlocal finished
         async with limit:
             row = await provision_one(port, args, product_secret, report)
             report.add(row)
+            finished += 1
+            say(port, f"{row.status} after {row.seconds:.1f} s ({finished}/{len(args.ports)} finished)")
             return row
 
     rows = await asyncio.gather(*(guarded(p) for p in args.ports))
@@ -209,7 +251,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", required=True, metavar="FILE", help="report.csv or report.json (kept up to date)")
     parser.add_argument("--parallel", type=int, default=8, help="modules at a time (default 8)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the network (default 120)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # The first place for a result the store refused: beside the report.
+    args.rescue = Path(args.report).resolve().parent / "rescue"
+    return args
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ from quecmqtt.secret import Secret
 class StoreError(QuecError):
     """The result could not be stored; `result` holds it (print it somewhere safe)."""
 
-    def __init__(self, message: str, result: Registration) -> None:
+    def __init__(self, reason: str, result: Registration) -> None:
+        self.reason = reason  # what went wrong, without the advice
         self.result = result
-        super().__init__(message)
+        super().__init__(f"{reason}; the result is on this error (.result) and cannot be fetched again")
 
 
 class SecretStore:
@@ -88,7 +89,25 @@ class SecretStore:
         except OSError as exc:
             raise StoreError(
                 f"could not store the registration of {result.product_key}/{result.device_name} in {self.directory}: "
-                f"{exc.strerror or exc}; the result is on this error (.result) and cannot be fetched again",
+                f"{exc.strerror or exc}",
                 result,
             ) from None
         return target
+
+
+def rescue(error: StoreError, directories: list[Path]) -> Path | None:
+    """Keep a result whose store failed in the first of `directories` that takes it (same
+    atomic, 0600 write); None when none does. A DeviceSecret from `register` is shown once, so a
+    full disk or a wrong permission on the store must not lose it."""
+    for directory in directories:
+        try:
+            return SecretStore(directory).save(error.result)
+        except StoreError:
+            continue
+    return None
+
+
+def rescue_directories(*first: Path) -> list[Path]:
+    """Where `rescue` looks: the given places, then ~/.local/share/quecmqtt/rescue, then
+    ./quecmqtt-rescue in the working directory."""
+    return [*first, Path.home() / ".local" / "share" / "quecmqtt" / "rescue", Path.cwd() / "quecmqtt-rescue"]

@@ -155,11 +155,30 @@ async def _ca(args: argparse.Namespace) -> bytes | None:
 
 
 async def _register(args: argparse.Namespace) -> int:
-    from quecmqtt.aliyun.device import Product, register_https, register_mqtt
+    from quecmqtt.aliyun.device import Product
     from quecmqtt.aliyun.replies import Whitelisted
+    from quecmqtt.aliyun.store import StoreError, rescue, rescue_directories
+    from quecmqtt.errors import QuecError
 
     product = Product(args.product_key, args.device_name, resolve_secret(args, "product-secret"))
     store = _store(args)
+    try:
+        result = await _register_through_module(args, product, store)
+    except StoreError as exc:
+        kept = await asyncio.to_thread(rescue, exc, rescue_directories())
+        where = f"it was kept in {kept} (mode 0600): move it to the store" if kept else "nowhere could take it"
+        raise QuecError(f"{exc.reason}; {where}") from None
+    path = store.path(args.product_key, args.device_name)
+    data = {"product_key": result.product_key, "device_name": result.device_name, "stored": str(path)}
+    if isinstance(result, Whitelisted):
+        data["client_id"] = result.client_id
+    emit(args, data, f"registered; the result is stored in {path} (mode 0600; it is not shown again)")
+    return 0
+
+
+async def _register_through_module(args: argparse.Namespace, product: Any, store: Any) -> Any:
+    from quecmqtt.aliyun.device import register_https, register_mqtt
+
     async with open_modem(args) as modem:
         if not args.json:
             how = "HTTPS" if args.https else f"MQTT ({args.auth_type}) over {'TCP' if args.plain_tcp else 'TLS'}"
@@ -178,12 +197,7 @@ async def _register(args: argparse.Namespace) -> int:
                 instance_id=args.instance_id, client_id=args.client_id, random=args.random,
                 sign_method=args.sign_method,
             )  # fmt: skip
-    path = store.path(args.product_key, args.device_name)
-    data = {"product_key": result.product_key, "device_name": result.device_name, "stored": str(path)}
-    if isinstance(result, Whitelisted):
-        data["client_id"] = result.client_id
-    emit(args, data, f"registered; the result is stored in {path} (mode 0600; it is not shown again)")
-    return 0
+    return result
 
 
 async def _connect(args: argparse.Namespace, modem: Any) -> Any:
