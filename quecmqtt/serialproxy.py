@@ -7,6 +7,12 @@ line the host writes is parsed against the command table (its secret arguments, 
 as a template for its echo) before it is recorded; module output is held until its line is
 complete and scanned for read-back secrets (``+QMTCFG: "aliauth",...``) and JSON secrets
 (a registration reply) before it is recorded.
+
+Bytes pass through at once both ways; only the recording waits. A program may write a command
+line in pieces (a terminal program writes each keystroke), so a host line that looks like a
+command (it begins with ``AT``) is recorded when its CR arrives. After a data prompt (``> ``)
+or ``CONNECT`` the host sends data, not a command line; it is recorded as it goes, until the
+module's final result.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ class SerialProxy:
         self.pty = PtyPort(link, self._from_host)
         self._host_line = bytearray()
         self._module_line = bytearray()
-        self._writes: asyncio.Queue[bytes] = asyncio.Queue()
+        # host bytes with how many of the bytes written so far end in a command line still being typed
+        self._writes: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
+        self._data_phase = False
         self.ready = asyncio.Event()  # the pty is there
         self.host_bytes = 0
         self.module_bytes = 0
@@ -65,18 +73,25 @@ class SerialProxy:
     # -- host -> module ------------------------------------------------------------------------------
 
     def _from_host(self, data: bytes) -> None:
+        if self._data_phase:
+            self._writes.put_nowait((data, 0))
+            return
         self._learn_host(data)
-        self._writes.put_nowait(data)
+        typing = bool(self._host_line) and b"AT".startswith(bytes(self._host_line[:2]).upper())
+        self._writes.put_nowait((data, len(self._host_line) if typing else 0))
 
     async def _to_module(self) -> None:
         while True:
-            data = await self._writes.get()
-            await self.recorder.write(data)  # recorded (redacted) before it goes out
+            data, unsettled = await self._writes.get()
+            await self.recorder.pass_through(data)
+            self.recorder.settle_host(unsettled)  # a command line is recorded once complete (and learned)
             self.host_bytes += len(data)
 
     def _learn_host(self, data: bytes) -> None:
         for byte in data:
-            if byte in (0x0D, 0x0A):
+            if byte in (0x1A, 0x1B):  # the end (or the cancel) of a Ctrl-Z entry
+                self._host_line.clear()
+            elif byte in (0x0D, 0x0A):
                 if self._host_line[:2].upper() == b"AT":
                     line = bytes(self._host_line)
                     command = parse_command(line)
@@ -107,11 +122,19 @@ class SerialProxy:
             line = bytes(self._module_line[: end + 1]).strip()
             del self._module_line[: end + 1]
             self._learn_line(line)
+        if bytes(self._module_line).lstrip(b"\r\n") in (b">", b"> "):
+            self._data_phase = True
         if len(self._module_line) > MAX_LINE:
             self._learn_line(bytes(self._module_line))
             self._module_line.clear()
 
     def _learn_line(self, line: bytes) -> None:
+        if line == b"CONNECT" or line.startswith(b"CONNECT "):
+            self._data_phase = True
+        elif line in (b"OK", b"ERROR") or line.startswith((b"+CME ERROR", b"+CMS ERROR")):
+            self._data_phase = False
+            if not b"AT".startswith(bytes(self._host_line[:2]).upper()):
+                self._host_line.clear()  # what the host sent was data, not the start of a command
         for secret in secrets_in_json(line):
             self.redactor.add(secret)
         if line.startswith(b'+QMTCFG: "aliauth"'):

@@ -4,7 +4,11 @@ green), and `replay` serving a transcript: the real `quecmqtt` command under a r
 from __future__ import annotations
 
 import asyncio
+import os
+import select
 import sys
+import time
+import tty
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +129,55 @@ def test_record_around_the_emulator_then_replay_green(emulator: EmulatorThread, 
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_record_keeps_secrets_out_when_a_terminal_program_types_them(emulator: EmulatorThread, tmp_path: Path) -> None:
+    """A terminal program writes each keystroke: the proxy must not record a line until its CR
+    (when its secret is known), while data after CONNECT or `> ` is recorded as it goes."""
+    transcript = tmp_path / "typed.txt"
+    link = tmp_path / "ttyREC1"
+    child = spawn("record", "--port", emulator.path, "--link", str(link), "--output", str(transcript))
+    child.expect("Ctrl-C stops")
+    fd = os.open(link, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+
+    def until(marker: bytes) -> bytes:
+        got = b""
+        deadline = time.monotonic() + 10
+        while marker not in got:
+            assert time.monotonic() < deadline, got
+            if select.select([fd], [], [], 0.2)[0]:
+                got += os.read(fd, 4096)
+        return got
+
+    def aliauth(index: int, secret: str) -> bytes:
+        return f'AT+QMTCFG="aliauth",{index},"pk1","dev1","{secret}"'.encode()
+
+    try:
+        for byte in aliauth(0, "keystroke-secret-0001") + b"\r":  # one write per key
+            os.write(fd, bytes([byte]))
+            time.sleep(0.002)
+        until(b"OK\r\n")
+        os.write(fd, aliauth(1, "split-secret-000002"))  # the line, then its CR later
+        time.sleep(0.2)
+        os.write(fd, b"\r")
+        until(b"OK\r\n")
+        os.write(fd, b'AT+QFUPL="UFS:note.txt",5\r')  # data after CONNECT, no CR of its own
+        until(b"CONNECT\r\n")
+        os.write(fd, b"hello")
+        until(b"OK\r\n")
+        for byte in aliauth(2, "after-data-secret-3") + b"\r":
+            os.write(fd, bytes([byte]))
+        until(b"OK\r\n")
+    finally:
+        os.close(fd)
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    text = transcript.read_text()
+    for secret in ("keystroke-secret-0001", "split-secret-000002", "after-data-secret-3", "secret-0", "t-3"):
+        assert secret not in text, text
+    assert text.count("{{device_secret:") >= 3 and "hello" in text
 
 
 def test_replay_reports_a_mismatch_with_the_line(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ class RecorderTransport(Transport):
         self._timestamps = timestamps
         self._start: float | None = None
         self._held: list[tuple[bytes, float | None]] = []
+        self._held_host: list[tuple[bytes, float | None]] = []
 
     def _now(self) -> float | None:
         if not self._timestamps:
@@ -66,16 +67,25 @@ class RecorderTransport(Transport):
         return data
 
     async def write(self, data: bytes) -> None:
+        self.settle_host(0)
         self._write_record(HOST, [(data, self._now())])
+        await self.inner.write(data)
+
+    async def pass_through(self, data: bytes) -> None:
+        """Send host bytes now and record them at `settle_host`: a proxy sees a line typed byte by
+        byte and knows its secret only once the line is complete."""
+        self._held_host.append((data, self._now()))
         await self.inner.write(data)
 
     async def reopen(self) -> None:
         """The port was lost: keep the transcript open across the reopen."""
+        self.settle_host(0)
         self.settle(0)
         await self.inner.reopen()
         self._writer.comment("port reopened")
 
     async def close(self) -> None:
+        self.settle_host(0)
         self.settle(0)
         await self.inner.close()
         if self._file is not None and not self._file.closed:
@@ -84,19 +94,29 @@ class RecorderTransport(Transport):
     def settle(self, unsettled: int) -> None:
         """Write the held module output except the last `unsettled` bytes, which the
         parser still holds (a partial line, a payload, a body). Whole reads only."""
-        total = sum(len(data) for data, _ in self._held)
-        ready = total - unsettled
+        self._held = self._settle(MODULE, self._held, unsettled)
+
+    def settle_host(self, unsettled: int) -> None:
+        """Write the host bytes held by `pass_through` except the last `unsettled` bytes (a
+        command line still being typed). Whole writes only."""
+        self._held_host = self._settle(HOST, self._held_host, unsettled)
+
+    def _settle(
+        self, direction: str, held: list[tuple[bytes, float | None]], unsettled: int
+    ) -> list[tuple[bytes, float | None]]:
+        ready = sum(len(data) for data, _ in held) - unsettled
         count = done = 0
-        for data, _ in self._held:
+        for data, _ in held:
             if done + len(data) > ready:
                 break
             done += len(data)
             count += 1
         if count:
-            chunks, self._held = self._held[:count], self._held[count:]
-            self._write_record(MODULE, chunks)
+            self._write_record(direction, held[:count])
+        return held[count:]
 
     def comment(self, text: str) -> None:
+        self.settle_host(0)
         self.settle(0)
         self._writer.comment(text)
 
