@@ -137,3 +137,29 @@ def test_shapes() -> None:
 def test_command_docs_are_generated_from_the_table() -> None:
     page = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
     assert page == render(), "docs/commands.md is stale: run `python -m quecmqtt.at.docs > docs/commands.md`"
+
+
+@pytest.mark.parametrize(
+    ("line", "secrets", "shown"),
+    [
+        (b'AT+CPIN="1234"', [b"1234"], 'AT+CPIN="***"'),
+        (b"AT+CPIN=1234", [b"1234"], 'AT+CPIN="***"'),  # a module takes the PIN unquoted too
+        (b"AT+CPIN=0042", [b"0042"], 'AT+CPIN="***"'),  # as written, leading zero and all
+        (b'at+cpin="1234"', [b"1234"], 'at+cpin="***"'),
+        (b'AT+CPIN= "1234" ', [b"1234"], 'AT+CPIN="***"'),
+        (b'AT+QMTCONN=0,"c","u",pw9', [b"pw9"], 'AT+QMTCONN=0,"c","u","***"'),
+        (b'AT+CSQ;+QMTCONN=0,"c","u","pw"', [b"pw"], 'AT+CSQ;+QMTCONN=0,"c","u","***"'),
+        (b'AT+CPIN=0123;+QMTCFG="aliauth",0,"pk","dn","a;b"', [b"0123", b"a;b"], None),
+        (b'AT+QMTCFG="aliauth",0,"pk","dn","s,e;c"', [b"s,e;c"], 'AT+QMTCFG="aliauth",0,"pk","dn","***"'),
+    ],
+)
+def test_a_typed_line_gives_its_secrets_however_it_is_written(
+    line: bytes, secrets: list[bytes], shown: str | None
+) -> None:
+    command = parse_command(line)
+    assert [line[s:e] for s, e, _ in command.secret_spans] == secrets
+    assert [s.reveal().encode() for s in command.secrets] == secrets
+    for secret in secrets:
+        assert secret.decode() not in command.redacted and secret.decode() not in repr(command)
+    if shown is not None:
+        assert command.redacted == shown

@@ -1,7 +1,12 @@
 """Turn a command line as written on the wire back into a `Command` (used by `decode`,
-which sees only the host's bytes). The line is matched against the command table by
-name, form, fixed arguments (the QMTCFG key), argument count and argument kinds; a line
-no spec fits gets a generic spec whose own prefix is its response prefix."""
+which sees only the host's bytes, and by the console and the recording proxy, which must
+know a typed line's secrets). The line is matched against the command table by name, form,
+fixed arguments (the QMTCFG key), argument count and argument kinds; a line no spec fits
+gets a generic spec whose own prefix is its response prefix.
+
+Secrets are found however the line is written: a module also takes an unquoted PIN
+(``AT+CPIN=1234``), lower case, spaces, and several commands joined by ``;``. Their byte
+spans come from the line itself, so a recording can cut them out."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import re
 from functools import lru_cache
 
 from quecmqtt.at import commands
-from quecmqtt.at.fields import EMPTY, INT, STR, tokenize
+from quecmqtt.at.fields import BARE, EMPTY, INT, STR, tokenize
 from quecmqtt.at.spec import Command, CommandSpec, Form, Kind, Resp
 from quecmqtt.errors import InvalidArgument
 from quecmqtt.secret import REDACTED, Secret
@@ -27,6 +32,44 @@ def _index() -> dict[tuple[str, Form], list[CommandSpec]]:
 
 def parse_command(line: bytes) -> Command:
     """A `Command` for `line` (without its CR)."""
+    pieces = _split_concatenated(line)
+    if len(pieces) > 1:
+        return _concatenated(line, pieces)
+    return _parse_one(line)
+
+
+def _split_concatenated(line: bytes) -> list[tuple[int, int]]:
+    """Byte ranges of the commands of `AT+A;+B;+C` (quotes respected); one range for most lines."""
+    ranges, start, quoted = [], 0, False
+    for i, byte in enumerate(line):
+        if byte == 0x22:
+            quoted = not quoted
+        elif byte == 0x3B and not quoted:
+            ranges.append((start, i))
+            start = i + 1
+    ranges.append((start, len(line)))
+    return [r for r in ranges if line[r[0] : r[1]].strip()]
+
+
+def _concatenated(line: bytes, pieces: list[tuple[int, int]]) -> Command:
+    """`AT+CSQ;+QMTCONN=...`: each piece parsed as its own command (`AT` + piece) so that the
+    secrets of every one are known; shown joined again."""
+    secrets: list[Secret] = []
+    spans: list[tuple[int, int, str]] = []
+    shown: list[str] = []
+    for n, (start, end) in enumerate(pieces):
+        prefix = b"" if n == 0 else b"AT"
+        part = _parse_one(prefix + line[start:end])
+        secrets.extend(part.secrets)
+        shift = start - len(prefix)
+        spans.extend((s + shift, e + shift, name) for s, e, name in part.secret_spans)
+        shown.append(part.redacted if n == 0 else part.redacted[2:].lstrip())
+    text = line.decode("utf-8", errors="replace").strip()
+    first = _parse_one(line[pieces[0][0] : pieces[0][1]]).spec.name.upper()  # its prefix, as for any unknown line
+    return Command.raw(_generic(first, Form.EXEC), line, {}, ";".join(shown) or text, tuple(secrets), tuple(spans))
+
+
+def _parse_one(line: bytes) -> Command:
     text = line.decode("utf-8", errors="replace").strip()
     if text[:2].upper() != "AT":
         return Command.raw(_generic("", Form.EXEC), line, {}, text)
@@ -47,10 +90,12 @@ def parse_command(line: bytes) -> Command:
     else:
         return Command.raw(_generic(name, Form.EXEC), line, {}, text)
     tokens = tokenize(args)
-    for spec in _index().get((name, form), []):
-        values = _bind(spec, tokens)
-        if values is not None:
-            return _with_secrets(spec, line, values) or Command.raw(spec, line, values, _redact(text, spec, tokens))
+    specs = _index().get((name, form), [])
+    for lenient in (False, True):  # lenient: a string argument written without quotes (AT+CPIN=1234)
+        for spec in specs:
+            values = _bind(spec, tokens, lenient=lenient)
+            if values is not None:
+                return _with_secrets(spec, line, values) or _raw(spec, line, values, text, tokens)
     if form is Form.WRITE and not tokens:  # AT+QHTTPGET: a write form with every argument left out
         for spec in _index().get((name, Form.WRITE), []):
             if all(p.optional or p.const is not None for p in spec.params):
@@ -78,7 +123,49 @@ def _with_secrets(spec: CommandSpec, line: bytes, values: dict[str, int | str]) 
     return built if built.line == line.strip() else None
 
 
-def _bind(spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...]) -> dict[str, int | str] | None:
+def _raw(
+    spec: CommandSpec, line: bytes, values: dict[str, int | str], text: str, tokens: tuple[tuple[str, int | str], ...]
+) -> Command:
+    """The line as given, with its secret arguments found by their place in the line."""
+    secrets: list[Secret] = []
+    spans: list[tuple[int, int, str]] = []
+    offsets = _argument_spans(line)
+    for i, p in enumerate(spec.params):
+        if p.secret and i < len(tokens) and i < len(offsets) and tokens[i][1] != "":
+            start, end = offsets[i]
+            secrets.append(Secret(line[start:end].decode("utf-8", errors="replace"), p.name))  # as written
+            spans.append((start, end, p.name))
+    return Command.raw(spec, line, values, _redact(text, spec, tokens), tuple(secrets), tuple(spans))
+
+
+def _argument_spans(line: bytes) -> list[tuple[int, int]]:
+    """Byte ranges of the arguments after `=`, without their quotes and surrounding blanks."""
+    eq = line.find(b"=")
+    if eq < 0:
+        return []
+    spans, start, quoted = [], eq + 1, False
+    for i in range(eq + 1, len(line) + 1):
+        byte = line[i] if i < len(line) else 0x2C
+        if byte == 0x22:
+            quoted = not quoted
+        elif byte == 0x2C and (not quoted or i == len(line)):
+            s, e = start, i
+            while s < e and line[s] in b" \t\r\n":
+                s += 1
+            while e > s and line[e - 1] in b" \t\r\n":
+                e -= 1
+            if e - s >= 1 and line[s] == 0x22:
+                s += 1
+                if e > s and line[e - 1] == 0x22:
+                    e -= 1
+            spans.append((s, e))
+            start = i + 1
+    return spans
+
+
+def _bind(
+    spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...], *, lenient: bool = False
+) -> dict[str, int | str] | None:
     params = spec.params
     required = sum(1 for p in params if not p.optional)
     if not required <= len(tokens) <= len(params):
@@ -88,6 +175,8 @@ def _bind(spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...]) -> dict[
         if p.const is not None:
             if kind != STR or str(value).lower() != str(p.const).lower():
                 return None
+        elif p.kind is Kind.STR and lenient and kind in (INT, BARE):
+            value = str(value)
         elif (p.kind is Kind.INT and kind != INT) or (p.kind is Kind.STR and kind not in (STR, EMPTY)):
             return None
         values[p.name] = value

@@ -320,15 +320,23 @@ class Command:
         return self
 
     @classmethod
-    def raw(cls, spec: CommandSpec, line: bytes, values: dict[str, Any], redacted: str) -> Command:
-        """A command parsed from a line (decode, replay); the line is taken as given."""
+    def raw(
+        cls,
+        spec: CommandSpec,
+        line: bytes,
+        values: dict[str, Any],
+        redacted: str,
+        secrets: tuple[Secret, ...] = (),
+        secret_spans: tuple[tuple[int, int, str], ...] = (),
+    ) -> Command:
+        """A command parsed from a line (decode, replay, a console); the line is taken as given."""
         self = cls.__new__(cls)
         self.spec = spec
         self.values = values
         self.line = line
         self.redacted = redacted
-        self.secrets = ()
-        self.secret_spans = ()
+        self.secrets = secrets
+        self.secret_spans = secret_spans
         return self
 
     @property
