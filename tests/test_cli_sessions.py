@@ -51,6 +51,20 @@ def test_at_console(emulator: EmulatorThread, tmp_path: Path) -> None:
     child.sendline('AT+QMTCFG="aliauth",0')
     child.expect_exact('+QMTCFG: "aliauth","pk1","dev1","***"')  # the read-back, redacted
     child.expect_exact("AT> ")
+    child.sendline('AT+QMTCFG="aliauth",0,"pk1","dev1","another-secret"')
+    child.expect_exact("OK")
+    child.expect_exact("AT> ")
+    child.send("\x1b[A" * 3 + "\r")  # Up-arrow three times: the first aliauth line, as typed
+    child.expect_exact("OK")
+    child.expect_exact("AT> ")
+    assert emulator.emulator.module.clients[0].cfg["aliauth"] == ("pk1", "dev1", SECRET)
+    child.sendline('AT+QMTCFG="aliauth",0,"pk1","dev1","***"')  # as a history file shows it
+    child.expect_exact("stands where a secret goes")
+    child.expect_exact("AT> ")
+    assert emulator.emulator.module.clients[0].cfg["aliauth"] == ("pk1", "dev1", SECRET)
+    child.sendline("AT+CPIN=4711")  # an unquoted PIN is a secret too (the SIM is ready: an error)
+    child.expect("CommandError")
+    child.expect_exact("AT> ")
     emulator.inject(b'\r\n+QIND: "csq",24,99\r\n')  # a URC while the console waits for input
     child.expect_exact('[URC] +QIND: "csq",24,99')
     child.sendline('AT+QMTOPEN=0,"no-such-host.test",1883')  # two-phase: waits for its result URC
@@ -72,7 +86,23 @@ def test_at_console(emulator: EmulatorThread, tmp_path: Path) -> None:
     saved = history.read_text()
     assert "ATI" in saved and '"pk1","dev1","***"' in saved
     assert SECRET not in saved and "hello" not in saved
+    assert "another-secret" not in saved and "4711" not in saved and 'AT+CPIN="***"' in saved
     assert oct(history.stat().st_mode & 0o777) == "0o600"
+
+
+def test_at_console_stops_on_ctrl_c_at_its_prompt(emulator: EmulatorThread, tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    child = spawn("at", "--port", emulator.path, "--history", str(history), timeout=5)
+    child.expect_exact("AT> ")
+    child.sendline(f'AT+QMTCFG="aliauth",0,"pk1","dev1","{SECRET}"')
+    child.expect_exact("OK")
+    child.expect_exact("AT> ")
+    child.sendintr()
+    child.expect(pexpect.EOF)  # without waiting for Enter
+    child.close()
+    assert child.exitstatus == 130
+    saved = history.read_text()
+    assert '"pk1","dev1","***"' in saved and SECRET not in saved
 
 
 def test_at_console_without_a_port() -> None:

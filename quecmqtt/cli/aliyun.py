@@ -19,7 +19,7 @@ from quecmqtt.aliyun.credentials import (
     now_ms,
     registration_login,
 )
-from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, emit, open_modem, run
+from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, emit, open_modem, read_file, run
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, given, resolve_secret
 from quecmqtt.errors import InvalidArgument
 
@@ -151,7 +151,7 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 async def _ca(args: argparse.Namespace) -> bytes | None:
-    return await asyncio.to_thread(Path(args.ca).read_bytes) if args.ca else None
+    return await read_file(args.ca, "the CA certificate") if args.ca else None
 
 
 async def _register(args: argparse.Namespace) -> int:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from quecmqtt.cli.secrets import SecretMissing
-from quecmqtt.errors import QuecError
+from quecmqtt.errors import InvalidArgument, QuecError
 from quecmqtt.modem import Modem
 from quecmqtt.transport import open_transport
 
@@ -59,18 +62,92 @@ async def open_modem(args: argparse.Namespace) -> AsyncIterator[Modem]:
 
 
 def run(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run an async command body; library errors and usage errors become one line and a
-    non-zero exit status instead of a traceback."""
+    """Run an async command body; errors become one line and an exit status instead of a
+    traceback: 2 for a command line that cannot work, 1 for a failure, 130 for Ctrl-C.
+    QUECMQTT_DEBUG=1 shows the traceback of an unexpected error."""
+    saved = _terminal_state()
     try:
         return asyncio.run(main())
-    except (UsageError, SecretMissing) as exc:
+    except (UsageError, SecretMissing, InvalidArgument) as exc:
         print(f"quecmqtt {command}: {exc}", file=sys.stderr)
         return 2
-    except QuecError as exc:
+    except (QuecError, OSError) as exc:  # OSError includes TimeoutError
         print(f"quecmqtt {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if os.environ.get("QUECMQTT_DEBUG"):
+            raise
+        where = "QUECMQTT_DEBUG=1 shows where"
+        print(f"quecmqtt {command}: unexpected {type(exc).__name__}: {exc} ({where})", file=sys.stderr)
+        return 1
+    finally:
+        _restore_terminal(saved)
+
+
+def _terminal_state() -> Any:
+    """The terminal's settings, if standard input is one: a line editor interrupted by Ctrl-C
+    in its thread would otherwise leave the shell without echo."""
+    try:
+        import termios
+
+        return termios.tcgetattr(sys.stdin.fileno()) if sys.stdin.isatty() else None
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def _restore_terminal(saved: Any) -> None:
+    if saved is not None:
+        import termios
+
+        with contextlib.suppress(OSError, ValueError):
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+
+
+async def ask(prompt: str) -> str:
+    """`input(prompt)` that does not hold up Ctrl-C. The line is read in a daemon thread: a
+    thread of asyncio's executor would keep the process alive until Enter is pressed."""
+    return await _in_daemon_thread(lambda: input(prompt))
+
+
+async def read_stdin(what: str) -> bytes:
+    """All of standard input, with a hint when it is a terminal (else it looks like a hang)."""
+    if sys.stdin.isatty():
+        print(f"reading {what} from standard input; end it with Ctrl-D", file=sys.stderr, flush=True)
+    return await _in_daemon_thread(sys.stdin.buffer.read)
+
+
+async def read_file(path: str, what: str) -> bytes:
+    """A file named on the command line; a missing or unreadable one is a usage error."""
+    try:
+        return await asyncio.to_thread(Path(path).read_bytes)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+async def _in_daemon_thread(work: Callable[[], T]) -> T:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        try:
+            value, error = work(), None
+        except BaseException as exc:  # EOFError, KeyboardInterrupt, OSError: all go to the awaiting task
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name="quecmqtt-input", daemon=True).start()
+    return await future
 
 
 def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:

@@ -2,19 +2,20 @@
 
 Lines typed are parsed against the command table, so two-phase commands wait for their
 result URC, data prompts ask for the data, and secret arguments are known: the console shows
-the redacted form and keeps only that in its history file. URCs are printed as they arrive.
+the redacted form and writes only that to its history file (Up-arrow within a session still
+gives back what was typed). URCs are printed as they arrive.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
-from quecmqtt.cli.common import add_port_options, open_modem, run
+from quecmqtt.cli.common import add_port_options, ask, open_modem, run
+from quecmqtt.secret import REDACTED
 
 HISTORY = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "quecmqtt" / "at_history"
 HELP = """\
@@ -33,16 +34,25 @@ def _readline() -> Any:
 
 
 async def console(args: argparse.Namespace) -> int:
-    from quecmqtt.at.events import Event, Garbage, MqttMessage, MqttStatus, Urc
-    from quecmqtt.at.parse import parse_command
-    from quecmqtt.errors import QuecError
-    from quecmqtt.modem import ModuleReset, Overflow
-
     readline = _readline()
     history = Path(args.history) if args.history else HISTORY
     if readline is not None and not args.no_history:
         with contextlib.suppress(OSError):
             readline.read_history_file(history)
+
+    try:
+        return await _session(args, readline)
+    finally:  # also after Ctrl-C
+        if readline is not None and not args.no_history:
+            with contextlib.suppress(OSError):
+                _save_history(readline, history)
+
+
+async def _session(args: argparse.Namespace, readline: Any) -> int:
+    from quecmqtt.at.events import Event, Garbage, MqttMessage, MqttStatus, Urc
+    from quecmqtt.at.parse import parse_command
+    from quecmqtt.errors import QuecError
+    from quecmqtt.modem import ModuleReset, Overflow
 
     async with open_modem(args) as modem:
         print(f"connected to {args.port}; :help for help, Ctrl-D to leave", flush=True)
@@ -68,7 +78,7 @@ async def console(args: argparse.Namespace) -> int:
         modem.add_listener(show)
         while True:
             try:
-                line = await asyncio.to_thread(input, "AT> ")
+                line = await ask("AT> ")
             except EOFError:
                 print()
                 break
@@ -81,16 +91,17 @@ async def console(args: argparse.Namespace) -> int:
                 print(HELP)
                 continue
             command = parse_command(line.encode())
-            if readline is not None and command.redacted != line:
-                # keep the redacted form only: the history file must not learn a secret
-                readline.replace_history_item(readline.get_current_history_length() - 1, command.redacted)
+            if any(secret.reveal() == REDACTED for secret in command.secrets):
+                # a line recalled from the history file: sending it would set the secret to ***
+                print(f"{REDACTED} stands where a secret goes (history keeps no secrets): type the secret itself")
+                continue
             data: bytes | None = None
             phase = command.spec.data
             if phase is not None and phase.kind.name != "DOWNLOAD":
                 length = command.data_length
                 prompt = f"data ({length} bytes)> " if length is not None else "data (Enter sends)> "
                 try:
-                    text = await asyncio.to_thread(input, prompt)
+                    text = await ask(prompt)
                 except EOFError:
                     break
                 data = text.encode()
@@ -108,12 +119,25 @@ async def console(args: argparse.Namespace) -> int:
             print(reply.final.text)
             if reply.result is not None:
                 print(modem.redactor.redact_text(reply.result.text), flush=True)
-    if readline is not None and not args.no_history:
-        with contextlib.suppress(OSError):
-            history.parent.mkdir(parents=True, exist_ok=True)
-            readline.write_history_file(history)
-            os.chmod(history, 0o600)
     return 0
+
+
+def _save_history(readline: Any, history: Path) -> None:
+    """Write the history with every secret redacted. During the session Up-arrow gives back
+    what was typed; the file gets the redacted form of each line, and nothing else."""
+    from quecmqtt.at.parse import parse_command
+
+    for index in range(readline.get_current_history_length()):
+        line = readline.get_history_item(index + 1)  # get_history_item counts from 1
+        if line and line.upper().startswith("AT"):
+            redacted = parse_command(line.encode()).redacted
+            if redacted != line:
+                readline.replace_history_item(index, redacted)  # replace_history_item counts from 0
+    history.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(history, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+    os.close(fd)
+    readline.write_history_file(history)
+    os.chmod(history, 0o600)
 
 
 def _cmd_at(args: argparse.Namespace) -> int:

@@ -7,10 +7,17 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, open_modem, run
+from quecmqtt.cli.common import (
+    UsageError,
+    add_json_option,
+    add_port_options,
+    open_modem,
+    read_file,
+    read_stdin,
+    run,
+)
 from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
 
 
@@ -29,7 +36,7 @@ async def _connected(args: argparse.Namespace, modem: Any) -> Any:
     host, port = _broker(args.broker)
     ssl_context: int | bool = False
     if args.tls or args.ca:
-        ca = await asyncio.to_thread(Path(args.ca).read_bytes) if args.ca else None
+        ca = await read_file(args.ca, "the CA certificate") if args.ca else None
         await Tls(modem).setup(args.ssl_context, ca=ca)
         ssl_context = args.ssl_context
     client = MqttClient(modem, args.index, MqttConfig(ssl_context=ssl_context, keepalive=args.keepalive))
@@ -43,11 +50,11 @@ async def _connected(args: argparse.Namespace, modem: Any) -> Any:
 
 async def pub(args: argparse.Namespace) -> int:
     if args.file:
-        payload = await asyncio.to_thread(Path(args.file).read_bytes)
+        payload = await read_file(args.file, "the message")
     elif args.message is not None:
         payload = args.message.encode()
     else:
-        payload = await asyncio.to_thread(sys.stdin.buffer.read)
+        payload = await read_stdin("the message")
     async with open_modem(args) as modem:
         client = await _connected(args, modem)
         started = time.monotonic()
