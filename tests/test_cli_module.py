@@ -84,6 +84,17 @@ def test_mqtt_pub_and_sub(broker: Broker) -> None:
         assert status == 0, output
         messages = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
         assert [m["payload"] for m in messages] == ['with "quotes",\r\nOK\r\n'] * 2
+        # The link dropped, then the port unplugged: sub says so and fails instead of waiting forever.
+        for cut, reason in ((lambda: emu_sub.drop_link(0, 1), "+QMTSTAT: 0,1"), (emu_sub.unplug, "port lost")):
+            sub = spawn(
+                "mqtt", "sub", "--port", emu_sub.path, "--broker", "broker.test:1883", "--client-id", "cli-sub",
+                "--topic", "cli/#", timeout=15,
+            )  # fmt: skip
+            sub.expect("subscribed to")
+            cut()
+            status, output = finish(sub)
+            assert status == 1, output
+            assert f"was lost (module reset: {reason})" in output or f"was lost ({reason})" in output, output
     status, output = run_cli("mqtt", "pub", "--port", "/dev/nope", "--broker", "x", "--topic", "t", "-m", "x")
     assert status == 2 and "no such device" in output
 

@@ -19,6 +19,11 @@ from quecmqtt.cli.common import (
     run,
 )
 from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
+from quecmqtt.errors import QuecError
+
+
+class SubscriptionEnded(QuecError):
+    """The link went while `mqtt sub` waited for messages."""
 
 
 def _broker(text: str) -> tuple[str, int]:
@@ -81,25 +86,47 @@ async def sub(args: argparse.Namespace) -> int:
         for g in granted:
             note = "REFUSED by the broker" if g.rejected else f"QoS {g.qos}"
             print(f"subscribed to {g.topic}: {note}", file=sys.stderr, flush=True)
+        # The link can go (+QMTSTAT, a reboot, the port unplugged): say so and fail rather than
+        # wait forever for messages that cannot come.
+        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        client.on_link_event(lambda reason: None if lost.done() else lost.set_result(reason))
         received = 0
-        async for message in client.messages():
-            if not isinstance(message, MqttMessage):
-                print(f"(dropped {message.dropped} messages: the queue was full)", file=sys.stderr, flush=True)
-                continue
-            received += 1
-            if args.json:
-                try:
-                    text: Any = message.payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    text = None
-                print(json.dumps({"topic": message.topic, "payload": text, "payload_hex": message.payload.hex(),
-                                  "client": message.client}), flush=True)  # fmt: skip
-            else:
-                print(f"{message.topic} {message.payload.decode('utf-8', errors='replace')}", flush=True)
-            if args.count and received >= args.count:
-                break
+
+        async def print_messages() -> None:
+            nonlocal received
+            async for message in client.messages():
+                if not isinstance(message, MqttMessage):
+                    print(f"(dropped {message.dropped} messages: the queue was full)", file=sys.stderr, flush=True)
+                    continue
+                received += 1
+                _print_message(args, message)
+                if args.count and received >= args.count:
+                    return
+
+        printer = asyncio.create_task(print_messages())
+        waiters: set[asyncio.Future[Any]] = {printer, lost}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not printer.done():
+            await asyncio.sleep(0)  # the printer takes what arrived before the loss, in one go
+            printer.cancel()
+            await asyncio.gather(printer, return_exceptions=True)
+            reason = lost.result()
+            raise SubscriptionEnded(f"the connection to {args.broker} was lost ({reason}) after {received} messages")
+        printer.result()
         await client.close()
     return 0
+
+
+def _print_message(args: argparse.Namespace, message: Any) -> None:
+    if args.json:
+        try:
+            text: Any = message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        print(json.dumps({"topic": message.topic, "payload": text, "payload_hex": message.payload.hex(),
+                          "client": message.client}), flush=True)  # fmt: skip
+    else:
+        print(f"{message.topic} {message.payload.decode('utf-8', errors='replace')}", flush=True)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
