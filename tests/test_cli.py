@@ -138,3 +138,40 @@ def test_demo_exits_1_and_names_the_failed_step_when_a_step_fails() -> None:
     assert status == 1, output
     assert "[ 1/10] start the cloud twin ... FAILED after" in output
     assert "ConnectionRefusedError" in output and "steps succeeded" not in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("decode", "/"), "cannot read /: Is a directory"),
+        (("replay", "/"), "cannot read /: Is a directory"),
+        (("mqtt", "pub", "--port", "/dev/null", "--broker", "h:1", "--topic", "t", "--file", "/no/x"), "cannot read"),
+        (("mqtt", "pub", "--port", "/dev/null", "--broker", "h:1", "--topic", "t", "--count", "-3"), "want 1 or more"),
+        (("demo", "--broker", "foo"), "want HOST:PORT"),
+        (("info", "--port", "replay:/no/such/transcript"), "no such transcript"),
+        (("aliyun", "sign", "--product-key", "pk", "--device-name", "dn", "--device-secret", ""), "empty"),
+    ],
+)
+def test_a_command_line_that_cannot_work_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    status, output = run_cli(*args)
+    assert status == 2, output
+    assert message in output and "Traceback" not in output
+
+
+def test_replay_leaves_a_file_named_as_its_link_alone_and_cleans_its_temporary_link(tmp_path: Path) -> None:
+    victim = tmp_path / "notes.txt"
+    victim.write_text("keep me")
+    status, output = run_cli("replay", str(SEED / "4.1.3-topic.txt"), "--link", str(victim))
+    assert status == 2 and "exists and is not a link" in output
+    assert victim.read_text() == "keep me"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    child = pexpect.spawn(
+        sys.executable, ["-m", "quecmqtt", "replay", str(SEED / "4.1.3-topic.txt")],
+        encoding="utf-8", timeout=10, env={**ENV, "TMPDIR": str(scratch)},
+    )  # fmt: skip
+    child.expect("device: ")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert list(scratch.iterdir()) == []

@@ -142,7 +142,11 @@ def test_aliyun_register_connect_post_through_the_cli(tmp_path: Path) -> None:
                 "aliyun", "connect", *common, "--device-name", "dev2", "--device-secret", "wrong-secret"
             )
             assert status == 1 and "BadCredentials" in output and "wrong-secret" not in output
-            status, output = run_cli("aliyun", "connect", *common, "--device-name", "nobody", "--store", str(store))
+            # Nothing given, nothing stored: on a terminal it asks; an empty answer is no secret.
+            child = spawn("aliyun", "connect", *common, "--device-name", "nobody", "--store", str(store))
+            child.expect_exact("device secret: ")
+            child.sendline("")
+            status, output = finish(child)
             assert status == 2 and "no device secret" in output
             # A store that cannot be written (a file where its parent should be): the result,
             # shown once by the cloud, is rescued under $HOME instead of lost, and still not printed.

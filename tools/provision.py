@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quecmqtt.aliyun.device import Product, login, login_credentials, register_https, register_mqtt
 from quecmqtt.aliyun.store import SecretStore, StoreError, rescue, rescue_directories
+from quecmqtt.cli.common import positive, seconds
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, resolve_secret
 from quecmqtt.errors import QuecError
 from quecmqtt.modem import Modem
@@ -67,7 +68,7 @@ class Report:
         self.rows: dict[str, Row] = {}
         if path.exists():
             try:
-                self.rows = {r.imei: r for r in self._read() if r.imei}
+                self.rows = {r.imei or f"port:{r.port}": r for r in self._read()}
             except (ValueError, TypeError, AttributeError, csv.Error) as exc:
                 # Refuse rather than overwrite it: it is the record of what was provisioned.
                 raise ReportError(f"{path} is not a provisioning report ({exc}); move it away or name another") from exc
@@ -177,6 +178,9 @@ async def provision_one(port: str, args: argparse.Namespace, product_secret: Any
     except (QuecError, AttachError, OSError) as exc:
         row.error = f"{type(exc).__name__}: {exc}"
         say(port, f"FAILED at {row.step}: {row.error}")
+    except Exception as exc:  # a bug must cost this module, not the batch
+        row.error = f"unexpected {type(exc).__name__}: {exc}"
+        say(port, f"FAILED at {row.step}: {row.error}")
     finally:
         row.seconds = round(time.monotonic() - started, 2)
         await modem.close()
@@ -201,9 +205,18 @@ async def main(args: argparse.Namespace) -> int:
         print("provision: a port is given twice; each module must be driven by one task", file=sys.stderr)
         return 2
     try:
+        args.device_name.format(imei="864430010001091", model="EC200U")
+    except (KeyError, IndexError, ValueError) as exc:
+        print(f"provision: --device-name {args.device_name!r}: only {{imei}} and {{model}} ({exc})", file=sys.stderr)
+        return 2
+    try:
         report = Report(Path(args.report))
-    except (ReportError, OSError) as exc:
+        report.save()  # a report that cannot be written is found now, not after the first module
+    except ReportError as exc:
         print(f"provision: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"provision: cannot write the report {args.report}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     limit = asyncio.Semaphore(args.parallel)
     LABELS.update(port_labels(args.ports))
@@ -249,8 +262,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--apn")
     parser.add_argument("--store", required=True, metavar="DIR", help="where registration results are kept (0600)")
     parser.add_argument("--report", required=True, metavar="FILE", help="report.csv or report.json (kept up to date)")
-    parser.add_argument("--parallel", type=int, default=8, help="modules at a time (default 8)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the network (default 120)")
+    parser.add_argument("--parallel", type=positive, default=8, help="modules at a time (default 8)")
+    parser.add_argument("--timeout", type=seconds, default=120.0, help="seconds to wait for the network (default 120)")
     args = parser.parse_args(argv)
     # The first place for a result the store refused: beside the report.
     args.rescue = Path(args.report).resolve().parent / "rescue"

@@ -30,6 +30,9 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         return 2
     except BrokenPipeError:  # `quecmqtt decode x | head`
         return 0
+    except OSError as exc:  # a directory, no permission
+        print(f"quecmqtt decode: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -77,7 +80,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve())
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"quecmqtt emulate: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -19,9 +19,9 @@ from quecmqtt.aliyun.credentials import (
     now_ms,
     registration_login,
 )
-from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, emit, open_modem, read_file, run
+from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, emit, open_modem, read_file, run, seconds
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, given, resolve_secret
-from quecmqtt.errors import InvalidArgument
+from quecmqtt.errors import InvalidArgument, QuecError
 
 SIGN_EPILOG = """\
 Three forms, chosen by the secret you give:
@@ -158,7 +158,6 @@ async def _register(args: argparse.Namespace) -> int:
     from quecmqtt.aliyun.device import Product
     from quecmqtt.aliyun.replies import Whitelisted
     from quecmqtt.aliyun.store import StoreError, rescue, rescue_directories
-    from quecmqtt.errors import QuecError
 
     product = Product(args.product_key, args.device_name, resolve_secret(args, "product-secret"))
     store = _store(args)
@@ -211,15 +210,22 @@ async def _connect(args: argparse.Namespace, modem: Any) -> Any:
     secret: Any = resolve_secret(args, "device-secret", prompt=False) if given(args, "device-secret") else None
     if secret is None:
         secret = _store(args).load(args.product_key, args.device_name)
-        if secret is None:
-            raise UsageError("no device secret: give --device-secret(-file/-env), or register first (it is stored)")
+    if secret is None:
+        try:
+            secret = resolve_secret(args, "device-secret")  # a prompt, on a terminal
+        except SecretMissing:
+            raise UsageError(
+                "no device secret: give --device-secret(-file/-env), or register first (it is stored)"
+            ) from None
     ssl_context: int | bool = False
     if args.tls:
         await Tls(modem).setup(args.ssl_context, ca=await _ca(args))
         ssl_context = args.ssl_context
     if args.module_signs:
-        from quecmqtt.aliyun.replies import Registered
+        from quecmqtt.aliyun.replies import Registered, Whitelisted
 
+        if isinstance(secret, Whitelisted):
+            raise UsageError("the stored result is a regnwl token: it logs in host-signed; leave out --module-signs")
         ds = secret.device_secret if isinstance(secret, Registered) else secret
         client = MqttClient(modem, 0, aliauth_config(args.product_key, args.device_name, ds, ssl_context=ssl_context))
         await login(client, args.endpoint, args.mqtt_port, None, client_id=args.device_name)
@@ -259,12 +265,19 @@ async def _post(args: argparse.Namespace) -> int:
         thing = Thing(client, args.product_key, args.device_name)
         await thing.start()
         started = time.monotonic()
-        code = await thing.post_properties(params, timeout=args.timeout)
+        try:
+            code = await thing.post_properties(params, timeout=args.timeout)
+        except TimeoutError:
+            raise PostUnanswered(f"no post_reply within {args.timeout:g} s") from None
         seconds = time.monotonic() - started
         emit(args, {"code": code, "seconds": round(seconds, 3)}, f"post_reply code {code} after {seconds:.2f} s")
         await thing.close()
         await client.close()
     return 0 if code == 200 else 1
+
+
+class PostUnanswered(QuecError):
+    """The platform did not answer a property post in time."""
 
 
 def _device_options(parser: argparse.ArgumentParser) -> None:
@@ -320,11 +333,13 @@ def add_module_parsers(commands: Any) -> None:
             ),
         )
         _device_options(p)
-        add_secret_option(p, "device-secret", "the DeviceSecret")
+        add_secret_option(
+            p, "device-secret", "the DeviceSecret", missing="the stored result is used, else you are prompted"
+        )
         p.add_argument("--module-signs", action="store_true", help='let the module sign (AT+QMTCFG="aliauth")')
         p.add_argument("--tls", action="store_true", help="connect with TLS")
         p.add_argument("--ssl-context", type=int, default=2, help="SSL context index for --tls (default 2)")
         if name == "post":
             p.add_argument("--params", required=True, help="the properties as JSON, e.g. '{\"Temp\": 21.5}'")
-            p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for post_reply (default 10)")
+            p.add_argument("--timeout", type=seconds, default=10.0, help="seconds to wait for post_reply (default 10)")
         p.set_defaults(func=lambda args, body=body, name=name: run(f"aliyun {name}", lambda: body(args)))

@@ -37,6 +37,36 @@ def add_port_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="FILE", help="also write a redacted transcript of the session")
 
 
+def positive(text: str) -> int:
+    """An argparse type for a count that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"want 1 or more, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse type for a time-out: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"want more than 0 seconds, got {text}")
+    return value
+
+
+def host_port(text: str) -> str:
+    """An argparse type for HOST:PORT."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"want HOST:PORT, got {text!r}")
+    return text
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
@@ -49,9 +79,12 @@ class UsageError(Exception):
 async def open_modem(args: argparse.Namespace) -> AsyncIterator[Modem]:
     if not args.port:
         raise UsageError(f"give --port DEVICE (or set {PORT_ENV}); 'quecmqtt ports' lists candidates")
-    url = not args.port.startswith(("socket://", "rfc2217://", "replay:"))
-    if url and not await asyncio.to_thread(os.path.exists, args.port):
+    device = not args.port.startswith(("socket://", "rfc2217://", "replay:"))
+    if device and not await asyncio.to_thread(os.path.exists, args.port):
         raise UsageError(f"{args.port}: no such device ('quecmqtt ports' lists the serial ports)")
+    transcript = args.port.removeprefix("replay:")
+    if args.port.startswith("replay:") and not await asyncio.to_thread(os.path.isfile, transcript):
+        raise UsageError(f"{transcript}: no such transcript")
     options: dict[str, Any] = {} if args.port.startswith(("socket://", "replay:")) else {"baudrate": args.baud}
     modem = Modem(open_transport(args.port, **options), record=getattr(args, "record", None))
     await modem.open()

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from quecmqtt.cli.common import Steps
+from quecmqtt.cli.common import Steps, host_port
 
 DEMO_PK, DEMO_DN, DEMO_PS = "i2uqZnX9tZK", "meter001", "xTzMxVmm9HUY19Pr"  # the seed's 4.2.1 product
 ENDPOINT = "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com"
@@ -141,6 +141,8 @@ def add_parser(sub: Any) -> None:
         ),
     )
     parser.add_argument("--model", choices=sorted(PROFILES), default="EC200U", help="emulated model (default EC200U)")
-    parser.add_argument("--broker", metavar="HOST:PORT", help="a broker for the twin (default: its embedded one)")
+    parser.add_argument(
+        "--broker", type=host_port, metavar="HOST:PORT", help="a broker for the twin (default: its embedded one)"
+    )
     parser.add_argument("--store", metavar="DIR", help="where the registration result is stored (default: a temp dir)")
     parser.set_defaults(func=_cmd_demo)

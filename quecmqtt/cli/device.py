@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from quecmqtt.cli.common import add_json_option, add_port_options, emit, open_modem, run
+from quecmqtt.cli.common import add_json_option, add_port_options, emit, open_modem, run, seconds
 from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
 
 
@@ -104,8 +104,8 @@ def add_parsers(sub: Any) -> None:
     add_json_option(parser)
     parser.add_argument("--apn", help="access point name (default: the module's setting)")
     parser.add_argument("--apn-user", metavar="USER", help="APN user name")
-    add_secret_option(parser, "apn-password", "the APN password")
-    add_secret_option(parser, "pin", "the SIM PIN")
+    add_secret_option(parser, "apn-password", "the APN password", missing="none is used")
+    add_secret_option(parser, "pin", "the SIM PIN", missing="none is sent (a SIM that wants one fails at 'sim')")
     parser.add_argument("--cid", type=int, default=1, help="PDP context id (default 1)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole attach (default 120)")
+    parser.add_argument("--timeout", type=seconds, default=120.0, help="seconds for the whole attach (default 120)")
     parser.set_defaults(func=lambda args: run("attach", lambda: attach(args)))

@@ -14,6 +14,7 @@ from quecmqtt.cli.common import (
     add_json_option,
     add_port_options,
     open_modem,
+    positive,
     read_file,
     read_stdin,
     run,
@@ -135,7 +136,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", required=True, metavar="HOST:PORT", help="the broker, as the module resolves it")
     parser.add_argument("--client-id", default="quecmqtt-cli", metavar="ID", help="MQTT client id")
     parser.add_argument("--username", metavar="USER")
-    add_secret_option(parser, "password", "the MQTT password")
+    add_secret_option(parser, "password", "the MQTT password", missing="none is sent")
     parser.add_argument("--tls", action="store_true", help="connect with TLS (context --ssl-context)")
     parser.add_argument("--ca", metavar="FILE", help="CA certificate to verify the broker (implies --tls)")
     parser.add_argument("--ssl-context", type=int, default=2, help="SSL context index (default 2)")
@@ -159,7 +160,7 @@ def add_parser(sub_parsers: Any) -> None:
     source.add_argument("--message", "-m", help="the payload as text")
     source.add_argument("--file", metavar="PATH", help="the payload from a file")
     p.add_argument("--retain", action="store_true")
-    p.add_argument("--count", type=int, default=1, help="publish this many times (default 1)")
+    p.add_argument("--count", type=positive, default=1, help="publish this many times (default 1)")
     p.set_defaults(func=lambda args: run("mqtt pub", lambda: pub(args)))
     s = commands.add_parser(
         "sub",
@@ -169,6 +170,6 @@ def add_parser(sub_parsers: Any) -> None:
     )
     _common(s)
     s.add_argument("--topic", required=True, action="append", help="a topic filter (repeatable)")
-    s.add_argument("--count", type=int, default=0, help="stop after this many messages (default: never)")
+    s.add_argument("--count", type=positive, help="stop after this many messages (default: never)")
     s.set_defaults(func=lambda args: run("mqtt sub", lambda: sub(args)))
     mqtt.set_defaults(func=lambda args: (mqtt.print_help(), 2)[1])

@@ -19,7 +19,14 @@ class SecretMissing(Exception):
     """None of the sources holds the secret and there is no terminal to ask on."""
 
 
-def add_secret_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, what: str) -> None:
+def add_secret_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    name: str,
+    what: str,
+    *,
+    missing: str = "you are prompted (on a terminal)",
+) -> None:
+    """`--NAME`, `--NAME-file`, `--NAME-env`; `missing` says what happens without any of them."""
     dest = name.replace("-", "_")
     env = dest.upper()
     parser.add_argument(
@@ -30,7 +37,7 @@ def add_secret_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
         f"--{name}-env",
         dest=f"{dest}_env",
         metavar="VAR",
-        help=f"read {what} from an environment variable (e.g. {env}); without any of these you are prompted",
+        help=f"read {what} from an environment variable (e.g. {env}); without any of these {missing}",
     )
 
 
@@ -49,6 +56,8 @@ def resolve_secret(args: argparse.Namespace, name: str, *, prompt: bool = True) 
     except OSError as exc:
         raise SecretMissing(f"--{name}-file: {exc.strerror or exc}") from None
     if secret is not None:
+        if not secret.reveal():
+            raise SecretMissing(f"--{name}: the value is empty")  # signing with an empty key helps nobody
         return secret
     if prompt and sys.stdin.isatty():
         value = getpass.getpass(f"{name.replace('-', ' ')}: ")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from quecmqtt.cli.common import stop_on_signals
-from quecmqtt.errors import TranscriptError
+from quecmqtt.errors import QuecError, TranscriptError
 
 
 async def _until_ready(ready: asyncio.Event, task: asyncio.Task[Any]) -> None:
@@ -20,8 +22,14 @@ async def _until_ready(ready: asyncio.Event, task: asyncio.Task[Any]) -> None:
     waiter.cancel()
 
 
-def _default_link(name: str) -> str:
-    return str(Path(tempfile.mkdtemp(prefix="quecmqtt-")) / name)
+@contextlib.contextmanager
+def _link_path(given: str | None, name: str) -> Iterator[str]:
+    """The pty's path: the one given, or `name` in a temporary directory removed afterwards."""
+    if given:
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="quecmqtt-") as directory:
+        yield str(Path(directory) / name)
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -35,21 +43,24 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"quecmqtt record: {args.port}: no such device", file=sys.stderr)
         return 2
 
-    async def serve() -> None:
+    async def serve(link: str) -> None:
         options: dict[str, Any] = {} if args.port.startswith("socket://") else {"baudrate": args.baud}
-        proxy = SerialProxy(open_transport(args.port, **options), args.link or _default_link("ttyREC0"), args.output)
+        proxy = SerialProxy(open_transport(args.port, **options), link, args.output)
         stop = stop_on_signals()
         task = asyncio.create_task(proxy.run(stop))
         await _until_ready(proxy.ready, task)
         if proxy.ready.is_set():
             print(f"device: {proxy.link}  (point your program here; bytes go to {args.port})", flush=True)
             print(f"recording to {args.output}; Ctrl-C stops", flush=True)
-        await task
-        print(f"recorded {proxy.host_bytes} bytes from the host, {proxy.module_bytes} from the module", flush=True)
+        try:
+            await task
+        finally:  # also when the module's port vanished: what was recorded is kept and counted
+            print(f"recorded {proxy.host_bytes} bytes from the host, {proxy.module_bytes} from the module", flush=True)
 
     try:
-        asyncio.run(serve())
-    except OSError as exc:
+        with _link_path(args.link, "ttyREC0") as link:
+            asyncio.run(serve(link))
+    except (OSError, QuecError) as exc:
         print(f"quecmqtt record: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -58,31 +69,38 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from quecmqtt.replay_pty import ReplayServer
 
-    try:
-        server = ReplayServer(args.file, args.link or _default_link("ttyREPLAY0"))
-    except FileNotFoundError:
-        print(f"quecmqtt replay: {args.file}: no such file", file=sys.stderr)
-        return 2
-    except TranscriptError as exc:
-        print(f"quecmqtt replay: {exc}", file=sys.stderr)
-        return 2
+    with _link_path(args.link, "ttyREPLAY0") as link:
+        try:
+            server = ReplayServer(args.file, link)
+        except TranscriptError as exc:
+            print(f"quecmqtt replay: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"quecmqtt replay: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        try:
+            return asyncio.run(_serve_replay(args, server))
+        except OSError as exc:  # the link cannot be made
+            print(f"quecmqtt replay: {exc}", file=sys.stderr)
+            return 2
 
-    async def serve() -> int:
-        stop = stop_on_signals()
-        task = asyncio.create_task(server.run(stop))
-        await _until_ready(server.ready, task)
-        print(f"device: {server.link}  (serving {args.file}; Ctrl-C stops)", flush=True)
-        await task
-        if server.failure is not None:
-            print(f"quecmqtt replay: mismatch\n{server.failure}", file=sys.stderr, flush=True)
-            return 1
-        if server.replay.done:
-            print("transcript complete", flush=True)
-            return 0
-        print("stopped before the end of the transcript", flush=True)
+
+async def _serve_replay(args: argparse.Namespace, server: Any) -> int:
+    stop = stop_on_signals()
+    task = asyncio.create_task(server.run(stop))
+    await _until_ready(server.ready, task)
+    if not server.ready.is_set():
+        await task  # it failed before the pty was there: its error is the answer
+    print(f"device: {server.link}  (serving {args.file}; Ctrl-C stops)", flush=True)
+    await task
+    if server.failure is not None:
+        print(f"quecmqtt replay: mismatch\n{server.failure}", file=sys.stderr, flush=True)
         return 1
-
-    return asyncio.run(serve())
+    if server.replay.done:
+        print("transcript complete", flush=True)
+        return 0
+    print("stopped before the end of the transcript", flush=True)
+    return 1
 
 
 def add_parsers(sub: Any) -> None:

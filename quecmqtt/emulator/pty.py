@@ -40,8 +40,13 @@ class PtyPort:
         tty.setraw(master)
         tty.setraw(slave)
         os.set_blocking(master, False)
+        try:
+            self._check_link()
+        except OSError:
+            os.close(master)
+            os.close(slave)
+            raise
         self._master, self._slave = master, slave
-        self.link.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.link.with_name(self.link.name + ".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -49,6 +54,19 @@ class PtyPort:
         os.replace(tmp, self.link)  # atomic: the link never dangles while plugged
         self._loop.add_reader(master, self._readable)
         self.plugged = True
+
+    def _check_link(self) -> None:
+        """Only our own kind of link may be replaced: a link to a pty, or one that dangles. A
+        file, a device node or a udev link (/dev/serial/by-id/...) named by mistake is kept."""
+        if not self.link.parent.is_dir():
+            raise FileNotFoundError(f"{self.link.parent}: no such directory for the link {self.link}")
+        if self.link.is_symlink():
+            target = os.readlink(self.link)
+            if target.startswith("/dev/pts/") or not self.link.exists():
+                return
+            raise FileExistsError(f"{self.link} is a link to {target}, not a pseudo-terminal; it is left alone")
+        if self.link.exists():
+            raise FileExistsError(f"{self.link} exists and is not a link; it is left alone")
 
     def unplug(self) -> None:
         """Vanish like a USB device: the link dangles, the driver's port fails."""
@@ -60,8 +78,9 @@ class PtyPort:
         self._outgoing.clear()
         os.close(self._master)
         os.close(self._slave)
-        with contextlib.suppress(FileNotFoundError):
-            self.link.unlink()
+        with contextlib.suppress(OSError):
+            if self.link.is_symlink() and os.readlink(self.link).startswith("/dev/pts/"):
+                self.link.unlink()
         self.plugged = False
 
     def write(self, data: bytes) -> None:
