@@ -229,3 +229,19 @@ def test_replay_reports_a_mismatch_with_the_line(tmp_path: Path) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1
+
+
+def test_record_when_the_module_port_vanishes_keeps_its_summary_and_exits_1(tmp_path: Path) -> None:
+    with EmulatorThread() as emu:
+        link, output = tmp_path / "ttyREC2", tmp_path / "session.txt"
+        child = spawn("record", "--port", emu.path, "--link", str(link), "--output", str(output))
+        child.expect("Ctrl-C stops")
+        emu.unplug()
+        child.expect(r"recorded \d+ bytes from the host")
+        child.expect(f"quecmqtt record: {emu.path}")  # one line naming the port, no traceback
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 1
+    assert "Traceback" not in (child.before or "")
+    assert not link.is_symlink()  # its own link is gone
+    assert output.read_text().startswith("# quecmqtt transcript")  # what was recorded is kept
