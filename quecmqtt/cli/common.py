@@ -1,5 +1,6 @@
-"""What the subcommands share: the serial port options, opening a modem, JSON or text output,
-and step-by-step progress with timings."""
+"""What the subcommands share: the serial port options and opening a modem, argument types,
+running a command body with one-line errors and exit statuses, reading input without holding
+up Ctrl-C, JSON or text output, and step-by-step progress with timings."""
 
 from __future__ import annotations
 
