@@ -2,29 +2,34 @@
 minicom, a legacy driver), passes the bytes to the real port and back, and writes a redacted
 transcript of the conversation.
 
-Secrets are learned the way the runtime learns them, from what crosses the wire: a command
-line the host writes is parsed against the command table (its secret arguments, and the line
-as a template for its echo) before it is recorded; module output is held until its line is
-complete and scanned for read-back secrets (``+QMTCFG: "aliauth",...``) and JSON secrets
-(a registration reply) before it is recorded.
+Bytes pass through at once both ways; only the recording waits until the redactor knows what
+to hide. Secrets are learned the way the runtime learns them:
 
-Bytes pass through at once both ways; only the recording waits. A program may write a command
-line in pieces (a terminal program writes each keystroke), so a host line that looks like a
-command (it begins with ``AT``) is recorded when its CR arrives. After a data prompt (``> ``)
-or ``CONNECT`` the host sends data, not a command line; it is recorded as it goes, until the
-module's final result.
+- Host side: a command line is recorded once its CR arrives and it has been parsed against
+  the command table (its secret arguments, and the line as a template for its echo). A
+  program may write a line in pieces (a terminal program writes each keystroke), so while a
+  line is being typed nothing is recorded, not even the module's output (its echo carries
+  the same secret). After a command with a data phase the host's next bytes are data: the
+  announced length, or up to Ctrl-Z/ESC; they are recorded as they go.
+- Module side: the output goes through the same `AtCodec` the runtime uses, told which
+  command the host sent. It frames prompts, final results, payloads and bodies, and hands
+  over read-back secrets (every secret field of the table, ``+QMTCFG: "aliauth",...``,
+  ``+QICSGP``, ...) and JSON secrets (a registration reply) before their bytes are written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
+from dataclasses import dataclass
 
-from quecmqtt.at.fields import tokenize
+from quecmqtt.at.codec import AtCodec
+from quecmqtt.at.events import CommandComplete, MqttMessage, Prompt, Response, UnsolicitedFinal
 from quecmqtt.at.parse import parse_command
+from quecmqtt.at.spec import Command, DataKind
 from quecmqtt.emulator.pty import PtyPort
+from quecmqtt.errors import LocalProtocolError
 from quecmqtt.redact import Redactor, secrets_in_json
 from quecmqtt.secret import Secret
 from quecmqtt.transport.base import Transport
@@ -32,6 +37,20 @@ from quecmqtt.transport.recorder import RecorderTransport
 
 log = logging.getLogger("quecmqtt.proxy")
 MAX_LINE = 64 * 1024
+CTRL_Z, ESC = 0x1A, 0x1B
+
+
+@dataclass
+class _Data:
+    """The data phase of the host's last command: what is left to come, and what came."""
+
+    command: Command
+    remaining: int | None  # bytes still to come, or None for Ctrl-Z entry
+    terminator: bytes
+    abort: bytes | None
+    received: bytearray
+    done: bool = False
+    aborted: bool = False
 
 
 class SerialProxy:
@@ -39,11 +58,11 @@ class SerialProxy:
         self.redactor = Redactor()
         self.recorder = RecorderTransport(inner, output, self.redactor, comments=(f"recorded through {inner.name}",))
         self.pty = PtyPort(link, self._from_host)
+        self.codec = AtCodec()
         self._host_line = bytearray()
-        self._module_line = bytearray()
-        # host bytes with how many of the bytes written so far end in a command line still being typed
+        self._data: _Data | None = None
+        # host bytes, with how many of the bytes written so far end in a line still being typed
         self._writes: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
-        self._data_phase = False
         self.ready = asyncio.Event()  # the pty is there
         self.host_bytes = 0
         self.module_bytes = 0
@@ -68,40 +87,105 @@ class SerialProxy:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.pty.unplug()
+            self._learn_unfinished_line()
             await self.recorder.close()
 
     # -- host -> module ------------------------------------------------------------------------------
 
     def _from_host(self, data: bytes) -> None:
-        if self._data_phase:
-            self._writes.put_nowait((data, 0))
-            return
-        self._learn_host(data)
-        typing = bool(self._host_line) and b"AT".startswith(bytes(self._host_line[:2]).upper())
-        self._writes.put_nowait((data, len(self._host_line) if typing else 0))
+        for byte in data:
+            self._host_byte(byte)
+        self._writes.put_nowait((data, len(self._host_line)))
 
     async def _to_module(self) -> None:
         while True:
             data, unsettled = await self._writes.get()
             await self.recorder.pass_through(data)
-            self.recorder.settle_host(unsettled)  # a command line is recorded once complete (and learned)
+            self.recorder.settle_host(unsettled)  # a line is recorded once complete (and learned)
+            if not unsettled:
+                self.recorder.settle(self.codec.buffered)  # module output held while it was typed
             self.host_bytes += len(data)
 
-    def _learn_host(self, data: bytes) -> None:
-        for byte in data:
-            if byte in (0x1A, 0x1B):  # the end (or the cancel) of a Ctrl-Z entry
-                self._host_line.clear()
-            elif byte in (0x0D, 0x0A):
-                if self._host_line[:2].upper() == b"AT":
-                    line = bytes(self._host_line)
-                    command = parse_command(line)
-                    for secret in command.secrets:
-                        self.redactor.add(secret)
-                    if command.secret_spans:
-                        self.redactor.add_line(line, command.secret_spans)
-                self._host_line.clear()
-            elif len(self._host_line) < MAX_LINE:
-                self._host_line.append(byte)
+    def _host_byte(self, byte: int) -> None:
+        data = self._data
+        if data is not None and not data.done:
+            self._data_byte(data, byte)
+        elif byte in (0x0D, 0x0A):
+            if self._host_line.strip():
+                self._command_line(bytes(self._host_line))
+            self._host_line.clear()
+        elif byte == CTRL_Z or (byte == ESC and not self._typing_command()):
+            # the end of a data entry the table does not know (AT+QISEND): what came was data
+            self._host_line.clear()
+        elif len(self._host_line) < MAX_LINE:
+            self._host_line.append(byte)  # ESC inside a command being typed: an arrow key
+
+    def _typing_command(self) -> bool:
+        """The host is in the middle of a command line: what it sent since the last line end
+        begins with (a beginning of) `AT`. Data without a CR (a payload, `+++`) does not."""
+        start = bytes(self._host_line).lstrip().upper()[:2]
+        return bool(start) and b"AT".startswith(start)
+
+    def _data_byte(self, data: _Data, byte: int) -> None:
+        if data.remaining is not None:
+            data.received.append(byte)
+            data.remaining -= 1
+            data.done = data.remaining <= 0
+        elif data.abort is not None and bytes([byte]) == data.abort:
+            data.done = data.aborted = True
+        elif bytes([byte]) == data.terminator:
+            data.done = True
+        else:
+            data.received.append(byte)
+        if data.done:
+            self._answer_prompt()
+
+    def _command_line(self, line: bytes) -> None:
+        start = bytes(line).upper().find(b"AT")
+        if start < 0:
+            return  # not a command: nothing to learn, and nothing the codec should wait for
+        command = parse_command(line[start:].strip())
+        self._learn_command(command)
+        if self.codec.pending is not None:
+            self.codec.abandon()  # the host moved on (pipelining, or it gave up on the last one)
+            self._drain()
+        self.codec.send(command)
+        phase = command.spec.data
+        self._data = None
+        if phase is not None and phase.kind is not DataKind.DOWNLOAD:
+            remaining = command.data_length if not phase.terminator else None
+            if remaining != 0:
+                self._data = _Data(command, remaining, phase.terminator, phase.abort, bytearray())
+
+    def _learn_command(self, command: Command) -> None:
+        for secret in command.secrets:
+            self.redactor.add(secret)
+        if command.secret_spans:
+            self.redactor.add_line(command.line, command.secret_spans)
+
+    def _learn_unfinished_line(self) -> None:
+        """A line typed but never finished (the recording stopped): learn what it holds."""
+        line = bytes(self._host_line)
+        start = line.upper().find(b"AT")
+        if start >= 0:
+            self._learn_command(parse_command(line[start:].strip()))
+
+    def _answer_prompt(self) -> None:
+        """Tell the codec what the host sent for a prompt, once both are there (a host may
+        send the data before the prompt arrives)."""
+        data = self._data
+        if data is None or not data.done or not self.codec.awaiting_data:
+            return
+        try:
+            if data.aborted:
+                self.codec.abort_data()
+            else:
+                self.codec.send_data(bytes(data.received))
+        except LocalProtocolError as exc:  # the host sent what the command did not announce
+            log.debug("data phase of %s: %s", data.command.redacted, exc)
+            self.codec.abandon()
+        self._data = None
+        self._drain()
 
     # -- module -> host ------------------------------------------------------------------------------
 
@@ -109,36 +193,40 @@ class SerialProxy:
         while True:
             data = await self.recorder.read()
             self.module_bytes += len(data)
-            self._learn_module(data)
+            self.codec.receive(data)
+            self._drain()
             self.pty.write(data)
-            self.recorder.settle(len(self._module_line))  # hold a partial line until it is complete
+            if not self._host_line.strip():
+                # while the host types a line, its echo (and any URC in between) waits for the CR
+                self.recorder.settle(self.codec.buffered)
 
-    def _learn_module(self, data: bytes) -> None:
-        self._module_line += data
-        while True:
-            end = self._module_line.find(b"\n")
-            if end < 0:
-                break
-            line = bytes(self._module_line[: end + 1]).strip()
-            del self._module_line[: end + 1]
-            self._learn_line(line)
-        if bytes(self._module_line).lstrip(b"\r\n") in (b">", b"> "):
-            self._data_phase = True
-        if len(self._module_line) > MAX_LINE:
-            self._learn_line(bytes(self._module_line))
-            self._module_line.clear()
-
-    def _learn_line(self, line: bytes) -> None:
-        if line == b"CONNECT" or line.startswith(b"CONNECT "):
-            self._data_phase = True
-        elif line in (b"OK", b"ERROR") or line.startswith((b"+CME ERROR", b"+CMS ERROR")):
-            self._data_phase = False
-            if not b"AT".startswith(bytes(self._host_line[:2]).upper()):
-                self._host_line.clear()  # what the host sent was data, not the start of a command
-        for secret in secrets_in_json(line):
+    def _drain(self) -> None:
+        for secret in self.codec.take_secrets():
             self.redactor.add(secret)
-        if line.startswith(b'+QMTCFG: "aliauth"'):
-            with contextlib.suppress(ValueError):
-                values = [v for _, v in tokenize(line.split(b":", 1)[1].decode("utf-8", "replace"))]
-                if values and isinstance(values[-1], str) and values[-1]:
-                    self.redactor.add(Secret(values[-1], "device_secret"))
+        for event in self.codec.events():
+            if isinstance(event, Prompt):
+                self._answer_prompt()
+            elif isinstance(event, CommandComplete | UnsolicitedFinal) and not self._typing_command():
+                # the module answered: what the host sent since its last line was data (AT+QISEND's
+                # payload), not the start of a command; it can be recorded now, before the answer
+                self._host_line.clear()
+                self.recorder.settle_host(0)
+            if isinstance(event, CommandComplete):
+                self._learn_responses(event.responses)
+                if event.body:
+                    self._learn_json(event.body)
+                if self._data is not None and self._data.command is event.command:
+                    self._data = None  # answered without a prompt (ERROR): the host is back to commands
+            elif isinstance(event, MqttMessage):
+                self._learn_json(event.payload)
+
+    def _learn_responses(self, responses: tuple[Response, ...]) -> None:
+        for response in responses:
+            for value in response.fields:
+                if isinstance(value, Secret):
+                    self.redactor.add(value)
+            self._learn_json(response.text.encode())
+
+    def _learn_json(self, data: bytes) -> None:
+        for secret in secrets_in_json(data):
+            self.redactor.add(secret)

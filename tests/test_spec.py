@@ -151,6 +151,24 @@ def test_command_docs_are_generated_from_the_table() -> None:
         (b'AT+CSQ;+QMTCONN=0,"c","u","pw"', [b"pw"], 'AT+CSQ;+QMTCONN=0,"c","u","***"'),
         (b'AT+CPIN=0123;+QMTCFG="aliauth",0,"pk","dn","a;b"', [b"0123", b"a;b"], None),
         (b'AT+QMTCFG="aliauth",0,"pk","dn","s,e;c"', [b"s,e;c"], 'AT+QMTCFG="aliauth",0,"pk","dn","***"'),
+        # blanks wherever a module tolerates them
+        (b"AT+CSQ; +CPIN=1234", [b"1234"], 'AT+CSQ;+CPIN="***"'),
+        (b'AT+CSQ ; +QMTCONN=0,"c","u","pw-blank"', [b"pw-blank"], None),
+        (b"AT+CPIN =1234", [b"1234"], None),
+        (b'AT +QMTCFG="aliauth",0,"p","d","sec-2"', [b"sec-2"], None),
+        (b'AT+QMTCFG = "aliauth",0,"p","d","sec-5"', [b"sec-5"], None),
+        (b' AT+QMTCONN=0,"c","u","pw12"', [b"pw12"], 'AT+QMTCONN=0,"c","u","***"'),
+        # unquoted keys and values; basic commands in front; AT repeated after ';'
+        (b"AT+QMTCFG=aliauth,0,pk,dn,SECRET3", [b"SECRET3"], None),
+        (b"AT+QHTTPCFG=auth,user:pw44", [b"user:pw44"], None),
+        (b"ATE0+CPIN=1234", [b"1234"], None),
+        (b'AT&F+QMTCONN=0,"c","u","pw55"', [b"pw55"], None),
+        (b'AT+CSQ;AT+QMTCFG="aliauth",0,"p","d","sec7"', [b"sec7"], None),
+        # no form fits: every argument is taken as secret (the key excepted)
+        (b'AT+QMTCONN=0,"c","u","pw66",', [b"0", b"c", b"u", b"pw66"], "AT+QMTCONN=***"),
+        (b'AT+CPIN="87654321","11223344"', [b"87654321", b"11223344"], "AT+CPIN=***"),
+        (b'AT+QMTCFG="aliauth","pk","dn","sec9"', [b"pk", b"dn", b"sec9"], 'AT+QMTCFG="aliauth",***'),
+        (b'AT+QMTCONN=0,"c"id","user","pw88"', [b"0", b'c"id","user","pw88'], "AT+QMTCONN=***"),
     ],
 )
 def test_a_typed_line_gives_its_secrets_however_it_is_written(
@@ -163,3 +181,15 @@ def test_a_typed_line_gives_its_secrets_however_it_is_written(
         assert secret.decode() not in command.redacted and secret.decode() not in repr(command)
     if shown is not None:
         assert command.redacted == shown
+
+
+def test_parse_command_never_raises_and_its_spans_lie_in_the_line() -> None:
+    import random
+
+    rng = random.Random(7)
+    alphabet = b"AT+QMTCONNCPIN=,;\"' 0123456789abc\x1b\xff"
+    for _ in range(20000):
+        line = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        command = parse_command(line)
+        assert all(0 <= s <= e <= len(line) for s, e, _ in command.secret_spans), line
+        assert len(command.secrets) == len(command.secret_spans) or not command.secret_spans

@@ -19,7 +19,7 @@ from quecmqtt.at.spec import Command, CommandSpec, Form, Kind, Resp
 from quecmqtt.errors import InvalidArgument
 from quecmqtt.secret import REDACTED, Secret
 
-_EXTENDED = re.compile(r"([+&$%^#*][A-Za-z0-9_]+)(.*)\Z", re.DOTALL)
+_EXTENDED = re.compile(r"([+&$%^#*][A-Za-z0-9_]+)\s*(.*)\Z", re.DOTALL)
 
 
 @lru_cache(maxsize=1)
@@ -31,15 +31,25 @@ def _index() -> dict[tuple[str, Form], list[CommandSpec]]:
 
 
 def parse_command(line: bytes) -> Command:
-    """A `Command` for `line` (without its CR)."""
+    """A `Command` for `line` (without its CR). Never raises."""
+    lead = len(line) - len(line.lstrip())
+    if lead:  # spans must point into the line as given
+        inner = parse_command(line.lstrip())
+        spans = tuple((s + lead, e + lead, n) for s, e, n in inner.secret_spans)
+        return Command.raw(inner.spec, line, inner.values, inner.redacted, inner.secrets, spans)
     pieces = _split_concatenated(line)
     if len(pieces) > 1:
         return _concatenated(line, pieces)
     return _parse_one(line)
 
 
+# `ATE0+CPIN=1234`, `AT&F+QMTCONN=...`: basic commands in front of an extended one
+_BASIC_PREFIX = re.compile(rb"AT\s*((?:&?[A-Za-z]\d*)+)(?=\s*[+$%^#*])", re.IGNORECASE)
+
+
 def _split_concatenated(line: bytes) -> list[tuple[int, int]]:
-    """Byte ranges of the commands of `AT+A;+B;+C` (quotes respected); one range for most lines."""
+    """Byte ranges of the commands of `AT+A;+B;+C` (quotes respected), with basic commands in
+    front of an extended one split off; one range for most lines."""
     ranges, start, quoted = [], 0, False
     for i, byte in enumerate(line):
         if byte == 0x22:
@@ -48,6 +58,9 @@ def _split_concatenated(line: bytes) -> list[tuple[int, int]]:
             ranges.append((start, i))
             start = i + 1
     ranges.append((start, len(line)))
+    basic = _BASIC_PREFIX.match(line)
+    if basic is not None and ranges[0][1] > basic.end(1):
+        ranges[0:1] = [(0, basic.end(1)), (basic.end(1), ranges[0][1])]
     return [r for r in ranges if line[r[0] : r[1]].strip()]
 
 
@@ -58,8 +71,10 @@ def _concatenated(line: bytes, pieces: list[tuple[int, int]]) -> Command:
     spans: list[tuple[int, int, str]] = []
     shown: list[str] = []
     for n, (start, end) in enumerate(pieces):
-        prefix = b"" if n == 0 else b"AT"
-        part = _parse_one(prefix + line[start:end])
+        start += len(line[start:end]) - len(line[start:end].lstrip())  # `AT+CSQ; +CPIN=1234`
+        piece = line[start:end].rstrip()
+        prefix = b"" if n == 0 or piece[:2].upper() == b"AT" else b"AT"
+        part = _parse_one(prefix + piece)
         secrets.extend(part.secrets)
         shift = start - len(prefix)
         spans.extend((s + shift, e + shift, name) for s, e, name in part.secret_spans)
@@ -73,7 +88,7 @@ def _parse_one(line: bytes) -> Command:
     text = line.decode("utf-8", errors="replace").strip()
     if text[:2].upper() != "AT":
         return Command.raw(_generic("", Form.EXEC), line, {}, text)
-    body = text[2:]
+    body = text[2:].lstrip()  # `AT +CPIN=1234`
     m = _EXTENDED.match(body)
     if m is not None:
         name, rest = m.group(1).upper(), m.group(2)
@@ -86,7 +101,7 @@ def _parse_one(line: bytes) -> Command:
     elif rest == "=?":
         form, args = Form.TEST, ""
     elif rest.startswith("="):
-        form, args = Form.WRITE, rest[1:]
+        form, args = Form.WRITE, rest[1:].strip()
     else:
         return Command.raw(_generic(name, Form.EXEC), line, {}, text)
     tokens = tokenize(args)
@@ -96,6 +111,9 @@ def _parse_one(line: bytes) -> Command:
             values = _bind(spec, tokens, lenient=lenient)
             if values is not None:
                 return _with_secrets(spec, line, values) or _raw(spec, line, values, text, tokens)
+    guarded = [spec for spec in specs if any(p.secret for p in spec.params)]
+    if guarded and form is Form.WRITE:
+        return _all_arguments_secret(guarded[0], line, text, tokens)
     if form is Form.WRITE and not tokens:  # AT+QHTTPGET: a write form with every argument left out
         for spec in _index().get((name, Form.WRITE), []):
             if all(p.optional or p.const is not None for p in spec.params):
@@ -123,6 +141,21 @@ def _with_secrets(spec: CommandSpec, line: bytes, values: dict[str, int | str]) 
     return built if built.line == line.strip() else None
 
 
+def _all_arguments_secret(
+    spec: CommandSpec, line: bytes, text: str, tokens: tuple[tuple[str, int | str], ...]
+) -> Command:
+    """A command that carries secrets, written in a way no form of the table fits (a trailing
+    comma, an argument too many, a stray quote, the PUK form of AT+CPIN): every argument is
+    treated as secret, except a leading key such as QMTCFG's "aliauth". Safe over exact."""
+    offsets = _argument_spans(line)
+    keys = {str(p.const).lower() for s in _index().get((spec.name.upper(), spec.form), []) for p in s.params if p.const}
+    first = 1 if tokens and str(tokens[0][1]).lower() in keys else 0
+    spans = tuple((s, e, "secret") for s, e in offsets[first:] if e > s)
+    secrets = tuple(Secret(line[s:e].decode("utf-8", errors="replace"), "secret") for s, e, _ in spans)
+    shown = text[: text.index("=") + 1] + (f'"{tokens[0][1]}",' if first else "") + REDACTED
+    return Command.raw(_generic(spec.name.upper(), Form.WRITE), line, {}, shown, secrets, spans)
+
+
 def _raw(
     spec: CommandSpec, line: bytes, values: dict[str, int | str], text: str, tokens: tuple[tuple[str, int | str], ...]
 ) -> Command:
@@ -130,6 +163,8 @@ def _raw(
     secrets: list[Secret] = []
     spans: list[tuple[int, int, str]] = []
     offsets = _argument_spans(line)
+    if any(p.secret for p in spec.params) and len(offsets) != len(tokens):  # a stray quote: places untrustworthy
+        return _all_arguments_secret(spec, line, text, tokens)
     for i, p in enumerate(spec.params):
         if p.secret and i < len(tokens) and i < len(offsets) and tokens[i][1] != "":
             start, end = offsets[i]
@@ -173,7 +208,7 @@ def _bind(
     values: dict[str, int | str] = {}
     for p, (kind, value) in zip(params, tokens, strict=False):
         if p.const is not None:
-            if kind != STR or str(value).lower() != str(p.const).lower():
+            if kind not in ((STR, BARE) if lenient else (STR,)) or str(value).lower() != str(p.const).lower():
                 return None
         elif p.kind is Kind.STR and lenient and kind in (INT, BARE):
             value = str(value)
