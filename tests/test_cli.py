@@ -98,6 +98,13 @@ def test_emulate_serves_a_port_and_takes_faults(tmp_path: Path) -> None:
             assert status == 2 and "not 0-5" in output
             status, output = run_cli("fault", "--control", control, "no-such-fault")
             assert status == 2 and "invalid choice" in output
+            # a second emulator on the same link must not take over the first one's live pty
+            status, output = run_cli("emulate", "--link", str(link))
+            assert status == 2 and "live link" in output
+            status, output = run_cli("emulate", "--link", str(tmp_path / "other"), "--control", control)
+            assert status == 2 and "running emulator" in output
+            assert not (tmp_path / "other").is_symlink()
+            assert port.command("AT") == b"\r\nOK\r\n"  # the first one still answers on its link
         finally:
             port.close()
         emulator.sendintr()

@@ -21,6 +21,7 @@ from quecmqtt.modem import Modem
 from quecmqtt.secret import Secret
 from quecmqtt.transport import ReplayTransport
 from quecmqtt.transport.serial import SerialTransport
+from tests.broker import Broker
 from tests.test_cli import ENV
 
 SECRET = "topsecret-c4fa40df9c80"
@@ -65,6 +66,11 @@ def test_at_console(emulator: EmulatorThread, tmp_path: Path) -> None:
     child.sendline("AT+CPIN=4711")  # an unquoted PIN is a secret too (the SIM is ready: an error)
     child.expect("CommandError")
     child.expect_exact("AT> ")
+    child.sendline(' AT+QMTCFG="aliauth",1,"pk1","dev1","lead-blank-secret"')  # however it is typed
+    child.expect_exact("OK")
+    child.expect_exact("AT> ")
+    child.sendline('AT+CSQ ; +QMTCFG="aliauth",2,"pk1","dev1","joined-secret-1"')
+    child.expect_exact("AT> ")
     emulator.inject(b'\r\n+QIND: "csq",24,99\r\n')  # a URC while the console waits for input
     child.expect_exact('[URC] +QIND: "csq",24,99')
     child.sendline('AT+QMTOPEN=0,"no-such-host.test",1883')  # two-phase: waits for its result URC
@@ -87,6 +93,7 @@ def test_at_console(emulator: EmulatorThread, tmp_path: Path) -> None:
     assert "ATI" in saved and '"pk1","dev1","***"' in saved
     assert SECRET not in saved and "hello" not in saved
     assert "another-secret" not in saved and "4711" not in saved and 'AT+CPIN="***"' in saved
+    assert "lead-blank-secret" not in saved and "joined-secret-1" not in saved
     assert oct(history.stat().st_mode & 0o777) == "0o600"
 
 
@@ -245,3 +252,36 @@ def test_record_when_the_module_port_vanishes_keeps_its_summary_and_exits_1(tmp_
     assert "Traceback" not in (child.before or "")
     assert not link.is_symlink()  # its own link is gone
     assert output.read_text().startswith("# quecmqtt transcript")  # what was recorded is kept
+
+
+def test_record_a_publish_then_replay_it_with_the_same_command(broker: Broker, tmp_path: Path) -> None:
+    """A data prompt is recorded before the data it asks for, so a session with a publish
+    replays; the MQTT password typed through the proxy stays out of the transcript."""
+    transcript, link = tmp_path / "pub.txt", tmp_path / "ttyREC3"
+    pub = [
+        "mqtt", "pub", "--broker", "broker.test:1883", "--client-id", "rec-pub", "--username", "user",
+        "--password-env", "MQTT_PW", "--topic", "rec/a", "--message", 'a "payload",\r\nOK', "--qos", "1",
+    ]  # fmt: skip
+    env = {**ENV, "MQTT_PW": "mqtt-password-0042"}
+    with EmulatorThread(hosts=broker.hosts()) as emu:
+        recorder = spawn("record", "--port", emu.path, "--link", str(link), "--output", str(transcript))
+        recorder.expect("Ctrl-C stops")
+        child = pexpect.spawn(sys.executable, ["-m", "quecmqtt", *pub, "--port", str(link)], env=env, timeout=20)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0, child.before
+        recorder.sendintr()
+        recorder.expect(pexpect.EOF)
+        recorder.close()
+    text = transcript.read_text()
+    assert "mqtt-password-0042" not in text and "{{password:18}}" in text
+    records = text.splitlines()
+    prompt = next(i for i, r in enumerate(records) if r.startswith("<") and r.endswith(r"\r\n>\x20"))
+    payload = next(i for i, r in enumerate(records) if r.startswith(">") and "payload" in r)
+    assert prompt < payload  # the prompt, then the data it asked for
+    replayed = pexpect.spawn(
+        sys.executable, ["-m", "quecmqtt", *pub, "--port", f"replay:{transcript}"], env=env, timeout=20
+    )
+    replayed.expect(pexpect.EOF)
+    replayed.close()
+    assert replayed.exitstatus == 0, replayed.before

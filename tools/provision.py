@@ -77,9 +77,14 @@ class Report:
         names = {f.name for f in fields(Row)}
         if self.path.suffix == ".json":
             items = json.loads(self.path.read_text() or "[]")
+            if not isinstance(items, list) or not all(isinstance(i, dict) and "port" in i for i in items):
+                raise ValueError("not a list of rows with a port")
         else:
             with self.path.open(newline="") as fh:
-                items = list(csv.DictReader(fh))
+                reader = csv.DictReader(fh)
+                items = list(reader)
+                if reader.fieldnames is not None and not {"port", "status", "imei"} <= set(reader.fieldnames):
+                    raise ValueError("no port, status and imei columns")
         rows = []
         for item in items:
             values = {k: v for k, v in item.items() if k in names}
@@ -206,7 +211,7 @@ async def main(args: argparse.Namespace) -> int:
         return 2
     try:
         args.device_name.format(imei="864430010001091", model="EC200U")
-    except (KeyError, IndexError, ValueError) as exc:
+    except Exception as exc:  # KeyError, AttributeError ({imei.x}), ValueError, IndexError
         print(f"provision: --device-name {args.device_name!r}: only {{imei}} and {{model}} ({exc})", file=sys.stderr)
         return 2
     try:
@@ -227,7 +232,10 @@ async def main(args: argparse.Namespace) -> int:
         nonlocal finished
         async with limit:
             row = await provision_one(port, args, product_secret, report)
-            report.add(row)
+            try:
+                report.add(row)
+            except OSError as exc:  # a full disk: keep going, the row is kept in memory and retried
+                say(port, f"WARNING: the report could not be written: {exc.strerror or exc}")
             finished += 1
             say(port, f"{row.status} after {row.seconds:.1f} s ({finished}/{len(args.ports)} finished)")
             return row
@@ -239,6 +247,11 @@ async def main(args: argparse.Namespace) -> int:
     print(f"done: {done} provisioned, {skipped} skipped, {len(failed)} failed", flush=True)
     for row in failed:
         print(f"  {row.port}: {row.step}: {row.error}", flush=True)
+    try:
+        report.save()
+    except OSError as exc:
+        print(f"provision: the report {args.report} could not be written: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 1 if failed else 0
 
 

@@ -67,7 +67,11 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         )
         await emulator.start()
         control = ControlServer(emulator, args.control or emulator.path + ".control")
-        await control.start()
+        try:
+            await control.start()
+        except BaseException:
+            await emulator.stop()  # its link goes too
+            raise
         print(f"device: {emulator.path}", flush=True)
         print(f"control: {control.path}  (quecmqtt fault --control {control.path} reboot)", flush=True)
         print(f"model: {args.model}, echo {args.echo}; Ctrl-C stops", flush=True)

@@ -129,10 +129,9 @@ def _save_history(readline: Any, history: Path) -> None:
 
     for index in range(readline.get_current_history_length()):
         line = readline.get_history_item(index + 1)  # get_history_item counts from 1
-        if line and line.upper().startswith("AT"):
-            redacted = parse_command(line.encode()).redacted
-            if redacted != line:
-                readline.replace_history_item(index, redacted)  # replace_history_item counts from 0
+        command = parse_command(line.encode()) if line else None
+        if command is not None and command.secrets:  # whatever the line looks like: ` AT+..`, `at+..;+..`
+            readline.replace_history_item(index, command.redacted)  # replace_history_item counts from 0
     history.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(history, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
     os.close(fd)

@@ -83,14 +83,15 @@ async def sub(args: argparse.Namespace) -> int:
 
     async with open_modem(args) as modem:
         client = await _connected(args, modem)
+        # The link can go (+QMTSTAT, a reboot, the port unplugged): say so and fail rather than
+        # wait forever for messages that cannot come. Watched from before the SUBSCRIBE: a broker
+        # may close the link in answer to it.
+        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        client.on_link_event(lambda reason: None if lost.done() else lost.set_result(reason))
         granted = await client.subscribe([(t, args.qos) for t in args.topic])
         for g in granted:
             note = "REFUSED by the broker" if g.rejected else f"QoS {g.qos}"
             print(f"subscribed to {g.topic}: {note}", file=sys.stderr, flush=True)
-        # The link can go (+QMTSTAT, a reboot, the port unplugged): say so and fail rather than
-        # wait forever for messages that cannot come.
-        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        client.on_link_event(lambda reason: None if lost.done() else lost.set_result(reason))
         received = 0
 
         async def print_messages() -> None:

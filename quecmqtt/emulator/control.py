@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -59,8 +60,15 @@ class ControlServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        kind = _kind(self.path)
+        if kind is not None:
+            # only a stale socket of an emulator that is gone may be replaced
+            if kind != "socket":
+                raise FileExistsError(f"{self.path} exists and is not a control socket; it is left alone")
+            if await _answers(self.path):
+                raise FileExistsError(f"{self.path} belongs to a running emulator")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
         self._server = await asyncio.start_unix_server(self._serve, self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -99,3 +107,20 @@ def send_fault(path: str, name: str, args: list[str], timeout: float = 10.0) -> 
             answer += chunk
     result: dict[str, Any] = json.loads(answer or b'{"error": "no answer"}')
     return result
+
+
+def _kind(path: str) -> str | None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    return "socket" if stat.S_ISSOCK(mode) else "other"
+
+
+async def _answers(path: str) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 1)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True

@@ -47,7 +47,7 @@ class PtyPort:
             os.close(slave)
             raise
         self._master, self._slave = master, slave
-        tmp = self.link.with_name(self.link.name + ".tmp")
+        tmp = self.link.with_name(f".{self.link.name}.{os.getpid()}.{id(self):x}.tmp")  # ours alone
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         os.symlink(os.ttyname(slave), tmp)
@@ -56,15 +56,16 @@ class PtyPort:
         self.plugged = True
 
     def _check_link(self) -> None:
-        """Only our own kind of link may be replaced: a link to a pty, or one that dangles. A
-        file, a device node or a udev link (/dev/serial/by-id/...) named by mistake is kept."""
+        """Only a stale link may be replaced: one that dangles (its pty is gone). A file, a
+        device node, a udev link (/dev/serial/by-id/...) or another emulator's live pty named
+        by mistake is left alone."""
         if not self.link.parent.is_dir():
             raise FileNotFoundError(f"{self.link.parent}: no such directory for the link {self.link}")
         if self.link.is_symlink():
-            target = os.readlink(self.link)
-            if target.startswith("/dev/pts/") or not self.link.exists():
+            if not self.link.exists():
                 return
-            raise FileExistsError(f"{self.link} is a link to {target}, not a pseudo-terminal; it is left alone")
+            target = os.readlink(self.link)
+            raise FileExistsError(f"{self.link} is a live link to {target} (another program's?); it is left alone")
         if self.link.exists():
             raise FileExistsError(f"{self.link} exists and is not a link; it is left alone")
 
