@@ -53,6 +53,45 @@ class _Data:
     aborted: bool = False
 
 
+class _EchoFollower:
+    """Follows the module's echo of a typed line through its output, skipping whole lines that
+    cut into it (a URC while the line was being typed, echoed byte by byte), and says where
+    the echo of each secret byte is. A whole-line template cannot match such an echo."""
+
+    def __init__(self, line: bytes, names: list[str | None]) -> None:
+        self.line = line
+        self.names = names  # per byte of `line`: the secret it belongs to, or None
+        self.index = 0  # the next byte of `line` expected
+        self.cut = 0  # 0: in the echo; 1: CR seen; 2: in a line that cut in; 3: its CR seen
+        self.done = False
+
+    def feed(self, data: bytes, offset: int) -> list[tuple[int, int, str]]:
+        """(start, end, name) of secret echo bytes in `data`, which begins at `offset`."""
+        hide: list[tuple[int, int, str]] = []
+        for n, byte in enumerate(data):
+            if self.done:
+                break
+            if self.cut:
+                self.cut = {1: 2 if byte == 0x0A else 0, 2: 3 if byte == 0x0D else 2, 3: 0 if byte == 0x0A else 2}[
+                    self.cut
+                ]
+                continue
+            if byte == self.line[self.index]:
+                name = self.names[self.index]
+                if name is not None:
+                    if hide and hide[-1][1] == offset + n and hide[-1][2] == name:
+                        hide[-1] = (hide[-1][0], offset + n + 1, name)
+                    else:
+                        hide.append((offset + n, offset + n + 1, name))
+                self.index += 1
+                self.done = self.index == len(self.line)
+            elif byte == 0x0D and self.index:
+                self.cut = 1
+            else:
+                self.index = 0  # not the echo after all: look for its start again
+        return hide
+
+
 class SerialProxy:
     def __init__(self, inner: Transport, link: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
         self.redactor = Redactor()
@@ -61,6 +100,7 @@ class SerialProxy:
         self.codec = AtCodec()
         self._host_line = bytearray()
         self._data: _Data | None = None
+        self._echo: _EchoFollower | None = None
         # host bytes, with how many of the bytes written so far end in a line still being typed
         self._writes: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
         self.ready = asyncio.Event()  # the pty is there
@@ -146,6 +186,7 @@ class SerialProxy:
             return  # not a command: nothing to learn, and nothing the codec should wait for
         command = parse_command(line[start:].strip())
         self._learn_command(command)
+        self._follow_echo(line, start + len(line[start:]) - len(line[start:].lstrip()), command)
         if self.codec.pending is not None:
             self.codec.abandon()  # the host moved on (pipelining, or it gave up on the last one)
             self._drain()
@@ -156,6 +197,23 @@ class SerialProxy:
             remaining = command.data_length if not phase.terminator else None
             if remaining != 0:
                 self._data = _Data(command, remaining, phase.terminator, phase.abort, bytearray())
+
+    def _follow_echo(self, line: bytes, shift: int, command: Command) -> None:
+        """Hide the echo of the line's secrets in the module output held while it was typed
+        and in what comes next, however the echo was cut."""
+        self._echo = None
+        if not command.secret_spans:
+            return
+        names: list[str | None] = [None] * len(line)
+        for start, end, name in command.secret_spans:
+            for i in range(start + shift, min(end + shift, len(line))):
+                names[i] = name
+        follower = _EchoFollower(line, names)
+        base, held = self.recorder.module_held
+        for start, end, name in follower.feed(held, base):
+            self.recorder.hide_module(start, end, name)
+        if not follower.done:
+            self._echo = follower
 
     def _learn_command(self, command: Command) -> None:
         for secret in command.secrets:
@@ -192,6 +250,11 @@ class SerialProxy:
     async def _to_host(self) -> None:
         while True:
             data = await self.recorder.read()
+            if self._echo is not None:
+                for start, end, name in self._echo.feed(data, self.module_bytes):
+                    self.recorder.hide_module(start, end, name)
+                if self._echo.done:
+                    self._echo = None
             self.module_bytes += len(data)
             self.codec.receive(data)
             self._drain()
@@ -212,6 +275,7 @@ class SerialProxy:
                 self._host_line.clear()
                 self.recorder.settle_host(0)
             if isinstance(event, CommandComplete):
+                self._echo = None  # an echo comes before the final result, or not at all
                 self._learn_responses(event.responses)
                 if event.body:
                     self._learn_json(event.body)

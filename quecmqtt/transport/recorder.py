@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from typing import IO
 
 from quecmqtt.redact import Redactor
@@ -48,6 +49,8 @@ class RecorderTransport(Transport):
         self._start: float | None = None
         self._held: list[tuple[bytes, float | None]] = []
         self._held_host: list[tuple[bytes, float | None]] = []
+        self._module_base = 0  # offset of the first held module byte in all the module has sent
+        self._module_extra: list[tuple[int, int, str]] = []  # (start, end, name) to hide, same offsets
 
     def _now(self) -> float | None:
         if not self._timestamps:
@@ -94,16 +97,36 @@ class RecorderTransport(Transport):
     def settle(self, unsettled: int) -> None:
         """Write the held module output except the last `unsettled` bytes, which the
         parser still holds (a partial line, a payload, a body). Whole reads only."""
-        self._held = self._settle(MODULE, self._held, unsettled)
+        base = self._module_base
+        extra = [(s - base, e - base, name) for s, e, name in self._module_extra]
+        self._held, written = self._settle(MODULE, self._held, unsettled, extra)
+        self._module_base += written
+        self._module_extra = [span for span in self._module_extra if span[1] > self._module_base]
 
     def settle_host(self, unsettled: int) -> None:
         """Write the host bytes held by `pass_through` except the last `unsettled` bytes (a
         command line still being typed). Whole writes only."""
-        self._held_host = self._settle(HOST, self._held_host, unsettled)
+        self._held_host, _ = self._settle(HOST, self._held_host, unsettled)
+
+    @property
+    def module_held(self) -> tuple[int, bytes]:
+        """The module output not written yet, and the offset of its first byte in all the
+        module has sent."""
+        return self._module_base, b"".join(data for data, _ in self._held)
+
+    def hide_module(self, start: int, end: int, name: str) -> None:
+        """Hide module bytes [start, end) (offsets in all the module has sent) when they are
+        written, whatever the redactor finds: a proxy uses it for an echo that a URC cut in
+        two, which no whole-line template matches."""
+        self._module_extra.append((start, end, name))
 
     def _settle(
-        self, direction: str, held: list[tuple[bytes, float | None]], unsettled: int
-    ) -> list[tuple[bytes, float | None]]:
+        self,
+        direction: str,
+        held: list[tuple[bytes, float | None]],
+        unsettled: int,
+        extra: list[tuple[int, int, str]] | None = None,
+    ) -> tuple[list[tuple[bytes, float | None]], int]:
         ready = sum(len(data) for data, _ in held) - unsettled
         count = done = 0
         for data, _ in held:
@@ -112,8 +135,8 @@ class RecorderTransport(Transport):
             done += len(data)
             count += 1
         if count:
-            self._write_record(direction, held[:count])
-        return held[count:]
+            self._write_record(direction, held[:count], extra or [])
+        return held[count:], done
 
     def comment(self, text: str) -> None:
         self.settle_host(0)
@@ -122,9 +145,12 @@ class RecorderTransport(Transport):
 
     # -- redaction ----------------------------------------------------------------------
 
-    def _write_record(self, direction: str, chunks: list[tuple[bytes, float | None]]) -> None:
+    def _write_record(
+        self, direction: str, chunks: list[tuple[bytes, float | None]], extra: Sequence[tuple[int, int, str]] = ()
+    ) -> None:
         joined = b"".join(d for d, _ in chunks)
-        spans = self.redactor.spans(joined)
+        within = [(max(s, 0), min(e, len(joined)), name) for s, e, name in extra if s < len(joined) and e > 0]
+        spans = _merge(self.redactor.spans(joined) + within)
         # chunk boundaries (offsets) that a secret straddles are not kept
         cut_points: list[int] = []
         offset = 0
@@ -160,3 +186,14 @@ class RecorderTransport(Transport):
         if pos < len(data):
             segments.append(data[pos:])
         self._writer.write(Record(direction, tuple(segments), stamp))  # type: ignore[arg-type]
+
+
+def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Sorted, with overlapping spans joined."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, name in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]), merged[-1][2])
+        else:
+            merged.append((start, end, name))
+    return merged
