@@ -180,3 +180,31 @@ def test_ports_lists_and_names_holders() -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_mqtt_sub_fails_when_the_link_drops_right_after_its_subscribe(broker: Broker, tmp_path: Path) -> None:
+    """A broker may close the link in answer to a SUBSCRIBE: the +QMTSTAT then arrives with
+    the +QMTSUB. Recorded for real, then the transcript is cut there and the URC added."""
+    import paho.mqtt.publish
+
+    transcript, link = tmp_path / "sub.txt", tmp_path / "ttyREC4"
+    sub = ["mqtt", "sub", "--broker", "broker.test:1883", "--client-id", "race-sub", "--topic", "race/#"]
+    with EmulatorThread(hosts=broker.hosts()) as emu:
+        recorder = spawn("record", "--port", emu.path, "--link", str(link), "--output", str(transcript))
+        recorder.expect("Ctrl-C stops")
+        child = spawn(*sub, "--count", "1", "--port", str(link))
+        child.expect("subscribed to race/#")
+        paho.mqtt.publish.single("race/a", b"x", qos=1, hostname="127.0.0.1", port=broker.port)
+        status, output = finish(child)
+        assert status == 0, output
+        recorder.sendintr()
+        recorder.expect(pexpect.EOF)
+        recorder.close()
+    records = transcript.read_text().splitlines()
+    at = next(i for i, r in enumerate(records) if r.startswith("<") and "+QMTSUB: " in r)
+    records[at] += r"\r\n+QMTSTAT: 0,1\r\n"
+    cut = tmp_path / "cut.txt"
+    cut.write_text("\n".join(records[: at + 1]) + "\n")
+    status, output = finish(spawn(*sub, "--port", f"replay:{cut}", timeout=20))
+    assert status == 1, output
+    assert "was lost (+QMTSTAT: 0,1) after 0 messages" in output
