@@ -2,79 +2,49 @@
 
 The driver opens a stable symlink to the pty slave with its real serial transport; the
 test plays the module on the master: `expect` what the driver writes, `send` what a
-module would answer. Following the pitfalls measured in reference/test-infra.md: the
-master is put in raw mode at once, the peer keeps its own slave fd open (otherwise reads
-on the master fail with EIO while the driver has the port closed), and unplugging closes
-the master and removes the link (the driver sees the same SerialException a USB unplug
-gives); re-plugging makes a new pty and re-points the link atomically.
+module would answer. The pty is the emulator's `PtyPort`, which handles the pitfalls
+measured in reference/test-infra.md (raw master, its own slave fd kept open, an unplug
+that gives the driver a USB unplug's SerialException, a re-plug that re-points the link).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import tty
 from pathlib import Path
+
+from quecmqtt.emulator.pty import PtyPort
 
 
 class ScriptedPeer:
     def __init__(self, directory: Path, name: str = "ttyUSB2") -> None:
         self.link = directory / name
-        self._master = -1
-        self._slave = -1
+        self._port = PtyPort(self.link, self._on_data)  # the emulator's pty: same pitfalls handled
         self._buffer = bytearray()
         self._arrived: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.received = bytearray()  # everything the driver ever wrote
-        self.plugged = False
 
     @property
     def path(self) -> str:
         return str(self.link)
 
+    @property
+    def plugged(self) -> bool:
+        return self._port.plugged
+
     def plug(self) -> None:
         """Create a pty and point the link at its slave."""
-        self._loop = asyncio.get_running_loop()
         self._arrived = asyncio.Event()
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        self._master, self._slave = master, slave
-        os.set_blocking(master, False)
-        self._outgoing = bytearray()
-        tmp = self.link.with_suffix(".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(os.ttyname(slave), tmp)
-        os.replace(tmp, self.link)
-        self._loop.add_reader(master, self._on_readable)
-        self.plugged = True
+        self._port.plug()
 
     def unplug(self) -> None:
         """Vanish like a USB module: close the master, remove the link."""
-        if not self.plugged:
-            return
-        assert self._loop is not None
-        self._loop.remove_reader(self._master)
-        self._loop.remove_writer(self._master)
-        self._outgoing.clear()
-        os.close(self._master)
-        os.close(self._slave)
-        with contextlib.suppress(FileNotFoundError):
-            self.link.unlink()
-        self.plugged = False
+        self._port.unplug()
 
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._master, 65536)
-        except OSError:
-            data = b""
-        if data:
-            self._buffer += data
-            self.received += data
-            assert self._arrived is not None
-            self._arrived.set()
+    def _on_data(self, data: bytes) -> None:
+        self._buffer += data
+        self.received += data
+        assert self._arrived is not None
+        self._arrived.set()
 
     async def expect(self, token: bytes, timeout: float = 3.0) -> bytes:
         """Wait until the driver has written `token`; consume and return everything up
@@ -105,20 +75,7 @@ class ScriptedPeer:
     def send(self, data: bytes) -> None:
         """Queue bytes for the driver; written as the pty takes them (about 18 KiB fit
         at once), so a large burst never blocks the event loop the driver runs in."""
-        assert self._loop is not None
-        if not self._outgoing:
-            self._loop.add_writer(self._master, self._on_writable)
-        self._outgoing += data
-        self._on_writable()
-
-    def _on_writable(self) -> None:
-        try:
-            written = os.write(self._master, self._outgoing)
-        except BlockingIOError:
-            return
-        del self._outgoing[:written]
-        if not self._outgoing and self._loop is not None:
-            self._loop.remove_writer(self._master)
+        self._port.write(data)
 
     async def answer(self, command: bytes, response: bytes, timeout: float = 3.0) -> None:
         """Expect `command` (a line, CR added) and send `response`."""
