@@ -169,6 +169,9 @@ def test_command_docs_are_generated_from_the_table() -> None:
         (b'AT+CPIN="87654321","11223344"', [b"87654321", b"11223344"], "AT+CPIN=***"),
         (b'AT+QMTCFG="aliauth","pk","dn","sec9"', [b"pk", b"dn", b"sec9"], 'AT+QMTCFG="aliauth",***'),
         (b'AT+QMTCONN=0,"c"id","user","pw88"', [b"0", b'c"id","user","pw88'], "AT+QMTCONN=***"),
+        # ... but a line of a key that carries no secret is shown as it is, fitting or not
+        (b'AT+QMTCFG="unknownkey",0,1', [], 'AT+QMTCFG="unknownkey",0,1'),
+        (b'AT+QMTCFG="keepalive",0,60,9', [], 'AT+QMTCFG="keepalive",0,60,9'),
     ],
 )
 def test_a_typed_line_gives_its_secrets_however_it_is_written(

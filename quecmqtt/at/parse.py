@@ -111,7 +111,7 @@ def _parse_one(line: bytes) -> Command:
             values = _bind(spec, tokens, lenient=lenient)
             if values is not None:
                 return _with_secrets(spec, line, values) or _raw(spec, line, values, text, tokens)
-    guarded = [spec for spec in specs if any(p.secret for p in spec.params)]
+    guarded = [spec for spec in specs if any(p.secret for p in spec.params) and _same_key(spec, tokens)]
     if guarded and form is Form.WRITE:
         return _all_arguments_secret(guarded[0], line, text, tokens)
     if form is Form.WRITE and not tokens:  # AT+QHTTPGET: a write form with every argument left out
@@ -139,6 +139,14 @@ def _with_secrets(spec: CommandSpec, line: bytes, values: dict[str, int | str]) 
     except (InvalidArgument, TypeError):
         return None
     return built if built.line == line.strip() else None
+
+
+def _same_key(spec: CommandSpec, tokens: tuple[tuple[str, int | str], ...]) -> bool:
+    """The line names the spec's fixed key, if it has one (`"aliauth"`, not `"keepalive"`)."""
+    return all(
+        p.const is None or (i < len(tokens) and str(tokens[i][1]).lower() == str(p.const).lower())
+        for i, p in enumerate(spec.params)
+    )
 
 
 def _all_arguments_secret(
