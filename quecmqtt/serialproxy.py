@@ -181,12 +181,12 @@ class SerialProxy:
             self._answer_prompt()
 
     def _command_line(self, line: bytes) -> None:
-        start = bytes(line).upper().find(b"AT")
+        start = line.upper().find(b"AT")
         if start < 0:
             return  # not a command: nothing to learn, and nothing the codec should wait for
-        command = parse_command(line[start:].strip())
+        command = parse_command(line[start:])  # it takes blanks; its spans count from `start`
         self._learn_command(command)
-        self._follow_echo(line, start + len(line[start:]) - len(line[start:].lstrip()), command)
+        self._follow_echo(line, start, command)
         if self.codec.pending is not None:
             self.codec.abandon()  # the host moved on (pipelining, or it gave up on the last one)
             self._drain()
@@ -226,7 +226,7 @@ class SerialProxy:
         line = bytes(self._host_line)
         start = line.upper().find(b"AT")
         if start >= 0:
-            self._learn_command(parse_command(line[start:].strip()))
+            self._learn_command(parse_command(line[start:]))
 
     def _answer_prompt(self) -> None:
         """Tell the codec what the host sent for a prompt, once both are there (a host may

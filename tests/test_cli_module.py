@@ -95,7 +95,7 @@ def test_mqtt_pub_and_sub(broker: Broker) -> None:
             status, output = finish(sub)
             assert status == 1, output
             assert f"was lost (module reset: {reason})" in output or f"was lost ({reason})" in output, output
-    status, output = run_cli("mqtt", "pub", "--port", "/dev/nope", "--broker", "x", "--topic", "t", "-m", "x")
+    status, output = run_cli("mqtt", "pub", "--port", "/dev/nope", "--broker", "x:1", "--topic", "t", "-m", "x")
     assert status == 2 and "no such device" in output
 
 

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from quecmqtt.cli.common import stop_on_signals
+from quecmqtt.cli.common import host_port, stop_on_signals
 from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
 from quecmqtt.cloud.registry import Registry
 
@@ -25,13 +25,6 @@ port). Modules verify the twin's TLS certificate with the CA file printed at sta
 """
 
 
-def _split_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"want HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
 def _cmd_cloud(args: argparse.Namespace) -> int:
     try:
         registry = Registry(args.registry)
@@ -45,7 +38,7 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
             if len(parts) < 2 or not all(parts[:2]):
                 raise ValueError(f"--device wants PK:DN[:DEVICE_SECRET], got {parts[0]!r}:...")
             registry.add_device(parts[0], parts[1], parts[2] if len(parts) == 3 and parts[2] else None)
-        broker = _split_hostport(args.broker) if args.broker else None
+        broker = tuple(args.broker) if args.broker else None
     except (ValueError, OSError) as exc:
         print(f"quecmqtt cloud: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +98,9 @@ def add_parser(sub: Any) -> None:
     cloud.add_argument(
         "--no-dynamic-registration", action="store_true", help="products given here refuse dynamic registration"
     )
-    cloud.add_argument("--broker", metavar="HOST:PORT", help="the MQTT broker behind the twin (default: embedded)")
+    cloud.add_argument(
+        "--broker", type=host_port, metavar="HOST:PORT", help="the MQTT broker behind the twin (default: embedded)"
+    )
     cloud.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     cloud.add_argument("--mqtt-port", type=int, default=0, metavar="PORT", help="MQTT/TLS port (default: any free)")
     cloud.add_argument("--https-port", type=int, default=0, metavar="PORT", help="HTTPS port (default: any free)")

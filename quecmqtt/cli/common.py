@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from quecmqtt.cli.secrets import SecretMissing
 from quecmqtt.errors import InvalidArgument, QuecError
@@ -60,12 +60,20 @@ def seconds(text: str) -> float:
     return value
 
 
-def host_port(text: str) -> str:
-    """An argparse type for HOST:PORT."""
+class HostPort(NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def host_port(text: str) -> HostPort:
+    """An argparse type for HOST:PORT (the one parser of it for every subcommand)."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"want HOST:PORT, got {text!r}")
-    return text
+    return HostPort(host, int(port))
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -30,10 +30,7 @@ async def demo(args: argparse.Namespace) -> int:
     from quecmqtt.secret import Secret
     from quecmqtt.transport.serial import SerialTransport
 
-    broker = None
-    if args.broker:
-        host, _, port = args.broker.rpartition(":")
-        broker = (host, int(port))
+    broker = tuple(args.broker) if args.broker else None
     steps = Steps(10)
     # Without --store the DeviceSecret lives in a temporary directory that goes with the demo.
     scratch: tempfile.TemporaryDirectory[str] | None = None
@@ -51,7 +48,7 @@ async def demo(args: argparse.Namespace) -> int:
         await steps.run(
             "start the cloud twin", twin.start(),
             lambda _: f"MQTT+TLS on :{twin.mqtt_port}, HTTPS on :{twin.https_port}, broker "
-            + (args.broker or f"embedded :{twin.broker_address()[1]}"),
+            + (str(args.broker) if args.broker else f"embedded :{twin.broker_address()[1]}"),
         )  # fmt: skip
         twin.registry.add_product(DEMO_PK, DEMO_PS)
         twin.registry.add_device(DEMO_PK, DEMO_DN)

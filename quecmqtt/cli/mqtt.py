@@ -10,9 +10,9 @@ import time
 from typing import Any
 
 from quecmqtt.cli.common import (
-    UsageError,
     add_json_option,
     add_port_options,
+    host_port,
     open_modem,
     positive,
     read_file,
@@ -27,19 +27,12 @@ class SubscriptionEnded(QuecError):
     """The link went while `mqtt sub` waited for messages."""
 
 
-def _broker(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise UsageError(f"--broker wants HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
 async def _connected(args: argparse.Namespace, modem: Any) -> Any:
     from quecmqtt.mqtt.client import MqttClient
     from quecmqtt.mqtt.config import MqttConfig
     from quecmqtt.tls import Tls
 
-    host, port = _broker(args.broker)
+    host, port = args.broker
     ssl_context: int | bool = False
     if args.tls or args.ca:
         ca = await read_file(args.ca, "the CA certificate") if args.ca else None
@@ -134,7 +127,9 @@ def _print_message(args: argparse.Namespace, message: Any) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     add_port_options(parser)
     add_json_option(parser)
-    parser.add_argument("--broker", required=True, metavar="HOST:PORT", help="the broker, as the module resolves it")
+    parser.add_argument(
+        "--broker", type=host_port, required=True, metavar="HOST:PORT", help="the broker, as the module resolves it"
+    )
     parser.add_argument("--client-id", default="quecmqtt-cli", metavar="ID", help="MQTT client id")
     parser.add_argument("--username", metavar="USER")
     add_secret_option(parser, "password", "the MQTT password", missing="none is sent")
