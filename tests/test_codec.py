@@ -7,7 +7,7 @@ import pytest
 
 from quecmqtt.at import commands as C
 from quecmqtt.at.codec import AtCodec
-from quecmqtt.at.events import CommandComplete, Garbage, MqttMessage, Response
+from quecmqtt.at.events import CommandComplete, Garbage, MqttMessage, Response, ResponseOverflow
 from quecmqtt.errors import LocalProtocolError
 from quecmqtt.secret import Secret
 from tests.codec_script import Data, Recv, Send, run_all_ways, simple
@@ -90,11 +90,96 @@ def test_echo_on_with_an_echoed_data_phase() -> None:
     assert got == [("prompt", ">"), ("cmd", cmd.line.decode(), "OK", (), None), ("urc", "+QMTPUBEX", (0, 0, 0))]
 
 
-def test_a_data_echo_that_turns_out_not_to_be_one_is_parsed_normally() -> None:
-    payload = b"\r\nOK\r\nxy"  # starts like the module's answer
+def test_a_module_that_does_not_echo_data_is_parsed_normally_and_learned() -> None:
+    payload = b'{"t":1}'
     cmd = C.QMTPUBEX(0, 2, 1, 0, "t", len(payload))
-    got = events_of(Send(cmd), Recv(cmd.line + b"\r\r\n> "), Data(payload), Recv(b"\r\nOK\r\n\r\n+QMTPUBEX: 0,2,0\r\n"))
+    again = C.QMTPUBEX(0, 3, 1, 0, "t", 6)
+    got = events_of(
+        Send(cmd),
+        Recv(cmd.line + b"\r\r\n> "),
+        Data(payload),
+        Recv(b"\r\nOK\r\n\r\n+QMTPUBEX: 0,2,0\r\n"),
+        # learned: the next data phase expects no echo, so a payload that starts like the
+        # module's answer cannot swallow the answer
+        Send(again),
+        Recv(again.line + b"\r\r\n> "),
+        Data(b"\r\nOK\r\n"),
+        Recv(b"\r\nOK\r\n\r\n+QMTPUBEX: 0,3,0\r\n"),
+    )
+    assert got == [
+        ("prompt", ">"),
+        ("cmd", cmd.line.decode(), "OK", (), None),
+        ("urc", "+QMTPUBEX", (0, 2, 0)),
+        ("prompt", ">"),
+        ("cmd", again.line.decode(), "OK", (), None),
+        ("urc", "+QMTPUBEX", (0, 3, 0)),
+    ]
+
+
+def test_an_echoed_payload_that_looks_like_the_answer_is_echo() -> None:
+    payload = b"\r\nOK\r\nxy"
+    cmd = C.QMTPUBEX(0, 2, 1, 0, "t", len(payload))
+    got = events_of(
+        Send(cmd), Recv(cmd.line + b"\r\r\n> "), Data(payload), Recv(payload + b"\r\nOK\r\n\r\n+QMTPUBEX: 0,2,0\r\n")
+    )
     assert got == [("prompt", ">"), ("cmd", cmd.line.decode(), "OK", (), None), ("urc", "+QMTPUBEX", (0, 2, 0))]
+
+
+HOSTILE = b'{"a":"\r\n+QMTSTAT: 0,1\r\n+QMTRECV: 0,9,"evil",4,"fake"\r\nOK\r\n"}'
+
+
+@pytest.mark.parametrize("payload", [HOSTILE, b"\r\n+QMTSTAT: 0,1\r\n" + HOSTILE, b"x\r\n+QMTSTAT: 0,1\r\nyy"])
+@pytest.mark.parametrize("urc", [b"\r\n+QMTRECV: 0,5,\"real\",2,\"ok\"\r\n", b"\r\n+QMTSTAT: 0,1\r\n", b"\r\nRDY\r\n"])
+def test_a_urc_anywhere_in_the_data_echo_never_lets_the_payload_be_parsed(payload: bytes, urc: bytes) -> None:
+    """The module prints a URC between the prompt and the echo of the data, or between any
+    two bytes of the echo: the URC is reported once, the payload never."""
+    cmd = C.QMTPUBEX(0, 2, 1, 0, "t", len(payload))
+    expected_urc = [e for e in events_of(Recv(urc))]
+    for at in range(len(payload) + 1):
+        output = payload[:at] + urc + payload[at:] + b"\r\nOK\r\n\r\n+QMTPUBEX: 0,2,0\r\n"
+        got = events_of(Send(cmd), Recv(cmd.line + b"\r\r\n> "), Data(payload), Recv(output))
+        assert got == [
+            ("prompt", ">"),
+            *expected_urc,
+            ("cmd", cmd.line.decode(), "OK", (), None),
+            ("urc", "+QMTPUBEX", (0, 2, 0)),
+        ], f"URC at byte {at}"
+
+
+def test_lines_kept_for_a_pending_command_are_capped() -> None:
+    codec = AtCodec(max_pending_lines=100, max_pending_bytes=10_000)
+    codec.send(C.CSQ())
+    codec.receive(b"x\r\n" * 5000)
+    events = list(codec.events())
+    overflow = [e for e in events if isinstance(e, ResponseOverflow)]
+    assert len(overflow) == 1 and overflow[0].kept == 100
+    codec.receive(b"\r\n+CSQ: 1,2\r\n" * 5000 + b"\r\nOK\r\n")
+    complete = [e for e in codec.events() if isinstance(e, CommandComplete)]
+    assert len(complete) == 1 and complete[0].overflowed and len(complete[0].responses) == 100
+    # the next command starts with empty lists
+    codec.send(C.CSQ())
+    codec.receive(b"\r\n+CSQ: 3,4\r\n\r\nOK\r\n")
+    (done,) = [e for e in codec.events() if isinstance(e, CommandComplete)]
+    assert not done.overflowed and done.lines == ("+CSQ: 3,4",)
+
+
+def test_reset_and_end_of_stream() -> None:
+    codec = AtCodec()
+    codec.send(C.CSQ())
+    codec.receive(b"\r\n+CSQ: 1,")
+    codec.receive_eof()
+    (cut,) = list(codec.events())
+    assert isinstance(cut, Garbage) and "cut off" in cut.reason and codec.pending is None
+    codec.receive(b'\r\n+QMTRECV: 0,1,"t",10,"abc')
+    codec.receive_eof()
+    (cut,) = list(codec.events())
+    assert isinstance(cut, Garbage) and "+QMTRECV" in cut.reason
+    codec.send(C.CSQ())
+    codec.receive(b"\r\n+CS")
+    codec.reset()
+    assert codec.pending is None and codec.buffered == 0 and list(codec.events()) == []
+    codec.receive(b"\r\nRDY\r\n")
+    assert [type(e).__name__ for e in codec.events()] == ["ModuleReady"]
 
 
 def test_connect_download_body_containing_ok_framed_by_length() -> None:

@@ -49,6 +49,7 @@ from quecmqtt.at.events import (
     PoweredDown,
     Prompt,
     Response,
+    ResponseOverflow,
     UnsolicitedFinal,
     Urc,
 )
@@ -99,7 +100,7 @@ class _State(Enum):
 
 
 class _Pending:
-    __slots__ = ("body", "command", "echo", "echo_seen", "responses", "results", "state")
+    __slots__ = ("body", "command", "echo", "echo_seen", "kept", "overflowed", "responses", "results", "state")
 
     def __init__(self, command: Command) -> None:
         self.command = command
@@ -109,6 +110,8 @@ class _Pending:
         self.responses: list[Response] = []
         self.results: list[Urc] = []
         self.body: bytes | None = None
+        self.kept = 0  # bytes of response and result lines kept
+        self.overflowed = False  # over the caps: counted through, nothing more kept
 
 
 class AtCodec:
@@ -120,10 +123,17 @@ class AtCodec:
         max_line: int = 65536,
         max_body: int = 16 * 1024 * 1024,
         max_payload: int = 1024 * 1024,
+        max_pending_lines: int = 2048,
+        max_pending_bytes: int = 256 * 1024,
     ) -> None:
         self.max_line = max_line
         self.max_body = max_body
         self.max_payload = max_payload
+        self.max_pending_lines = max_pending_lines
+        self.max_pending_bytes = max_pending_bytes
+        self._init_state()
+
+    def _init_state(self) -> None:
         self._buf = bytearray()
         self._off = 0  # start of unconsumed bytes in _buf
         self._scan = 0  # where the terminator search of the current line resumes
@@ -150,8 +160,12 @@ class AtCodec:
         # host data the module may echo
         self._echo_expect = b""
         self._echo_pos = 0
-        self._echo_held = bytearray()
+        self._echo_held = bytearray()  # echoed CR/LF that may yet be the framing of a URC
         self._echo_optional = 0
+        self._echo_suspended = False  # a URC interrupted the data echo: resume after it
+        self._echo_resumed = False  # just back from such a URC
+        self._echo_any = False  # some byte of this data phase was echoed
+        self._data_echo: bool | None = None  # does this module echo data? (learned)
         self._secrets: list[Secret] = []  # secret fields seen, for take_secrets()
         self._steps = (
             self._step_line,
@@ -201,12 +215,13 @@ class AtCodec:
             )
         wire = data + phase.terminator
         pending.state = _State.DATA_SENT
-        if pending.echo_seen and wire and phase.kind is not DataKind.DOWNLOAD:
+        if pending.echo_seen and wire and phase.kind is not DataKind.DOWNLOAD and self._data_echo is not False:
             # echo is on: the module may send the data back before its answer
             self._echo_expect = wire
             self._echo_optional = len(phase.terminator)  # a module may not echo the Ctrl-Z
             self._echo_pos = 0
             self._echo_held.clear()
+            self._echo_any = self._echo_suspended = self._echo_resumed = False
             self._mode = _Mode.ECHO
         return wire
 
@@ -226,10 +241,33 @@ class AtCodec:
         then arrives as `UnsolicitedFinal`. Returns the command forgotten."""
         pending = self._pending
         self._pending = None
-        if self._mode in (_Mode.BODY, _Mode.ECHO):
-            self._resume_lines(self._echo_held if self._mode is _Mode.ECHO else b"")
+        if self._mode in (_Mode.BODY, _Mode.ECHO) or self._echo_expect:
+            self._resume_lines(self._echo_held)
             self._run()  # may queue events: drain events() after abandon()
         return pending.command if pending else None
+
+    def reset(self) -> None:
+        """Start afresh: no command pending, nothing buffered, no events queued. For a port
+        that was reopened (half a line from the old one is meaningless) or after an
+        internal error. Settings (the caps) are kept."""
+        self._init_state()
+
+    def receive_eof(self) -> None:
+        """The stream ended (the port is gone). What was buffered is reported as `Garbage`
+        (a line or payload cut off), the pending command is forgotten, and the codec is
+        ready for a new stream; drain `events()` afterwards."""
+        partial = bytes(self._buf[self._off :])
+        parts = b"".join(self._msg_parts)
+        if self._mode in (_Mode.COUNT, _Mode.TRAILER, _Mode.QUOTED):
+            cut = self._msg_header + parts + (partial if self._mode is _Mode.QUOTED else b"")
+            self._garbage(cut, len(cut), "+QMTRECV cut off by the end of the stream")
+        elif self._mode is _Mode.BODY and partial:
+            self._garbage(partial, len(partial), "HTTP body cut off by the end of the stream")
+        elif self._mode in (_Mode.LINE, _Mode.ECHO) and partial.strip(b"\r\n"):
+            self._garbage(partial, len(partial), "line cut off by the end of the stream")
+        events = self._events
+        self._init_state()
+        self._events = events
 
     # -- module side ------------------------------------------------------------------
 
@@ -329,6 +367,8 @@ class AtCodec:
             return True
         if line:
             self._line(line)
+            if self._echo_suspended and self._mode is _Mode.LINE:
+                self._to_line_mode()
         return True
 
     def _too_long(self, off: int) -> None:
@@ -347,7 +387,7 @@ class AtCodec:
         self._off = m.start() + 1
         self._scan = self._off
         self._skip_lf = buf[m.start()] == CR
-        self._mode = _Mode.LINE
+        self._to_line_mode()
         return True
 
     # -- lines ------------------------------------------------------------------------
@@ -401,7 +441,7 @@ class AtCodec:
                 if text in (">", "> ") and pending.command.spec.data.kind is DataKind.PROMPT:
                     self._open_prompt(">")
                     return
-            pending.responses.append(Response(None, (), text))
+            self._keep(pending, Response(None, (), text), len(line))
             return
         self._garbage(line[:GARBAGE_SAMPLE], len(line), "unsolicited line that is no known URC")
 
@@ -434,7 +474,7 @@ class AtCodec:
                 if resp.secret_fields:
                     values, text = _hide(values, resp.secret_fields, text, prefix)
                     self._secrets.extend(v for v in values if isinstance(v, Secret))
-                pending.responses.append(Response(prefix, values, text))
+                self._keep(pending, Response(prefix, values, text), len(text))
                 return
         if prefix == "+QMTSTAT" and kinds == (INT, INT):
             client, code = values
@@ -456,13 +496,34 @@ class AtCodec:
             if result is not None and result.prefix == prefix:
                 key = pending.command.result_key() or ()
                 if tuple(values[: len(key)]) == key:
-                    pending.results.append(urc)
+                    self._keep(pending, urc, len(text))
         self._events.append(urc)
+
+    def _keep(self, pending: _Pending, item: Response | Urc, size: int) -> None:
+        """Keep a line for the pending command, within the caps: a module (or a line
+        noise) that floods while a command waits costs counting, not memory."""
+        if pending.overflowed:
+            return
+        kept = len(pending.responses) + len(pending.results)
+        if kept >= self.max_pending_lines or pending.kept + size > self.max_pending_bytes:
+            pending.overflowed = True
+            self._events.append(ResponseOverflow(pending.command, kept, pending.kept))
+            return
+        pending.kept += size
+        if isinstance(item, Response):
+            pending.responses.append(item)
+        else:
+            pending.results.append(item)
 
     def _complete(self, final: Final) -> None:
         pending = self._pending
         assert pending is not None
         self._pending = None
+        if self._echo_expect and not self._echo_any:
+            self._data_echo = False  # the answer came and nothing was echoed: this module does not
+        self._echo_expect = b""
+        self._echo_held.clear()
+        self._echo_suspended = False
         self._events.append(
             CommandComplete(
                 command=pending.command,
@@ -471,6 +532,7 @@ class AtCodec:
                 results=tuple(pending.results),
                 body=pending.body,
                 echoed=pending.echo_seen,
+                overflowed=pending.overflowed,
             )
         )
 
@@ -495,7 +557,7 @@ class AtCodec:
         self._events.append(Prompt(pending.command, marker))
 
     def _step_echo(self) -> bool:
-        # CONNECT's LF may only now arrive, after the host's data
+        # CONNECT's LF (or the LF of a URC line that interrupted the echo) may only now arrive
         if self._skip_lf and not self._consume_pending_lf():
             return False
         buf, off = self._buf, self._off
@@ -504,33 +566,96 @@ class AtCodec:
             return False
         expect = self._echo_expect
         pos = self._echo_pos
+        if self._echo_resumed:
+            # Back from a URC that interrupted the echo. Line-break bytes carry nothing but
+            # framing, and the URC's own CR LF may have taken the place of the data's: if
+            # the data has a line break here, it counts as echoed, whatever CR/LF bytes
+            # the module sends before the echo carries on.
+            if expect[pos] in (CR, LF):
+                while off < len(buf) and buf[off] in (CR, LF):
+                    off += 1
+                self._off = off
+                if off >= len(buf):
+                    return False  # wait for the byte that decides
+                while pos < len(expect) and expect[pos] in (CR, LF):
+                    pos += 1
+                self._echo_pos = pos
+                avail = len(buf) - off
+                if pos == len(expect):
+                    self._end_echo(echoed=True)
+                    return True
+            self._echo_resumed = False
         take = min(avail, len(expect) - pos)
         chunk = buf[off : off + take]
         matched = take
         if chunk != expect[pos : pos + take]:
             matched = next(i for i in range(take) if chunk[i] != expect[pos + i])
-        self._echo_held += chunk[:matched]
+        if matched:
+            # Echoed bytes are never parsed again, except from the last line break on: a
+            # URC that came in between may have started there (kept in _echo_held).
+            held = self._echo_held
+            total = len(held) + matched
+            held += chunk[:matched]
+            cut = max(held.rfind(b"\r"), held.rfind(b"\n"))
+            if cut < 0:
+                held.clear()
+            else:
+                while cut > 0 and held[cut - 1] in (CR, LF):
+                    cut -= 1
+                del held[:cut]
+            if len(held) < total:
+                self._echo_any = True
         self._off = off + matched
         self._echo_pos = pos = pos + matched
         if pos == len(expect):
-            self._echo_held.clear()
-            self._mode = _Mode.LINE
+            self._end_echo(echoed=True)
             return True
         if matched == take:
             return False  # all that arrived matches: wait for more
         if pos >= len(expect) - self._echo_optional:
-            self._echo_held.clear()  # the data was echoed, the Ctrl-Z was not
-            self._mode = _Mode.LINE
+            self._end_echo(echoed=True)  # the data was echoed, the Ctrl-Z was not
             return True
-        # not (or no longer) an echo: give the held bytes back to the line scanner
-        self._resume_lines(self._echo_held)
+        # Module output that is not the echo: a URC between the prompt and the echo or in
+        # the middle of it, or the answer of a module that does not echo data. Parse one
+        # unit of output as lines, then expect the rest of the echo (see _to_line_mode).
+        # Where did that output start? At this byte if it is a line break (a URC's framing):
+        # then only a line break just echoed may have been its start. At the last line
+        # break otherwise: what follows it matched the data by chance.
+        held = bytes(self._echo_held)
+        if buf[self._off] in (CR, LF):
+            held = held[len(held.rstrip(b"\r\n")) :]
+        self._echo_pos -= len(held)
+        self._echo_held.clear()
+        if held:
+            self._buf[self._off : self._off] = held
+        self._echo_suspended = True
+        self._mode = _Mode.LINE
         return True
+
+    def _end_echo(self, *, echoed: bool) -> None:
+        if echoed:
+            self._data_echo = True
+        self._echo_held.clear()
+        self._echo_expect = b""
+        self._echo_suspended = False
+        self._mode = _Mode.LINE
+
+    def _to_line_mode(self) -> None:
+        """Back to lines after a unit of module output; to the data echo if one was
+        interrupted and is still expected."""
+        if self._echo_suspended and self._echo_expect and self._pending is not None:
+            self._mode = _Mode.ECHO
+            self._echo_resumed = True
+        else:
+            self._mode = _Mode.LINE
 
     def _resume_lines(self, held: bytes | bytearray) -> None:
         if held:
             self._buf[self._off : self._off] = held
         self._echo_held = bytearray()
         self._echo_expect = b""
+        self._echo_suspended = False
+        self._echo_resumed = False
         self._mode = _Mode.LINE
 
     def _start_body(self) -> None:
@@ -714,7 +839,7 @@ class AtCodec:
             sample, len(sample), f"+QMTRECV payload of declared length {self._msg_length} is not followed by '\"' CR LF"
         )
         self._msg_parts = []
-        self._mode = _Mode.LINE
+        self._to_line_mode()
         self._scan = self._off
         return True
 
@@ -744,7 +869,7 @@ class AtCodec:
                 if self._msg_keep:
                     self._emit_message(payload)
                 else:
-                    self._mode = _Mode.LINE  # already reported as garbage
+                    self._to_line_mode()  # already reported as garbage
                 return True
             scan = q + 1
 
@@ -752,7 +877,7 @@ class AtCodec:
         if not self._msg_keep:
             self._garbage(self._msg_header, self._msg_length or 0, f"+QMTRECV payload over {self.max_payload} bytes")
             self._msg_parts = []
-            self._mode = _Mode.LINE
+            self._to_line_mode()
             self._scan = self._off
             return
         pending = self._pending
@@ -762,7 +887,7 @@ class AtCodec:
             MqttMessage(self._msg_client, self._msg_id, self._msg_topic, payload, self._msg_length, buffered)
         )
         self._msg_parts = []
-        self._mode = _Mode.LINE
+        self._to_line_mode()
         self._scan = self._off
 
 

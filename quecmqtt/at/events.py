@@ -126,6 +126,7 @@ class CommandComplete(Event):
     results: tuple[Urc, ...] = ()
     body: bytes | None = field(default=None, repr=False)
     echoed: bool = False
+    overflowed: bool = False  # more lines came than the codec keeps (see ResponseOverflow)
 
     @property
     def ok(self) -> bool:
@@ -134,6 +135,17 @@ class CommandComplete(Event):
     @property
     def lines(self) -> tuple[str, ...]:
         return tuple(r.text for r in self.responses)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseOverflow(Event):
+    """The pending command got more response lines (or bytes) than the codec keeps for it:
+    `kept` lines and `size` bytes were kept, the rest is counted through. The runtime fails
+    the command at once; memory stays bounded however much a module floods."""
+
+    command: Command
+    kept: int
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
