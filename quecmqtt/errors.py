@@ -40,6 +40,10 @@ class NotOpen(LocalError):
     """The modem is not open (never opened, or closed)."""
 
 
+class QueueClosed(QuecError):
+    """A queue or subscription was closed and holds nothing more: iteration ends here."""
+
+
 # --- remote: the module or the network misbehaved -----------------------------------------
 
 
@@ -106,13 +110,30 @@ class PortLost(RemoteError):
     """The serial port disappeared (USB re-enumeration, unplug) or failed."""
 
 
-class LinkLost(RemoteError):
-    """``+QMTSTAT`` closed the MQTT client while this operation was pending."""
+class ResponseTooLarge(RemoteError):
+    """The module sent more lines for one command than the codec keeps (a flood, a
+    module gone wrong): the command fails at once instead of growing memory."""
 
-    def __init__(self, client: int, code: int) -> None:
+
+class InitStepFailed(RemoteError):
+    """A required init step failed when the module (re)started; `step` names it and
+    `__cause__` is what it raised. Commands fail with this until a retry succeeds."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        self.step = step
+        self.error = error
+        super().__init__(f"init step {step!r} failed: {type(error).__name__}: {error}")
+
+
+class LinkLost(RemoteError):
+    """The module reported the link of this operation closed (``+QMTSTAT``, or a failed
+    keep-alive ``+QMTPING``) while it was pending; `client` is the link's index."""
+
+    def __init__(self, client: int, code: int, report: str = "+QMTSTAT") -> None:
         self.client = client
         self.code = code
-        super().__init__(f"MQTT client {client} lost its link (+QMTSTAT code {code})")
+        self.report = report
+        super().__init__(f"MQTT client {client} lost its link ({report} code {code})")
 
 
 class MqttError(RemoteError):

@@ -84,19 +84,27 @@ class Http:
         for name, value in cfg.headers:
             await self.modem.execute(C.QHTTPCFG["reqheader/add"](name, value))
 
-    async def get(self, url: str, *, timeout: int = 60) -> HttpResponse:
+    async def get(self, url: str, *, timeout: int = 60, on_body: Callable[[bytes], None] | None = None) -> HttpResponse:
         await self._set_url(url)
-        return await self._finish("GET", url, lambda: self.modem.execute(C.QHTTPGET(timeout)), timeout)
+        return await self._finish("GET", url, lambda: self.modem.execute(C.QHTTPGET(timeout)), timeout, on_body)
 
     async def post(
-        self, url: str, body: bytes | Secret, *, content_type: int | None = None, timeout: int = 60
+        self,
+        url: str,
+        body: bytes | Secret,
+        *,
+        content_type: int | None = None,
+        timeout: int = 60,
+        on_body: Callable[[bytes], None] | None = None,
     ) -> HttpResponse:
-        """POST `body` (pass a `Secret` to keep it out of logs and transcripts)."""
+        """POST `body` (pass a `Secret` to keep it out of logs and transcripts).
+        `on_body(body)` sees the response body in the reader, as it arrives and before the
+        recorder writes it: the place to hand a secret it carries to the redactor."""
         if content_type is not None and content_type != self.config.content_type:
             await self.modem.execute(C.QHTTPCFG["contenttype"](content_type))
         await self._set_url(url)
         command = C.QHTTPPOST(len(body), timeout, timeout)
-        return await self._finish("POST", url, lambda: self.modem.execute(command, body), timeout)
+        return await self._finish("POST", url, lambda: self.modem.execute(command, body), timeout, on_body)
 
     async def _set_url(self, url: str) -> None:
         raw = url.encode("utf-8")
@@ -108,7 +116,12 @@ class Http:
             raise self._failed(exc, "setting the URL") from exc
 
     async def _finish(
-        self, method: str, url: str, request: Callable[[], Awaitable[Reply]], timeout: int
+        self,
+        method: str,
+        url: str,
+        request: Callable[[], Awaitable[Reply]],
+        timeout: int,
+        on_body: Callable[[bytes], None] | None = None,
     ) -> HttpResponse:
         what = f"{method} {_strip_query(url)}"
         try:
@@ -127,7 +140,8 @@ class Http:
         body = b""
         if length != 0:
             try:
-                read = await self.modem.execute(C.QHTTPREAD(timeout))
+                inspect = (lambda done: on_body(done.body or b"")) if on_body is not None else None
+                read = await self.modem.execute(C.QHTTPREAD(timeout), inspect=inspect)
             except CommandError as exc:
                 await self._stop()
                 raise self._failed(exc, f"reading the response of {what}") from exc

@@ -23,9 +23,16 @@ MIN_SCAN_LENGTH = 4
 
 
 class Redactor:
-    """A set of secret values, searched for in bytes and text. Thread-safe."""
+    """A bounded set of secret values, searched for in bytes and text. Thread-safe.
 
-    #: line templates kept (the oldest go first): commands with secrets, for their echoes
+    Bounded: at most `MAX_SECRETS` values and `MAX_LINES` line templates are kept, the
+    least recently added going first (a host-signed login carries a fresh password on every
+    reconnect; over months only the recent ones can still appear). The search patterns are
+    rebuilt lazily, on the first search after a change, never per added value: adding a
+    value that is already known costs a dictionary lookup."""
+
+    MAX_SECRETS = 512
+    #: line templates kept: commands with secrets, for their echoes
     MAX_LINES = 256
 
     def __init__(self, secrets: Iterable[Secret] = ()) -> None:
@@ -33,8 +40,11 @@ class Redactor:
         self._lock = threading.Lock()
         self._bytes_re: re.Pattern[bytes] | None = None
         self._text_re: re.Pattern[str] | None = None
+        self._values_dirty = False
         self._lines: dict[bytes, tuple[tuple[int, int, str], ...]] = {}
         self._lines_re: re.Pattern[bytes] | None = None
+        self._lines_dirty = False
+        self.rebuilds = 0  # how often the patterns were compiled (for tests and benchmarks)
         for secret in secrets:
             self.add(secret)
 
@@ -43,7 +53,7 @@ class Redactor:
             name = name or value.name
             raw = value.reveal_bytes()
         elif isinstance(value, str):
-            raw = value.encode("utf-8")
+            raw = value.encode("utf-8", errors="surrogatepass")
         else:
             raw = value
         if len(raw) < MIN_SCAN_LENGTH:
@@ -52,10 +62,9 @@ class Redactor:
             if raw in self._names:
                 return
             self._names[raw] = name or "secret"
-            ordered = sorted(self._names, key=len, reverse=True)
-            self._bytes_re = re.compile(b"|".join(re.escape(v) for v in ordered))
-            texts = [v.decode("utf-8", errors="surrogateescape") for v in ordered]
-            self._text_re = re.compile("|".join(re.escape(t) for t in texts))
+            while len(self._names) > self.MAX_SECRETS:
+                del self._names[next(iter(self._names))]
+            self._values_dirty = True
 
     def add_line(self, line: bytes, spans: Iterable[tuple[int, int, str]]) -> None:
         """A line whose `spans` (start, end, name) are secret wherever the whole line
@@ -65,12 +74,33 @@ class Redactor:
         if not spans or not line:
             return
         with self._lock:
+            if self._lines.get(line) == spans:
+                return
             self._lines.pop(line, None)
             self._lines[line] = spans
             while len(self._lines) > self.MAX_LINES:
                 del self._lines[next(iter(self._lines))]
-            ordered = sorted(self._lines, key=len, reverse=True)
-            self._lines_re = re.compile(b"|".join(re.escape(v) for v in ordered))
+            self._lines_dirty = True
+
+    def _patterns(self) -> tuple[re.Pattern[bytes] | None, re.Pattern[str] | None, re.Pattern[bytes] | None]:
+        if self._values_dirty or self._lines_dirty:
+            with self._lock:
+                if self._values_dirty:
+                    ordered = sorted(self._names, key=len, reverse=True)
+                    if ordered:
+                        self._bytes_re = re.compile(b"|".join(re.escape(v) for v in ordered))
+                        texts = [v.decode("utf-8", errors="surrogateescape") for v in ordered]
+                        self._text_re = re.compile("|".join(re.escape(t) for t in texts))
+                    else:
+                        self._bytes_re = self._text_re = None
+                    self._values_dirty = False
+                    self.rebuilds += 1
+                if self._lines_dirty:
+                    ordered = sorted(self._lines, key=len, reverse=True)
+                    self._lines_re = re.compile(b"|".join(re.escape(v) for v in ordered)) if ordered else None
+                    self._lines_dirty = False
+                    self.rebuilds += 1
+        return self._bytes_re, self._text_re, self._lines_re
 
     def __len__(self) -> int:
         return len(self._names)
@@ -81,14 +111,13 @@ class Redactor:
     def spans(self, data: bytes) -> list[tuple[int, int, str]]:
         """(start, end, name) of every secret occurrence, left to right, non-overlapping."""
         found: list[tuple[int, int, str]] = []
-        pattern = self._bytes_re
+        pattern, _, lines = self._patterns()
         if pattern is not None:
             names = self._names
-            found.extend((m.start(), m.end(), names[m.group()]) for m in pattern.finditer(data))
-        lines = self._lines_re
+            found.extend((m.start(), m.end(), names.get(m.group(), "secret")) for m in pattern.finditer(data))
         if lines is not None:
             for m in lines.finditer(data):
-                found.extend((m.start() + s, m.start() + e, name) for s, e, name in self._lines[m.group()])
+                found.extend((m.start() + s, m.start() + e, name) for s, e, name in self._lines.get(m.group(), ()))
         if not found:
             return found
         found.sort()
@@ -102,20 +131,21 @@ class Redactor:
         return merged
 
     def redact_bytes(self, data: bytes) -> bytes:
-        pattern = self._bytes_re
+        pattern, _, _ = self._patterns()
         if pattern is None:
             return data
         return pattern.sub(REDACTED.encode(), data)
 
     def redact_text(self, text: str) -> str:
-        pattern = self._text_re
+        _, pattern, _ = self._patterns()
         if pattern is None:
             return text
         return pattern.sub(REDACTED, text)
 
 
-#: JSON keys whose string values are secrets wherever they appear in a payload or body:
-#: a registration reply carries the DeviceSecret or a deviceToken the cloud shows once.
+#: JSON keys whose string values are secrets where a layer expects a document to carry one:
+#: a registration reply carries the DeviceSecret or a deviceToken the cloud shows once. The
+#: runtime never scans payloads for them: only the layer that asked for such a reply does.
 SECRET_KEYS = frozenset(
     {"deviceSecret", "productSecret", "deviceToken", "password", "passwd", "secret", "token", "accessKey"}
 )

@@ -24,13 +24,14 @@ import logging
 import os
 from dataclasses import dataclass
 
+from quecmqtt.aliyun.replies import REGISTRATION_TOPICS, registration_secrets
 from quecmqtt.at.codec import AtCodec
 from quecmqtt.at.events import CommandComplete, MqttMessage, Prompt, Response, UnsolicitedFinal
 from quecmqtt.at.parse import parse_command
 from quecmqtt.at.spec import Command, DataKind
 from quecmqtt.emulator.pty import PtyPort
 from quecmqtt.errors import LocalProtocolError
-from quecmqtt.redact import Redactor, secrets_in_json
+from quecmqtt.redact import Redactor
 from quecmqtt.secret import Secret
 from quecmqtt.transport.base import Transport
 from quecmqtt.transport.recorder import RecorderTransport
@@ -277,20 +278,22 @@ class SerialProxy:
             if isinstance(event, CommandComplete):
                 self._echo = None  # an echo comes before the final result, or not at all
                 self._learn_responses(event.responses)
-                if event.body:
-                    self._learn_json(event.body)
+                if event.body and event.command.spec.name == "+QHTTPREAD":
+                    self._learn_reply(event.body)  # an HTTPS registration answers with the secret
                 if self._data is not None and self._data.command is event.command:
                     self._data = None  # answered without a prompt (ERROR): the host is back to commands
-            elif isinstance(event, MqttMessage):
-                self._learn_json(event.payload)
+            elif isinstance(event, MqttMessage) and event.topic in REGISTRATION_TOPICS:
+                self._learn_reply(event.payload)
 
     def _learn_responses(self, responses: tuple[Response, ...]) -> None:
         for response in responses:
             for value in response.fields:
                 if isinstance(value, Secret):
                     self.redactor.add(value)
-            self._learn_json(response.text.encode())
 
-    def _learn_json(self, data: bytes) -> None:
-        for secret in secrets_in_json(data):
+    def _learn_reply(self, data: bytes) -> None:
+        """A registration reply: the proxy has no layers to tell it, so it looks at the two
+        places the cloud hands out secrets (the /ext/register and /ext/regnwl pushes, an
+        HTTPS registration body) and nowhere else: other payloads are not scanned."""
+        for secret in registration_secrets(data):
             self.redactor.add(secret)

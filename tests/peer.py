@@ -82,14 +82,19 @@ class ScriptedPeer:
         await self.expect_command(command, timeout)
         self.send(response)
 
-    async def serve_init(self, *, reconcile: bool = True) -> None:
-        """Answer the driver's default start-up: AT, reconciliation, init script."""
+    async def serve_init(self, *, reconcile: bool = False) -> None:
+        """Answer the driver's default start-up: AT, the MQTT layer's reconciliation when
+        it was there before open, the init script."""
         await self.answer(b"AT", b"\r\nOK\r\n")
         if reconcile:
-            await self.answer(b"AT+QMTCONN?", b"\r\nOK\r\n")
-            await self.answer(b"AT+QMTOPEN?", b"\r\nOK\r\n")
+            await self.serve_reconcile()
         await self.answer(b"ATE0", b"\r\nOK\r\n")
         await self.answer(b"AT+CMEE=2", b"\r\nOK\r\n")
+
+    async def serve_reconcile(self) -> None:
+        """No MQTT client left open by an earlier process."""
+        await self.answer(b"AT+QMTCONN?", b"\r\nOK\r\n")
+        await self.answer(b"AT+QMTOPEN?", b"\r\nOK\r\n")
 
     def close(self) -> None:
         self.unplug()

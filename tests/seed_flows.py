@@ -7,7 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-from quecmqtt.aliyun.device import Product, login, login_credentials, register_mqtt
+from quecmqtt.aliyun.device import (
+    Product,
+    learn_https_reply,
+    learn_registration_replies,
+    login,
+    login_credentials,
+    register_mqtt,
+)
 from quecmqtt.aliyun.replies import Registered
 from quecmqtt.at import commands as C
 from quecmqtt.at.events import MqttMessage, MqttStatus
@@ -110,6 +117,7 @@ async def flow_4_1_3_client(modem: Modem) -> None:
 
 
 async def flow_4_2_1(modem: Modem) -> None:
+    learn_registration_replies(modem)  # the secret in the reply is known before it is logged or recorded
     with modem.subscribe(MqttMessage, MqttStatus) as events:
         reply = await modem.execute(C.QMTCFG_READ["aliauth"](0))
         assert reply.fields("+QMTCFG") == [("aliauth", "", "", "")]
@@ -131,6 +139,7 @@ async def flow_4_2_1(modem: Modem) -> None:
 
 
 async def flow_4_2_2(modem: Modem) -> None:
+    learn_registration_replies(modem)
     with modem.subscribe(MqttMessage, MqttStatus) as events:
         reply = await modem.execute(C.QMTCFG_READ["aliauth"](0))
         assert reply.fields("+QMTCFG") == [("aliauth", "", "", "")]
@@ -165,7 +174,7 @@ async def flow_4_2_3(modem: Modem) -> None:
     await modem.execute(C.QHTTPURL(len(url), 80), url)
     reply = await modem.execute(C.QHTTPPOST(len(body), 120, 120), body)
     assert reply.result is not None and reply.result.fields == (0, 200, 143)
-    reply = await modem.execute(C.QHTTPREAD(200))
+    reply = await modem.execute(C.QHTTPREAD(200), inspect=lambda done: learn_https_reply(modem)(done.body or b""))
     assert reply.body is not None and len(reply.body) == 143
     assert reply.result is not None and reply.result.fields == (0,)
     answer = json.loads(reply.body)

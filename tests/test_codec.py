@@ -129,7 +129,7 @@ HOSTILE = b'{"a":"\r\n+QMTSTAT: 0,1\r\n+QMTRECV: 0,9,"evil",4,"fake"\r\nOK\r\n"}
 
 
 @pytest.mark.parametrize("payload", [HOSTILE, b"\r\n+QMTSTAT: 0,1\r\n" + HOSTILE, b"x\r\n+QMTSTAT: 0,1\r\nyy"])
-@pytest.mark.parametrize("urc", [b"\r\n+QMTRECV: 0,5,\"real\",2,\"ok\"\r\n", b"\r\n+QMTSTAT: 0,1\r\n", b"\r\nRDY\r\n"])
+@pytest.mark.parametrize("urc", [b'\r\n+QMTRECV: 0,5,"real",2,"ok"\r\n', b"\r\n+QMTSTAT: 0,1\r\n", b"\r\nRDY\r\n"])
 def test_a_urc_anywhere_in_the_data_echo_never_lets_the_payload_be_parsed(payload: bytes, urc: bytes) -> None:
     """The module prints a URC between the prompt and the echo of the data, or between any
     two bytes of the echo: the URC is reported once, the payload never."""

@@ -19,6 +19,7 @@ from quecmqtt.errors import (
     PortLost,
 )
 from quecmqtt.modem import Modem, Overflow, State
+from quecmqtt.mqtt.links import MqttLinks
 from quecmqtt.secret import Secret
 from quecmqtt.transport.serial import SerialTransport
 from tests.peer import ScriptedPeer
@@ -35,7 +36,7 @@ def make_modem(peer: ScriptedPeer, **options: object) -> Modem:
 async def open_modem(peer: ScriptedPeer, **options: object) -> Modem:
     modem = make_modem(peer, **options)
     opening = asyncio.create_task(modem.open())
-    await peer.serve_init(reconcile=bool(options.get("reconcile", True)))
+    await peer.serve_init(reconcile=False)  # a bare runtime reconciles nothing: that is the MQTT layer's
     await opening
     return modem
 
@@ -302,6 +303,7 @@ async def test_cancelled_caller_aborts_a_ctrl_z_entry_with_esc(peer: ScriptedPee
 
 async def test_start_up_closes_clients_left_open_by_an_earlier_process(peer: ScriptedPeer) -> None:
     modem = make_modem(peer)
+    MqttLinks.of(modem)  # the MQTT layer's reconciliation and own-close window
     opening = asyncio.create_task(modem.open())
     await peer.answer(b"AT", b"\r\nOK\r\n")
     await peer.answer(b"AT+QMTCONN?", b"\r\n+QMTCONN: 0,3\r\n\r\nOK\r\n")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from quecmqtt.aliyun.replies import registration_secrets
 from quecmqtt.at import commands as C
+from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import CommandTimeout, LocalProtocolError, ModuleRebooted, NotOpen
 from quecmqtt.modem import Modem, State
 from quecmqtt.secret import Secret
@@ -65,7 +67,8 @@ async def test_after_open_a_reboot_makes_callers_wait_for_the_recovery(peer: Scr
         await peer.serve_init(reconcile=False)
         await peer.answer(b"AT+CSQ", b"\r\n+CSQ: 2,99\r\n\r\nOK\r\n")
         await task
-        assert peer.received.index(b"AT+CMEE=2\r", 40) < peer.received.index(b"AT+CSQ\r")
+        first_init = peer.received.index(b"AT+CMEE=2\r")
+        assert peer.received.index(b"AT+CMEE=2\r", first_init + 1) < peer.received.index(b"AT+CSQ\r")
     finally:
         await modem.close()
 
@@ -212,19 +215,48 @@ SECRET_CASES = [
 ]
 
 
+def _learn_from(modem: Modem, data: bytes) -> None:
+    for secret in registration_secrets(data):
+        modem.redactor.add(secret)
+
+
 @pytest.mark.parametrize(("records", "command", "secret"), SECRET_CASES)
 async def test_recorder_writes_output_only_once_its_secrets_are_known(
     records: str, command: C.Command, secret: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The secret is learned where a layer expects it (the table's read-back field; the
+    HTTPS body handed to `inspect`; the registration topic seen by a listener) and still
+    before the recorder writes those bytes."""
     caplog.set_level(logging.DEBUG)
     out = io.StringIO()
     replay = ReplayTransport(Transcript.loads("# quecmqtt transcript 1\n" + records))
     async with Modem(RecorderTransport(replay, out), init_script=False, reconcile=False) as modem:
-        await modem.execute(command)
+        modem.add_listener(
+            lambda e: (
+                _learn_from(modem, e.payload) if isinstance(e, MqttMessage) and e.topic == "/ext/register" else None
+            )
+        )
+        await modem.execute(command, inspect=lambda done: _learn_from(modem, done.body or b""))
         await asyncio.sleep(0.05)
     assert secret not in out.getvalue()
     assert secret not in caplog.text
     assert "{{" in out.getvalue()
+
+
+async def test_payloads_are_not_scanned_for_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    """A payload with JSON keys such as "token" or "secret" is an ordinary payload: the
+    runtime learns nothing from it (which over months would grow without bound)."""
+    records = "".join(
+        f'< \\r\\n+QMTRECV: 0,{i},"t",{len(body)},"{body}"\\r\\n\n'
+        for i, body in enumerate(f'{{"token":"tok-{i:05d}","secret":"sec-{i:05d}"}}' for i in range(50))
+    )
+    transcript = Transcript.loads("# quecmqtt transcript 1\n> AT\\r\n< \\r\\nOK\\r\\n\n" + records)
+    async with Modem(ReplayTransport(transcript), init_script=False, reconcile=False) as modem:
+        with modem.subscribe(MqttMessage) as messages:
+            await modem.execute(C.AT())
+            for _ in range(50):
+                await messages.get(timeout=5)
+        assert len(modem.redactor) == 0 and modem.redactor.rebuilds == 0
 
 
 async def test_short_secret_arguments_and_their_echo_are_redacted() -> None:

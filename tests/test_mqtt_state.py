@@ -88,6 +88,7 @@ def test_msg_ids_skip_those_in_flight_and_wrap() -> None:
 async def _connected(modem: Modem, peer: ScriptedPeer) -> MqttClient:
     client = MqttClient(modem, 0, probe=False, publish_form="pubex")
     task = asyncio.create_task(client.open("broker.example", 1883, configure=False))
+    await peer.serve_reconcile()  # the MQTT layer's first open closes what an earlier process left
     await peer.answer(b'AT+QMTOPEN=0,"broker.example",1883', b"\r\nOK\r\n\r\n+QMTOPEN: 0,0\r\n")
     await task
     task = asyncio.create_task(client.connect("dev"))

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -38,6 +39,7 @@ from quecmqtt.aliyun.replies import (
     Whitelisted,
     parse_https_reply,
     parse_registration,
+    registration_secrets,
 )
 from quecmqtt.aliyun.replies import Registration as RegistrationResult
 from quecmqtt.aliyun.store import SecretStore
@@ -125,6 +127,30 @@ async def _setup_tls(modem: Modem, ssl_context: int, ca: bytes | None, seclevel:
     await Tls(modem).setup(ssl_context, ca=ca if ca is not None else shipped_roots(), seclevel=seclevel, clock=clock)
 
 
+def learn_registration_replies(modem: Modem) -> Callable[[], None]:
+    """Teach the modem's redactor the secret of every registration reply (``/ext/register``,
+    ``/ext/regnwl``) as it arrives, in the reader and before the recorder writes it or a
+    log line could show it. Payloads on other topics are never looked at. Returns a remover;
+    `register_mqtt` does this itself, raw-runtime code registering a device calls it."""
+
+    def learn(event: object) -> None:
+        if isinstance(event, MqttMessage) and event.topic in REGISTRATION_TOPICS:
+            for secret in registration_secrets(event.payload):
+                modem.redactor.add(secret)
+
+    return modem.add_listener(learn)
+
+
+def learn_https_reply(modem: Modem) -> Callable[[bytes], None]:
+    """An `on_body` for `Http.post`: the secret of an HTTPS registration reply."""
+
+    def learn(body: bytes) -> None:
+        for secret in registration_secrets(body):
+            modem.redactor.add(secret)
+
+    return learn
+
+
 def _reuse(store: SecretStore | None, product: Product, force: bool, want: type) -> RegistrationResult | None:
     if store is None or force:
         return None
@@ -190,6 +216,8 @@ async def register_mqtt(
         client = MqttClient(modem, index, MqttConfig(ssl_context=ssl_context if tls else False))
     replies: asyncio.Queue[MqttMessage] = asyncio.Queue()
     closed = asyncio.Event()
+
+    forget_replies = learn_registration_replies(modem)
     client.on_message(lambda m: replies.put_nowait(m) if m.topic in REGISTRATION_TOPICS else None)
     client.on_link_event(lambda reason: closed.set())
     try:
@@ -219,6 +247,7 @@ async def register_mqtt(
         if client.state is not ClientState.CLOSED:
             with contextlib.suppress(QuecError):
                 await client.close()
+        forget_replies()
         if own:
             await client.aclose()
 
@@ -259,7 +288,9 @@ async def register_https(
     )
     http = Http(modem, HttpConfig(ssl_context=ssl_context, content_type=CONTENT_FORM))
     await http.configure()
-    response = await http.post(target, Secret(form.body, "registration_form"), timeout=timeout)
+    response = await http.post(
+        target, Secret(form.body, "registration_form"), timeout=timeout, on_body=learn_https_reply(modem)
+    )
     result = parse_https_reply(response.body, response.status)
     log.info("HTTPS registration for %s/%s succeeded", product.product_key, product.device_name)
     if store is not None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quecmqtt.aliyun.errors import AliyunError, error_for_code
+from quecmqtt.redact import secrets_in_json
 from quecmqtt.secret import Secret
 
 REGISTRATION_TOPICS = ("/ext/register", "/ext/regnwl")
@@ -35,6 +36,12 @@ class Whitelisted:
 
 
 Registration = Registered | Whitelisted
+
+
+def registration_secrets(reply: bytes) -> list[Secret]:
+    """The secrets a registration reply carries (the MQTT push, or the HTTPS body), for the
+    redactor to learn before the reply is logged or recorded. Silent for anything else."""
+    return list(secrets_in_json(reply))
 
 
 def _text(data: dict[str, Any], key: str) -> str:

@@ -621,13 +621,13 @@ class AtCodec:
         # Where did that output start? At this byte if it is a line break (a URC's framing):
         # then only a line break just echoed may have been its start. At the last line
         # break otherwise: what follows it matched the data by chance.
-        held = bytes(self._echo_held)
+        give_back = bytes(self._echo_held)
         if buf[self._off] in (CR, LF):
-            held = held[len(held.rstrip(b"\r\n")) :]
-        self._echo_pos -= len(held)
+            give_back = give_back[len(give_back.rstrip(b"\r\n")) :]
+        self._echo_pos -= len(give_back)
         self._echo_held.clear()
-        if held:
-            self._buf[self._off : self._off] = held
+        if give_back:
+            self._buf[self._off : self._off] = give_back
         self._echo_suspended = True
         self._mode = _Mode.LINE
         return True

@@ -374,7 +374,7 @@ for _cfg_key, _cfg_params, _cfg_secret, _cfg_summary in _QMTCFG_KEYS:
             WRITE,
             _cfg_summary,
             params=(_key(_cfg_key), CLIENT, *_cfg_params),
-            client_param="client",
+            scope="client",
             responses=(Resp("+QMTCFG", "s,*", secret_fields=_cfg_secret),),
         )
     )
@@ -385,7 +385,7 @@ for _cfg_key, _cfg_params, _cfg_secret, _cfg_summary in _QMTCFG_KEYS:
             WRITE,
             f"Read back '{_cfg_key}'." + (" Secret fields are redacted." if _cfg_secret else ""),
             params=(_key(_cfg_key), CLIENT),
-            client_param="client",
+            scope="client",
             responses=(Resp("+QMTCFG", "s,*", secret_fields=_cfg_secret),),
         )
     )
@@ -398,7 +398,7 @@ QMTOPEN = _add(
         "Open the TCP/TLS connection of a client.",
         params=(CLIENT, _str("host", 100), _int("port", 1, 65535)),
         result=ResultSpec("+QMTOPEN", ("client",), Timeout(150.0), MQTT_LINK_FAILURES),
-        client_param="client",
+        scope="client",
     )
 )
 QMTOPEN_READ = _add(
@@ -417,8 +417,8 @@ QMTCLOSE = _add(
         "Close a client's connection.",
         params=(CLIENT,),
         result=ResultSpec("+QMTCLOSE", ("client",), Timeout(35.0)),
-        client_param="client",
-        closes_client=True,
+        scope="client",
+        ends_scope=True,
     )
 )
 QMTCONN = _add(
@@ -434,7 +434,7 @@ QMTCONN = _add(
             _str("password", 256, optional=True, secret=True),
         ),
         result=ResultSpec("+QMTCONN", ("client",), Timeout(60.0), MQTT_LINK_FAILURES),
-        client_param="client",
+        scope="client",
     )
 )
 QMTCONN_READ = _add(
@@ -454,8 +454,8 @@ QMTDISC = _add(
         "Send MQTT DISCONNECT; +QMTSTAT: <client>,5 may follow.",
         params=(CLIENT,),
         result=ResultSpec("+QMTDISC", ("client",), Timeout(35.0)),
-        client_param="client",
-        closes_client=True,
+        scope="client",
+        ends_scope=True,
     )
 )
 QMTSUB = _add(
@@ -476,7 +476,7 @@ QMTSUB = _add(
             ),
         ),
         result=ResultSpec("+QMTSUB", ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
-        client_param="client",
+        scope="client",
         together=tuple((f"topic{i}", f"qos{i}") for i in range(2, 6)),
     )
 )
@@ -488,7 +488,7 @@ QMTUNS = _add(
         "Unsubscribe from up to 5 topics.",
         params=(CLIENT, MSG_ID_NONZERO, TOPIC, *(_str(f"topic{i}", 1024, optional=True) for i in range(2, 6))),
         result=ResultSpec("+QMTUNS", ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
-        client_param="client",
+        scope="client",
     )
 )
 _PUB_PARAMS = (CLIENT, MSG_ID, QOS, RETAIN, TOPIC)
@@ -505,7 +505,7 @@ def _publish(spec_id: str, name: str, summary: str, last: tuple[Param, ...], dat
             params=(*_PUB_PARAMS, *last),
             data=data,
             result=ResultSpec(name, ("client", "msg_id"), Timeout(65.0), MQTT_LINK_FAILURES),
-            client_param="client",
+            scope="client",
         )
     )
 
@@ -569,7 +569,7 @@ QMTRECV = _add(
         WRITE,
         "Read buffered messages (all, or one slot); each arrives as a message event.",
         params=(CLIENT, _int("recv_id", 0, 4, optional=True)),
-        client_param="client",
+        scope="client",
     )
 )
 
@@ -627,7 +627,7 @@ QHTTPURL = _add(
         WRITE,
         "Set the URL: CONNECT, then exactly <length> bytes, no CR LF.",
         params=(_int("length", 1, 4096), _int("input_time", 1, 65535, optional=True)),
-        data=DataPhase(DataKind.UPLOAD, length_param="length"),
+        data=DataPhase(DataKind.UPLOAD, length_param="length", input_timeout=Timeout(60.0, "input_time")),
         timeout=Timeout(10.0),
     )
 )
@@ -652,7 +652,9 @@ QHTTPGET_HEADER = _add(
         WRITE,
         "GET with a host-supplied request header (requestheader=1): CONNECT, then the header.",
         params=(_int("rsptime", 1, 65535), _int("length", 1, 65535), _int("input_time", 1, 65535)),
-        data=DataPhase(DataKind.UPLOAD, length_param="length", timeout=130.0),
+        data=DataPhase(
+            DataKind.UPLOAD, length_param="length", timeout=130.0, input_timeout=Timeout(60.0, "input_time")
+        ),
         result=ResultSpec("+QHTTPGET", (), Timeout(65.0, "rsptime", 5.0)),
         timeout=Timeout(10.0),
     )
@@ -668,7 +670,9 @@ QHTTPPOST = _add(
             _int("input_time", 1, 65535, optional=True),
             _int("rsptime", 1, 65535, optional=True),
         ),
-        data=DataPhase(DataKind.UPLOAD, length_param="length", timeout=130.0),
+        data=DataPhase(
+            DataKind.UPLOAD, length_param="length", timeout=130.0, input_timeout=Timeout(60.0, "input_time")
+        ),
         result=ResultSpec("+QHTTPPOST", (), Timeout(65.0, "rsptime", 5.0)),
         timeout=Timeout(10.0),
     )
@@ -739,7 +743,7 @@ QFUPL = _add(
             _int("ackmode", 0, 1, optional=True),
         ),
         responses=(Resp("+QFUPL", "i,x"),),
-        data=DataPhase(DataKind.UPLOAD, length_param="size"),
+        data=DataPhase(DataKind.UPLOAD, length_param="size", input_timeout=Timeout(5.0, "timeout")),
         timeout=Timeout(15.0, "timeout", 10.0),
     )
 )

@@ -88,6 +88,14 @@ class MqttStatus(Event):
     client: int
     code: int
 
+    @property
+    def prefix(self) -> str:
+        return "+QMTSTAT"
+
+    @property
+    def fields(self) -> tuple[int, int]:
+        return (self.client, self.code)
+
 
 @dataclass(frozen=True, slots=True)
 class ModuleReady(Event):

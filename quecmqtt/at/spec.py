@@ -77,16 +77,6 @@ class DataKind(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class DataPhase:
-    kind: DataKind
-    length_param: str | None = None  # the parameter that announces the byte count
-    terminator: bytes = b""  # b"\x1a" for Ctrl-Z entry
-    abort: bytes | None = None  # b"\x1b" where the module lets the host cancel entry
-    max_length: int | None = None
-    timeout: float = 10.0  # for the prompt to appear
-
-
-@dataclass(frozen=True, slots=True)
 class Timeout:
     """Seconds to wait; if `param` is given and present, its value plus `extra` instead
     (``AT+QHTTPGET=<rsptime>`` waits rsptime plus a margin)."""
@@ -102,6 +92,19 @@ class Timeout:
 
 
 @dataclass(frozen=True, slots=True)
+class DataPhase:
+    kind: DataKind
+    length_param: str | None = None  # the parameter that announces the byte count
+    terminator: bytes = b""  # b"\x1a" for Ctrl-Z entry
+    abort: bytes | None = None  # b"\x1b" where the module lets the host cancel entry
+    max_length: int | None = None
+    timeout: float = 10.0  # for the prompt to appear
+    # How long the module itself waits for the data before it gives the entry up, where
+    # the manual says (an argument, or the default); None: not documented.
+    input_timeout: Timeout | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ResultSpec:
     """The URC that completes a two-phase command: ``+QMTOPEN: <client>,<result>``.
     `key` names the parameters whose values must equal the URC's first fields."""
@@ -109,7 +112,7 @@ class ResultSpec:
     prefix: str
     key: tuple[str, ...] = ()
     timeout: Timeout = Timeout(60.0)
-    fails_on: tuple[str, ...] = ()  # URC prefixes whose field 0 == client fail the wait
+    fails_on: tuple[str, ...] = ()  # URC prefixes whose field 0 == the scope's value fail the wait
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,11 @@ class CommandSpec:
     timeout: Timeout = Timeout(5.0)
     data: DataPhase | None = None
     result: ResultSpec | None = None
-    client_param: str | None = None  # the MQTT client index parameter
+    # The parameter naming what the command acts on (a client index): a URC in the result's
+    # `fails_on` whose first field equals its value fails the command's result wait.
+    scope: str | None = None
     together: tuple[tuple[str, ...], ...] = ()  # optional parameters given all or none
-    closes_client: bool = False  # QMTCLOSE/QMTDISC: a following +QMTSTAT is expected
+    ends_scope: bool = False  # closes what `scope` names: a failure report may follow it
     family: str = ""  # modules it is documented for, empty if all
     _prefix_map: dict[str, tuple[Resp, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -344,10 +349,13 @@ class Command:
         return self.line + b"\r"
 
     @property
-    def client(self) -> int | None:
-        name = self.spec.client_param
+    def scope(self) -> int | None:
+        """The value of the spec's `scope` parameter (a client index), if it has one."""
+        name = self.spec.scope
         value = self.values.get(name) if name else None
         return value if isinstance(value, int) else None
+
+    client = scope  # the MQTT layer's name for it
 
     @property
     def data_length(self) -> int | None:
@@ -360,6 +368,14 @@ class Command:
     @property
     def timeout(self) -> float:
         return self.spec.timeout.resolve(self.values)
+
+    @property
+    def input_timeout(self) -> float | None:
+        """The module's own time-out for this command's data entry, if documented."""
+        phase = self.spec.data
+        if phase is None or phase.input_timeout is None:
+            return None
+        return phase.input_timeout.resolve(self.values)
 
     @property
     def result_timeout(self) -> float | None:

@@ -40,9 +40,10 @@ from quecmqtt.errors import (
     MqttOpenError,
     QuecError,
 )
-from quecmqtt.modem import Modem, ModuleReset, Overflow, Pending
 from quecmqtt.mqtt.config import MqttConfig
+from quecmqtt.mqtt.links import MqttLinks
 from quecmqtt.mqtt.state import ClientState, Input, StateMachine
+from quecmqtt.runtime import Modem, ModuleReset, Overflow, Pending
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.mqtt")
@@ -165,9 +166,16 @@ class MqttClient:
         self._link_events: list[Callable[[str], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_status: int | None = None
-        modem.claim_client(index, exclusive=True)
+        self.links = MqttLinks.of(modem)
+        self.links.claim(index, exclusive=True)
         self._remove_listener = modem.add_listener(self._on_event)
-        modem.add_init_step(self._reapply)
+        self._step = modem.add_init_step(
+            self._reapply,
+            name=f"mqtt client {index}: configuration",
+            required=False,
+            key=("mqtt-client", index),
+            on_failure=self._reapply_failed,
+        )
 
     # -- state ------------------------------------------------------------------------
 
@@ -286,11 +294,17 @@ class MqttClient:
         if self._configured_generation >= 0:
             await self.configure()
 
+    def _reapply_failed(self, error: BaseException) -> None:
+        # the module runs without our configuration: the next open() applies it again
+        log.warning("MQTT client %d: configuration not re-applied (%s); the next open applies it", self.index, error)
+        self._configured_generation = -2
+
     # -- operations -------------------------------------------------------------------------
 
     async def open(self, host: str, port: int, *, configure: bool = True) -> None:
         self._machine.process(Input.OPEN)
         try:
+            await self.links.ensure_reconciled()
             if configure and self._configured_generation != self.modem.generation:
                 await self.configure()
             result = await self._open_once(host, port)
@@ -452,8 +466,8 @@ class MqttClient:
         """Stop following the module (listener, background reads) and free the index for
         another client object."""
         self._remove_listener()
-        self.modem.remove_init_step(self._reapply)
-        self.modem.release_client(self.index)
+        self._step.remove()
+        self.links.release(self.index)
         for task in list(self._tasks):
             task.cancel()
 

@@ -34,6 +34,11 @@ class Transport(ABC):
     async def close(self) -> None:
         """Close the port; safe to call twice and after `PortLost`."""
 
+    async def drop(self) -> None:
+        """The port was lost: release it, keeping what must survive a reopen (a recorder's
+        transcript). Wakes a `read()` that would otherwise never return."""
+        await self.close()
+
     async def reopen(self) -> None:
         """Close and open again after the port was lost (the runtime calls this with
         back-off). Raises `PortLost` while the port is not back."""

@@ -87,6 +87,11 @@ class RecorderTransport(Transport):
         await self.inner.reopen()
         self._writer.comment("port reopened")
 
+    async def drop(self) -> None:
+        self.settle_host(0)
+        self.settle(0)
+        await self.inner.drop()
+
     async def close(self) -> None:
         self.settle_host(0)
         self.settle(0)

@@ -1,0 +1,482 @@
+"""`Modem`: one module behind one transport, put together from the runtime's parts.
+
+    async with Modem(open_transport("/dev/ttyUSB2")) as modem:
+        reply = await modem.execute(commands.QMTOPEN(0, "broker", 1883))
+        print(reply.result.fields)          # (0, 0): the +QMTOPEN URC
+
+The parts, each with one job:
+
+* `AtCodec` (sans-I/O): bytes in, events out;
+* the reader task here: reads the port, feeds the codec, routes each event;
+* `CommandChannel`: one command in flight, data phases, the late-answer guard;
+* `WaiterRegistry`: two-phase results, with deadlines;
+* `EventBus`: gates, listeners and bounded subscriptions for everything else;
+* `Supervisor`: the lifecycle table (start-up, recovery, resets, a lost port);
+* `InitSteps`: what layers re-apply after every (re)start, with owners and policies;
+* `EntryMarker`: a data entry left open, seen by the next process.
+
+Logging goes to ``logging.getLogger("quecmqtt.runtime")``; commands appear redacted and every
+logged line passes through the `Redactor`. Payloads are logged by size only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from quecmqtt.at import commands as C
+from quecmqtt.at.codec import AtCodec
+from quecmqtt.at.events import (
+    CommandComplete,
+    Event,
+    Garbage,
+    ModuleReady,
+    PoweredDown,
+    Prompt,
+    ResponseOverflow,
+    UnsolicitedFinal,
+    Urc,
+)
+from quecmqtt.at.spec import Command
+from quecmqtt.errors import InternalError, LinkLost, LocalProtocolError, NotOpen, PortLost, QuecError
+from quecmqtt.redact import Redactor
+from quecmqtt.runtime.bus import EventBus, Listener, Selector, Subscription
+from quecmqtt.runtime.channel import (
+    CommandChannel,
+    CommandObserver,
+    Inspector,
+    Operation,
+    Pending,
+    Reply,
+    check_data,
+    with_result,
+)
+from quecmqtt.runtime.marker import EntryMarker
+from quecmqtt.runtime.steps import InitSteps, StepFunction, StepHandle
+from quecmqtt.runtime.supervisor import IN_START_UP, ResetHook, RuntimeClosed, State, Supervisor, Trigger
+from quecmqtt.runtime.waiters import WaiterRegistry
+from quecmqtt.secret import Secret
+from quecmqtt.transport.base import Transport
+from quecmqtt.transport.recorder import RecorderTransport
+
+log = logging.getLogger("quecmqtt.runtime")
+
+GARBAGE_REPORT_EVERY = 10.0  # seconds between two warnings about garbage from the module
+
+
+class Modem:
+    """Drives one module through one transport. See the module docstring.
+
+    Parameters worth knowing:
+
+    * `init_script`: run ``ATE0``, ``AT+CMEE=<cmee>`` (and ``AT+QURCCFG`` when `urc_port`
+      is given) plus every step added with `add_init_step`, after open and after every
+      reboot or reopen. Off for replaying a recorded session as recorded.
+    * `reconcile`: at open, run the steps layers registered to clean up what an earlier
+      process left on the module (`first_only` steps).
+    * `max_timeouts`: consecutive command time-outs that declare the module unresponsive.
+    * `reset_hook`: an async callable that power-cycles the module (GPIO, USB power);
+      without one, ``AT+CFUN=1,1`` is tried. `reset_backoff` gives the pause before the
+      1st, 2nd, ... reset in a row (seconds; the last value repeats).
+    * `record`: write a redacted transcript of the session to this path.
+    * `entry_marker`: keep the shared-memory record of an open data entry (see
+      `quecmqtt.runtime.marker`); on by default for serial ports.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        init_script: bool = True,
+        reconcile: bool = True,
+        cmee: int = 2,
+        urc_port: str | None = None,
+        max_timeouts: int = 3,
+        reset_hook: ResetHook | None = None,
+        reset_backoff: Sequence[float] = (0.0, 600.0, 1800.0, 3600.0),
+        reopen_backoff: tuple[float, float] = (0.05, 5.0),
+        reboot_grace: float = 30.0,
+        recovery_wait: float = 120.0,
+        sync_attempts: int = 5,
+        record: str | os.PathLike[str] | None = None,
+        redactor: Redactor | None = None,
+        codec_options: dict[str, int] | None = None,
+        entry_marker: EntryMarker | bool | None = None,
+        unknown_entry_wait: float = 180.0,
+    ) -> None:
+        if redactor is None:
+            # a recorder built by the caller must learn the secrets this runtime sees
+            redactor = transport.redactor if isinstance(transport, RecorderTransport) else Redactor()
+        self.redactor = redactor
+        if record is not None:
+            transport = RecorderTransport(transport, record, self.redactor)
+        self.transport = transport
+        self.init_script = init_script
+        self.reconcile = reconcile
+        self.cmee = cmee
+        self.urc_port = urc_port
+        self.recovery_wait = recovery_wait
+        self.codec = AtCodec(**(codec_options or {}))
+        self.bus = EventBus()
+        self.waiters = WaiterRegistry()
+        self.steps = InitSteps()
+        self.channel = CommandChannel(self)
+        self.supervisor = Supervisor(
+            self,
+            max_timeouts=max_timeouts,
+            reset_hook=reset_hook,
+            reset_backoff=reset_backoff,
+            reopen_backoff=reopen_backoff,
+            reboot_grace=reboot_grace,
+            sync_attempts=sync_attempts,
+            unknown_entry_wait=unknown_entry_wait,
+        )
+        if entry_marker is None or entry_marker is True:
+            key = getattr(transport, "marker_key", None)
+            entry_marker = EntryMarker(key) if key else None
+        self.marker: EntryMarker | None = entry_marker or None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._garbage_reported = -1e9
+        self._garbage_quiet = 0
+
+    def __repr__(self) -> str:
+        return f"<Modem {self.transport.name} {self.state.value}, generation {self.generation}>"
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.supervisor.state
+
+    @property
+    def generation(self) -> int:
+        return self.supervisor.generation
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.READY
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Modem:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open the port, wait out a data entry an earlier process left open, synchronise
+        with the module and run the start-up steps."""
+        supervisor = self.supervisor
+        if self.state is not State.CLOSED:
+            raise LocalProtocolError("modem is already open")
+        self.codec.reset()
+        self.channel.stale_risk = False
+        supervisor.forget_the_past()
+        supervisor.fire(Trigger.OPEN)
+        try:
+            await self.transport.open()
+        except BaseException:
+            supervisor.fire(Trigger.OPEN_FAILED)
+            raise
+        try:
+            entry = await asyncio.to_thread(self.marker.attach) if self.marker is not None else None
+            supervisor.port_up.set()
+            supervisor.fire(Trigger.PORT_OPENED)
+            self._reader_task = asyncio.create_task(self._reader(), name="quecmqtt-reader")
+            await supervisor.first_start_up(entry)
+        except BaseException:
+            await self.close()
+            raise
+        supervisor.start()
+
+    async def close(self) -> None:
+        """Stop the tasks and close the port. Pending operations fail with `NotOpen`."""
+        if self.state is State.CLOSED and self._reader_task is None:
+            return
+        supervisor = self.supervisor
+        supervisor.fire(Trigger.CLOSE)
+        supervisor.failure = NotOpen("modem closed")
+        self.channel.fail_inflight(supervisor.failure)
+        self.waiters.fail_all(NotOpen("modem closed"))
+        await supervisor.stop()
+        reader, self._reader_task = self._reader_task, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            await asyncio.wait([reader])
+        # Command tasks end by themselves with NotOpen (their futures just failed, and a
+        # queued one finds the modem closed), which is what their callers should see.
+        await self.channel.close()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(QuecError, OSError):
+            await self.transport.close()
+        supervisor.port_up.clear()
+        if self.marker is not None:
+            self.marker.detach()
+        self.bus.publish(RuntimeClosed())
+        self.bus.close()
+        supervisor.fire(Trigger.CLOSED)
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until start-up or recovery has finished."""
+        await self.supervisor.wait_ready(timeout if timeout is not None else self.recovery_wait)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A background task owned by this modem (cancelled by close)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- init steps -----------------------------------------------------------------------------
+
+    def add_init_step(
+        self,
+        step: StepFunction,
+        *,
+        name: str | None = None,
+        required: bool = True,
+        key: object | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
+        first_only: bool = False,
+    ) -> StepHandle:
+        """Run `step(modem)` in every start-up (after open and every reboot, reset or
+        reopen). Layers that own settings the module forgets re-apply them here; steps must
+        be idempotent and may send commands before the modem is ready. See
+        `quecmqtt.runtime.steps` for `required`, `key`, `on_failure` and `first_only`.
+        The handle removes the step (``with`` or `remove()`)."""
+        return self.steps.add(step, name=name, required=required, key=key, on_failure=on_failure, first_only=first_only)
+
+    def remove_init_step(self, step: StepHandle | StepFunction) -> None:
+        if isinstance(step, StepHandle):
+            step.remove()
+        else:
+            self.steps.remove_function(step)
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        command: Command,
+        data: bytes | Secret | None = None,
+        *,
+        timeout: float | None = None,
+        result_timeout: float | None = None,
+        wait_result: bool = True,
+        entry_timeout: float | None = None,
+        inspect: Inspector | None = None,
+    ) -> Reply:
+        """Send `command` and wait for its final result (and, for two-phase commands, its
+        result URC unless `wait_result` is false). `data` answers a data prompt; pass a
+        `Secret` to keep it out of logs and transcripts. `entry_timeout`: how long the
+        module waits for that data before giving the entry up, when the caller configured
+        it. `inspect(completion)` is called in the reader as the final result arrives, before
+        the recorder writes it (to learn a secret in a reply).
+
+        Raises `CommandError` for ``ERROR``/``+CME ERROR`` (with a result line that came
+        instead of ``OK``), `CommandTimeout`, `ModuleRebooted`, `PortLost`, `LinkLost`."""
+        pending = await self.submit(
+            command,
+            data,
+            timeout=timeout,
+            result_timeout=result_timeout,
+            entry_timeout=entry_timeout,
+            inspect=inspect,
+            _want_result=wait_result,
+        )
+        if pending.waiter is None:
+            return pending.reply
+        return with_result(pending, await pending.result())
+
+    async def submit(
+        self,
+        command: Command,
+        data: bytes | Secret | None = None,
+        *,
+        timeout: float | None = None,
+        result_timeout: float | None = None,
+        entry_timeout: float | None = None,
+        inspect: Inspector | None = None,
+        _want_result: bool = True,
+    ) -> Pending:
+        """Like `execute`, but return once the final result is in; await
+        ``pending.result()`` for the two-phase result. The next command can be sent
+        meanwhile: this is how several publishes are kept in flight."""
+        check_data(command, data)
+        if self.state is State.CLOSED:
+            raise NotOpen("modem is not open")
+        loop = asyncio.get_running_loop()
+        # An explicit time-out bounds the wait for a recovery, the wait for the port (behind
+        # other commands) and the final result together.
+        deadline = loop.time() + timeout if timeout is not None else None
+        if IN_START_UP.get() is not self:  # init steps run before the modem is ready
+            await self.supervisor.wait_ready(timeout if timeout is not None else self.recovery_wait)
+        op = Operation(
+            command,
+            data,
+            deadline,
+            result_timeout,
+            _want_result,
+            entry_timeout,
+            inspect,
+            generation=self.supervisor.generation,
+        )
+        return await self.channel.run(op)
+
+    async def execute_internal(self, command: Command, *, timeout: float | None = None) -> Reply:
+        """`execute` for the start-up and recovery paths (the modem is not ready yet)."""
+        token = IN_START_UP.set(self)
+        try:
+            return await self.execute(command, timeout=timeout)
+        finally:
+            IN_START_UP.reset(token)
+
+    async def write_raw(self, data: bytes) -> None:
+        """Write bytes between commands (ESC to cancel a data entry), holding the channel."""
+        async with self.channel.lock:
+            await self.transport.write(data)
+
+    def observe_commands(self, observer: CommandObserver) -> Callable[[], None]:
+        """`observer(command, "sent" | "done")` around every command; returns a remover."""
+        return self.channel.observe(observer)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def subscribe(self, *selectors: Selector, maxsize: int = 256) -> Subscription:
+        """A bounded queue of events: pass event classes (`MqttMessage`, `MqttStatus`,
+        `Urc`, `Garbage`, `ModuleReady`...) and/or URC prefixes (``"+QIURC"``)."""
+        return self.bus.subscribe(*selectors, maxsize=maxsize)
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(event)` for every event, in the reader task, before subscribers.
+        For layers that track state; it must be quick and must not raise. Returns a
+        function that removes it."""
+        return self.bus.add_listener(listener)
+
+    def add_gate(self, gate: Callable[[Event], str | None]) -> Callable[[], None]:
+        """`gate(event)` returns a reason to hold an expected event back (logged at debug
+        level, not delivered, fails no waiter), or None. Returns a remover."""
+        return self.bus.add_gate(gate)
+
+    # -- the reader -------------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        supervisor = self.supervisor
+        while True:
+            await supervisor.port_up.wait()
+            try:
+                data = await self.transport.read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, PortLost):  # a transport failing some other way: lost, loudly
+                    log.error("reading from %s failed: %r", self.transport.name, exc, exc_info=True)
+                    exc = PortLost(f"{self.transport.name}: {exc}")
+                supervisor.port_lost(exc)
+                if supervisor.port_up.is_set():  # not taken as a loss (closing): do not spin
+                    await supervisor.changed()
+                continue
+            try:
+                self.codec.receive(data)
+                self.dispatch_all()
+            except Exception:
+                # The codec never raises by contract and dispatch only routes; should either
+                # fail anyway, keep the reader alive: start parsing afresh and say so.
+                log.exception("internal error while parsing module output; parser reset")
+                self.codec.reset()
+                supervisor.failure = InternalError("parser reset after an internal error; please report it")
+                self.channel.fail_inflight(supervisor.failure)
+                self.waiters.fail_all(supervisor.failure)
+                self.channel.stale_risk = True
+            self._settle_recording()
+
+    def dispatch_all(self) -> None:
+        for secret in self.codec.take_secrets():  # before the recorder writes their line
+            self.redactor.add(secret)
+        for event in self.codec.events():
+            self._dispatch(event)
+
+    def _settle_recording(self) -> None:
+        """Let a recorder write the module output the codec has fully turned into events
+        (and whose secrets the redactor therefore knows)."""
+        if isinstance(self.transport, RecorderTransport):
+            self.transport.settle(self.codec.buffered)
+
+    def _dispatch(self, event: Event) -> None:
+        match event:
+            case CommandComplete():
+                for response in event.responses:  # secrets read back join the redactor
+                    for value in response.fields:
+                        if isinstance(value, Secret):
+                            self.redactor.add(value)
+                self.channel.completed(event)
+            case Prompt():
+                self.channel.prompted(event)
+            case ResponseOverflow():
+                self.channel.overflowed(event)
+            case Urc() if self.waiters.resolve(event):
+                pass
+            case ModuleReady():
+                self.supervisor.ready_banner(event.banner)
+                self.bus.publish(event)
+            case PoweredDown():
+                self.supervisor.powered_down(event.banner)
+                self.bus.publish(event)
+            case UnsolicitedFinal():
+                log.debug("late final result ignored: %s", event.final.text)
+                self.channel.unsolicited()
+            case Garbage():
+                self._report_garbage(event)
+                self.bus.publish(event)
+            case _:
+                self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        """A URC or another report: a late result (stale), held back by a gate, or it fails
+        the waiters the command table says it fails, and then goes to listeners and
+        subscribers."""
+        if isinstance(event, Urc) and event.prefix in _RESULT_PREFIXES:
+            log.debug("stale result ignored: %s", self.redactor.redact_text(event.text))
+            return
+        reason = self.bus.held_back(event)
+        if reason is not None:
+            log.debug("held back (%s): %r", reason, event)
+            return
+        prefix = getattr(event, "prefix", None)
+        if prefix in _FAILING_PREFIXES:
+            fields = getattr(event, "fields", ())
+            if fields and isinstance(fields[0], int):
+                code = fields[1] if len(fields) > 1 and isinstance(fields[1], int) else -1
+                self.waiters.fail_scope(prefix, fields[0], LinkLost(fields[0], code, prefix))
+        if not self.bus.publish(event):
+            log.debug("unhandled: %r", event)
+
+    def _report_garbage(self, event: Garbage) -> None:
+        """One warning per `GARBAGE_REPORT_EVERY` seconds, with the count of those not
+        reported: a noisy line must not turn the log into a flood."""
+        now = asyncio.get_running_loop().time()
+        if now - self._garbage_reported < GARBAGE_REPORT_EVERY:
+            self._garbage_quiet += 1
+            log.debug("garbage from the module (%d bytes): %s", event.length, event.reason)
+            return
+        quiet, self._garbage_quiet = self._garbage_quiet, 0
+        self._garbage_reported = now
+        more = f" ({quiet} more since the last report)" if quiet else ""
+        log.warning("garbage from the module (%d bytes): %s%s", event.length, event.reason, more)
+
+
+# Prefixes of every two-phase result in the command table: such a URC that no waiter took is
+# a late result of an operation given up (or of an earlier process): stale. And the prefixes
+# of the reports that fail a waiter whose scope they name.
+_RESULT_PREFIXES = frozenset(s.result.prefix for s in C.ALL if s.result is not None)
+_FAILING_PREFIXES = frozenset(p for s in C.ALL if s.result is not None for p in s.result.fails_on)
