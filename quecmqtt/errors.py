@@ -133,7 +133,12 @@ class LinkLost(RemoteError):
         self.client = client
         self.code = code
         self.report = report
-        super().__init__(f"MQTT client {client} lost its link ({report} code {code})")
+        super().__init__(f"MQTT client {client} lost its link ({self.reason})")
+
+    @property
+    def reason(self) -> str:
+        """What reported it: ``+QMTSTAT: 0,1``, or ``module reset: ...``."""
+        return f"{self.report}: {self.client},{self.code}" if self.report.startswith("+") else self.report
 
 
 class MqttError(RemoteError):

@@ -18,13 +18,16 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass
+from typing import ClassVar
 
 from quecmqtt.at import commands as C
 from quecmqtt.at.cme import Cme
 from quecmqtt.at.events import ModuleReady, Urc
-from quecmqtt.errors import CommandError, CommandTimeout, QuecError, RemoteError
-from quecmqtt.modem import Modem
+from quecmqtt.at.spec import Command
+from quecmqtt.errors import CommandError, CommandTimeout, InvalidArgument, QuecError, RemoteError
+from quecmqtt.runtime import Modem, ModuleReset, StepHandle
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.network")
@@ -120,7 +123,72 @@ class Attached:
     seconds: float
 
 
+class PdpKeeper:
+    """The one owner of a PDP context's "lost, bring it back" on a modem, shared by every
+    `Network` object for that context: a session that reconnects and `Network.watch()`
+    both ask it, and the context is deactivated and activated once per loss, not once per
+    asker."""
+
+    _keepers: ClassVar[weakref.WeakKeyDictionary[Modem, dict[int, PdpKeeper]]] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, modem: Modem, cid: int) -> PdpKeeper:
+        per_modem = cls._keepers.setdefault(modem, {})
+        keeper = per_modem.get(cid)
+        if keeper is None:
+            keeper = per_modem[cid] = cls(modem, cid)
+        return keeper
+
+    def __init__(self, modem: Modem, cid: int) -> None:
+        self.modem = modem
+        self.cid = cid
+        self.lost = False
+        self.losses = 0  # loss reports so far
+        self._loss = asyncio.Event()  # replaced at every loss: each waiter sees each loss
+        self._restoring: asyncio.Task[None] | None = None
+        modem.add_listener(self._on_event)
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, Urc) and event.prefix == "+QIURC" and event.fields[:1] == ("pdpdeact",):
+            cid = event.fields[1] if len(event.fields) > 1 else None
+            if cid in (None, self.cid):
+                log.warning("PDP context %d deactivated by the network (%s)", self.cid, event.text)
+                self.lost = True
+                self.losses += 1
+                self._loss.set()
+                self._loss = asyncio.Event()
+        elif isinstance(event, ModuleReset):
+            self.lost = False  # a module that restarted activates its default context itself
+
+    async def next_loss(self) -> None:
+        """Until the next loss report."""
+        await self._loss.wait()
+
+    async def restore(self, network: Network) -> None:
+        """Bring the context back if it was lost; concurrent callers share one attempt."""
+        if not self.lost:
+            return
+        if self._restoring is None or self._restoring.done():
+            self._restoring = asyncio.create_task(self._restore(network), name=f"quecmqtt-pdp-{self.cid}")
+        await asyncio.shield(self._restoring)
+
+    async def _restore(self, network: Network) -> None:
+        log.info("activating PDP context %d again", self.cid)
+        with contextlib.suppress(QuecError):
+            await network.deactivate()  # modules want this before activating again [V: reference 4.3]
+        self.lost = False  # a loss reported from now on is a new one
+        try:
+            await network.activate()
+        except BaseException:
+            self.lost = True
+            raise
+
+
 class Network:
+    """`async with Network(modem, apn=...) as network:` removes its init step (and stops
+    `watch()`) on exit. Values are checked when it is made: a bad APN raises
+    `InvalidArgument` before anything is registered."""
+
     def __init__(
         self,
         modem: Modem,
@@ -141,8 +209,34 @@ class Network:
         self.auth = auth
         self.context_type = context_type
         self.pin = Secret(pin, "pin") if pin is not None else None
+        self._context_command()  # checked now: a step that can never succeed is never added
+        if self.pin is not None:
+            C.CPIN(self.pin)
+        self.keeper = PdpKeeper.of(modem, cid)
         self._watcher: asyncio.Task[None] | None = None
-        modem.add_init_step(self._reapply)
+        self._step: StepHandle | None = None
+        self._ensure_step()
+
+    def _context_command(self) -> Command | None:
+        if self.apn is None:
+            return None
+        args: list[object] = [self.cid, self.context_type, self.apn]
+        if self.username is not None or self.password is not None:
+            args += [self.username or "", self.password or Secret(b"", "apn_password"), self.auth]
+        return C.QICSGP(*args)
+
+    def _ensure_step(self) -> None:
+        # the context's configuration is volatile on the module: re-applied at every start-up
+        if self.apn is not None and (self._step is None or not self._step.active):
+            self._step = self.modem.add_init_step(
+                self._reapply, name=f"PDP context {self.cid}: APN", required=False, key=("pdp", self.cid)
+            )
+
+    async def __aenter__(self) -> Network:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # -- identity, SIM, signal ------------------------------------------------------------
 
@@ -250,12 +344,9 @@ class Network:
 
     async def configure_context(self) -> None:
         """AT+QICSGP for the context (not saved by the module: re-applied after reboots)."""
-        if self.apn is None:
-            return
-        args: list[object] = [self.cid, self.context_type, self.apn]
-        if self.username is not None or self.password is not None:
-            args += [self.username or "", self.password or Secret(b"", "apn_password"), self.auth]
-        await self.modem.execute(C.QICSGP(*args))
+        command = self._context_command()
+        if command is not None:
+            await self.modem.execute(command)
 
     async def contexts(self) -> list[PdpContext]:
         out = []
@@ -288,7 +379,13 @@ class Network:
         """SIM ready, registered, context configured and active. Each step waits within the
         overall `timeout`; a failure names the step and what the module answered."""
         if apn is not None:
-            self.apn = apn
+            previous, self.apn = self.apn, apn
+            try:
+                self._context_command()
+            except InvalidArgument:
+                self.apn = previous
+                raise
+            self._ensure_step()
         started = time.monotonic()
         deadline = started + timeout
 
@@ -337,35 +434,58 @@ class Network:
         with contextlib.suppress(CommandError):  # a module without a SIM yet still starts
             await self.configure_context()
 
+    async def ensure_active(self) -> None:
+        """If the network deactivated the context, activate it again (deactivating it
+        first, as modules require). The `PdpKeeper` makes this one attempt per loss however
+        many ask at once (a session reconnecting, `watch()`)."""
+        await self.keeper.restore(self)
+
+    @property
+    def lost(self) -> bool:
+        return self.keeper.lost
+
     def watch(self, *, timeout: float = 120.0) -> None:
-        """Keep the context up in the background: after ``+QIURC: "pdpdeact"`` (deactivate,
-        then activate again) and after a reboot (attach again)."""
+        """Keep the context up in the background: after ``+QIURC: "pdpdeact"`` (through the
+        shared keeper) and after a reboot (attach again)."""
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch(timeout), name="quecmqtt-pdp-watch")
 
     async def _watch(self, timeout: float) -> None:
-        with self.modem.subscribe("+QIURC", ModuleReady, maxsize=16) as events:
-            async for event in events:
-                if isinstance(event, Urc) and (not event.fields or event.fields[0] != "pdpdeact"):
-                    continue
-                if isinstance(event, Urc) and len(event.fields) > 1 and event.fields[1] != self.cid:
-                    continue
-                log.warning("PDP context %d lost (%s): bringing it back", self.cid, getattr(event, "text", "reboot"))
+        with self.modem.subscribe(ModuleReady, maxsize=4) as reboots:
+            while True:
+                rebooted = False
+                if not self.keeper.lost:
+                    reboot = asyncio.ensure_future(reboots.get())
+                    lost = asyncio.ensure_future(self.keeper.next_loss())
+                    try:
+                        await asyncio.wait({reboot, lost}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for waiter in (reboot, lost):
+                            waiter.cancel()
+                        await asyncio.gather(reboot, lost, return_exceptions=True)
+                    rebooted = reboot.done() and not reboot.cancelled() and reboot.exception() is None
                 try:
                     await self.modem.wait_ready(timeout)
-                    if isinstance(event, Urc):
-                        with contextlib.suppress(CommandError):
-                            await self.deactivate()  # required before activating again
-                    await self.attach(timeout=timeout)
-                    log.info("PDP context %d is back", self.cid)
+                    if self.keeper.lost:
+                        await self.ensure_active()
+                        log.info("PDP context %d is back", self.cid)
+                    elif rebooted:
+                        log.warning("module restarted: attaching PDP context %d again", self.cid)
+                        await self.attach(timeout=timeout)
                 except QuecError as exc:
                     log.error("could not bring PDP context %d back: %s", self.cid, exc)
+                    await asyncio.sleep(5.0)
 
     async def close(self) -> None:
+        """Stop `watch()` and remove the init step."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+            self._watcher = None
+        if self._step is not None:
+            self._step.remove()
+            self._step = None
 
     # -- clock ---------------------------------------------------------------------------------
 

@@ -1,8 +1,12 @@
 """The outbox on its own: order, bounds and their policies, attempts, dead letters, and the
-SQLite one across a re-open."""
+SQLite one across a re-open, its batched journal and its file modes."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,9 +25,9 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Make:
     return lambda **bounds: SqliteOutbox(tmp_path / "outbox.db", **bounds)
 
 
-def test_order_ack_attempts_and_size(make: Make) -> None:
+async def test_order_ack_attempts_and_size(make: Make) -> None:
     box = make()
-    entries = [box.put("t", b"%d" % i, 1, False) for i in range(5)]
+    entries = [await box.put("t", b"%d" % i, 1, False) for i in range(5)]
     assert [e.payload for e in box.pending()] == [b"0", b"1", b"2", b"3", b"4"]
     assert [e.id for e in box.pending(2)] == [entries[0].id, entries[1].id]
     assert box.size == 5 and len(box) == 5
@@ -35,27 +39,37 @@ def test_order_ack_attempts_and_size(make: Make) -> None:
     box.dead(box.pending(1)[0], "refused")
     assert [(d.entry.payload, d.entry.attempts, d.reason) for d in box.dead_letters()] == [(b"0", 2, "refused")]
     assert [e.payload for e in box.pending()] == [b"2", b"3", b"4"]
-    private = box.put("t", b"secret-reading-42", 1, False)
+    private = await box.put("t", b"secret-reading-42", 1, False)
     assert "secret-reading-42" not in repr(private) and "17 bytes" in repr(private)  # payloads stay out of logs
+    await box.aclose()
 
 
-def test_reject_policy_keeps_everything_accepted(make: Make) -> None:
+async def test_reject_policy_keeps_everything_accepted(make: Make) -> None:
     box = make(max_messages=2)
-    box.put("t", b"a", 1, False)
-    box.put("t", b"b", 1, False)
+    await box.put("t", b"a", 1, False)
+    await box.put("t", b"b", 1, False)
     with pytest.raises(OutboxFull, match="2 messages"):
-        box.put("t", b"c", 1, False)
+        await box.put("t", b"c", 1, False)
     assert [e.payload for e in box.pending()] == [b"a", b"b"]
-    by_bytes = make(max_bytes=10)
-    by_bytes.put("u", b"12345678", 1, False)
+    await box.aclose()
+    by_bytes = MemoryOutbox(max_bytes=10)
+    await by_bytes.put("u", b"12345678", 1, False)
     with pytest.raises(OutboxFull):
-        by_bytes.put("u", b"123", 1, False)
+        await by_bytes.put("u", b"123", 1, False)
 
 
-def test_drop_oldest_policy_moves_it_to_the_dead_letters(tmp_path: Path) -> None:
+async def test_concurrent_puts_count_against_the_bound(make: Make) -> None:
+    box = make(max_messages=10)
+    results = await asyncio.gather(*(box.put("t", b"%d" % i, 1, False) for i in range(15)), return_exceptions=True)
+    assert sum(1 for r in results if isinstance(r, OutboxFull)) == 5
+    assert [e.payload for e in box.pending()] == [b"%d" % i for i in range(10)]  # in the order they were given
+    await box.aclose()
+
+
+async def test_drop_oldest_policy_moves_it_to_the_dead_letters() -> None:
     box = MemoryOutbox(max_messages=2, policy="drop-oldest")
     for payload in (b"a", b"b", b"c"):
-        box.put("t", payload, 1, False)
+        await box.put("t", payload, 1, False)
     assert [e.payload for e in box.pending()] == [b"b", b"c"]
     assert [(d.entry.payload, d.reason) for d in box.dead_letters()] == [
         (b"a", "outbox full: dropped for a newer message")
@@ -64,18 +78,60 @@ def test_drop_oldest_policy_moves_it_to_the_dead_letters(tmp_path: Path) -> None
         MemoryOutbox(policy="whatever")
 
 
-def test_sqlite_outbox_survives_a_reopen(tmp_path: Path) -> None:
+async def test_dead_letters_keep_the_latest(make: Make) -> None:
+    box = make(max_dead=3)
+    for i in range(6):
+        entry = await box.put("t", b"%d" % i, 1, False)
+        box.dead(entry, f"reason {i}")
+    assert [d.reason for d in box.dead_letters()] == ["reason 3", "reason 4", "reason 5"]
+    await box.aclose()
+
+
+async def test_sqlite_outbox_survives_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "box.db"
-    box = SqliteOutbox(path)
+    box = SqliteOutbox(path, max_dead=3)
     for i in range(3):
-        box.put("t", bytes([i, 0, 13, 10]), i % 3, bool(i))
+        await box.put("t", bytes([i, 0, 13, 10]), i % 3, bool(i))
+    box.attempt(box.pending(1)[0].id)
     box.dead(box.pending(1)[0], "test")
-    box.close()
-    again = SqliteOutbox(path)
+    for i in range(5):
+        box.dead(await box.put("old", b"x", 1, False), f"old {i}")
+    await box.aclose()
+    again = SqliteOutbox(path, max_dead=3)
+    await again.open()
     assert [(e.payload, e.qos, e.retain) for e in again.pending()] == [
         (bytes([1, 0, 13, 10]), 1, True),
         (bytes([2, 0, 13, 10]), 2, True),
     ]
-    assert [d.reason for d in again.dead_letters()] == ["test"]
-    later = again.put("t", b"new", 1, False)
-    assert later.id > again.pending()[0].id  # ids keep growing: order holds across runs
+    assert [d.reason for d in again.dead_letters()] == ["old 2", "old 3", "old 4"]
+    later = await again.put("t", b"new", 1, False)
+    assert later.id > max(d.entry.id for d in again.dead_letters())  # ids keep growing: order holds across runs
+    await again.aclose()
+
+
+async def test_sqlite_journal_is_batched_and_written_off_the_loop(tmp_path: Path) -> None:
+    box = SqliteOutbox(tmp_path / "box.db")
+    await box.open()
+    writer = box._thread
+    assert writer is not None and writer is not threading.current_thread()
+    entries = await asyncio.gather(*(box.put("t", b"%d" % i, 1, False) for i in range(200)))
+    puts = box.commits
+    assert puts < 50, f"200 concurrent puts took {puts} commits"
+    for entry in entries:
+        box.attempt(entry.id)
+        box.ack(entry.id)
+    await box.flush()
+    assert box.commits - puts < 20, "attempts and acks are written behind, in batches"
+    await box.aclose()
+    assert len(SqliteOutbox(tmp_path / "box.db")) == 0
+
+
+async def test_sqlite_files_are_private(tmp_path: Path) -> None:
+    os.umask(0o022)
+    path = tmp_path / "box.db"
+    box = SqliteOutbox(path)
+    await box.put("t", b"reading", 1, False)
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            assert stat.S_IMODE(name.stat().st_mode) == 0o600, name
+    await box.aclose()

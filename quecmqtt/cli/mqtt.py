@@ -20,7 +20,7 @@ from quecmqtt.cli.common import (
     run,
 )
 from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
-from quecmqtt.errors import QuecError
+from quecmqtt.errors import LinkLost, QuecError
 
 
 class SubscriptionEnded(QuecError):
@@ -76,38 +76,26 @@ async def sub(args: argparse.Namespace) -> int:
 
     async with open_modem(args) as modem:
         client = await _connected(args, modem)
-        # The link can go (+QMTSTAT, a reboot, the port unplugged): say so and fail rather than
-        # wait forever for messages that cannot come. Watched from before the SUBSCRIBE: a broker
-        # may close the link in answer to it.
-        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        client.on_link_event(lambda reason: None if lost.done() else lost.set_result(reason))
-        granted = await client.subscribe([(t, args.qos) for t in args.topic])
-        for g in granted:
-            note = "REFUSED by the broker" if g.rejected else f"QoS {g.qos}"
-            print(f"subscribed to {g.topic}: {note}", file=sys.stderr, flush=True)
         received = 0
-
-        async def print_messages() -> None:
-            nonlocal received
-            async for message in client.messages():
+        try:
+            # The link can go (+QMTSTAT, a reboot, the port unplugged), even in answer to the
+            # SUBSCRIBE: then say so and fail rather than wait for messages that cannot come.
+            granted = await client.subscribe([(t, args.qos) for t in args.topic])
+            for g in granted:
+                note = "REFUSED by the broker" if g.rejected else f"QoS {g.qos}"
+                print(f"subscribed to {g.topic}: {note}", file=sys.stderr, flush=True)
+            async for message in client.messages():  # what arrived before a loss, then LinkLost
                 if not isinstance(message, MqttMessage):
                     print(f"(dropped {message.dropped} messages: the queue was full)", file=sys.stderr, flush=True)
                     continue
                 received += 1
                 _print_message(args, message)
                 if args.count and received >= args.count:
-                    return
-
-        printer = asyncio.create_task(print_messages())
-        waiters: set[asyncio.Future[Any]] = {printer, lost}
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if not printer.done():
-            await asyncio.sleep(0)  # the printer takes what arrived before the loss, in one go
-            printer.cancel()
-            await asyncio.gather(printer, return_exceptions=True)
-            reason = lost.result()
-            raise SubscriptionEnded(f"the connection to {args.broker} was lost ({reason}) after {received} messages")
-        printer.result()
+                    break
+        except LinkLost as exc:
+            raise SubscriptionEnded(
+                f"the connection to {args.broker} was lost ({exc.reason}) after {received} messages"
+            ) from None
         await client.close()
     return 0
 

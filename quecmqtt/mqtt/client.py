@@ -1,21 +1,21 @@
 """The module's MQTT client, one per client index (0 to 5).
 
-    client = MqttClient(modem, 0, MqttConfig(keepalive=60))
-    await client.open("broker.example", 1883)
-    await client.connect("device-1", "user", Secret("password"))
-    granted = await client.subscribe([("cmd/#", 1)])
-    await client.publish("telemetry", b'{"t": 21.5}', qos=1)
-    async for message in client.messages():
-        ...
+    async with MqttClient(modem, 0, MqttConfig(keepalive=60)) as client:
+        await client.open("broker.example", 1883)
+        await client.connect("device-1", "user", Secret("password"))
+        granted = await client.subscribe([("cmd/#", 1)])
+        await client.publish("telemetry", b'{"t": 21.5}', qos=1)
+        async for message in client.messages():   # raises LinkLost when the link goes
+            ...
 
 Each operation waits for the module's result URC and raises a typed error carrying the
 module's result code (`MqttOpenError`, `MqttError`) and, for CONNECT, the CONNACK code
 (`ConnectRefused`). `publish_nowait()` returns as soon as the module took the message, so
-several publishes can be in flight; their results are matched by (client, msg id).
+several publishes can be in flight; their results are matched by (client, msg id). The
+publish form and its limit are probed once per module (see `quecmqtt.mqtt.publish`).
 
-The publish form is probed once per module (``AT+QMTPUBEX=?``, ``AT+QMTPUB=?``): the length
-forms are binary-safe; the Ctrl-Z form is used only when nothing else exists, and refuses
-payloads holding Ctrl-Z or ESC.
+Leaving ``async with`` disconnects and closes the link (best effort), removes the client's
+init step and listener, and frees the index.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,24 +32,49 @@ from quecmqtt.at.events import Event, MqttMessage, MqttStatus, Urc
 from quecmqtt.at.spec import CommandSpec
 from quecmqtt.errors import (
     CommandError,
+    CommandTimeout,
     ConnectRefused,
     InvalidArgument,
     LinkLost,
     MqttError,
     MqttOpenError,
     QuecError,
+    QueueClosed,
 )
 from quecmqtt.mqtt.config import MqttConfig
 from quecmqtt.mqtt.links import MqttLinks
+from quecmqtt.mqtt.publish import (
+    FORM_CTRLZ,
+    FORM_FIXED,
+    FORM_PUBEX,
+    MsgIds,
+    PublishForm,
+    PublishHandle,
+    check_topic_name,
+    form_named,
+    probe_publish_form,
+)
 from quecmqtt.mqtt.state import ClientState, Input, StateMachine
-from quecmqtt.runtime import Modem, ModuleReset, Overflow, Pending
+from quecmqtt.runtime import EventQueue, Modem, ModuleReset, Overflow, RuntimeClosed
 from quecmqtt.secret import Secret
+
+__all__ = [
+    "CONNACK",
+    "FORM_CTRLZ",
+    "FORM_FIXED",
+    "FORM_PUBEX",
+    "OPEN_RESULTS",
+    "Granted",
+    "MqttClient",
+    "MsgIds",
+    "PublishHandle",
+    "check_topic_name",
+    "number",
+    "probe_publish_form",
+]
 
 log = logging.getLogger("quecmqtt.mqtt")
 
-FORM_PUBEX = "pubex"  # AT+QMTPUBEX=...,<length>
-FORM_FIXED = "pub-fixed"  # AT+QMTPUB=...,<length>
-FORM_CTRLZ = "pub-ctrlz"  # AT+QMTPUB=... then data and Ctrl-Z
 OPEN_RESULTS = {
     -1: "failed to open the network",
     1: "wrong parameter",
@@ -85,57 +109,6 @@ def number(fields: Sequence[object], index: int, default: int = -1) -> int:
     return value if isinstance(value, int) else default
 
 
-def check_topic_name(topic: str) -> None:
-    """A topic to publish to: not empty, no wildcards (the broker would drop the link)."""
-    if not topic:
-        raise InvalidArgument("the topic is empty")
-    if "+" in topic or "#" in topic:
-        raise InvalidArgument(f"cannot publish to {topic!r}: wildcards (+, #) are for subscriptions only")
-
-
-class MsgIds:
-    """Packet ids 1-65535 for one client: never one that is still in flight."""
-
-    def __init__(self) -> None:
-        self._next = 1
-        self.in_flight: set[int] = set()
-
-    def take(self) -> int:
-        if len(self.in_flight) >= 65535:
-            raise MqttError("no free msg id: 65535 operations in flight", -1)
-        while self._next in self.in_flight:
-            self._next = self._next % 65535 + 1
-        msg_id = self._next
-        self.in_flight.add(msg_id)
-        self._next = self._next % 65535 + 1
-        return msg_id
-
-    def release(self, msg_id: int) -> None:
-        self.in_flight.discard(msg_id)
-
-
-class PublishHandle:
-    """A publish the module has taken: `await handle.result()` for the broker's answer."""
-
-    def __init__(self, client: MqttClient, msg_id: int, pending: Pending | None) -> None:
-        self.msg_id = msg_id
-        self._client = client
-        self._pending = pending
-
-    async def result(self) -> None:
-        """Returns when the module reports the message sent (QoS 0) or acknowledged; raises
-        MqttError (the module gave up), LinkLost, or what the runtime raises."""
-        if self._pending is None:
-            return
-        try:
-            urc = await self._pending.result()
-        finally:
-            self._client._ids.release(self.msg_id)
-        result = number(urc.fields, 2)
-        if result != 0:
-            raise MqttError(f"publish {self.msg_id} on client {self._client.index} failed: {urc.text}", result)
-
-
 class MqttClient:
     def __init__(
         self,
@@ -152,16 +125,17 @@ class MqttClient:
         self.modem = modem
         self.index = index
         self.config = config or MqttConfig()
-        self.publish_form = publish_form
+        self.config.commands(index)  # every value checked now, before any step is registered
+        self.form: PublishForm | None = form_named(publish_form) if publish_form is not None else None
         self.probe = probe
         self._machine = StateMachine()
         self._ids = MsgIds()
         self._supported: frozenset[str] | None = None
         self._configured_generation = -1
-        self._queue: deque[MqttMessage] = deque()
-        self._queue_size = queue_size
-        self._dropped = 0
-        self._arrived = asyncio.Event()
+        self._queue: EventQueue[MqttMessage] = EventQueue(queue_size)
+        self._link_down: LinkLost | None = None  # why the link is down (None: up, or never up)
+        self._ended = False  # the client object or the modem is gone
+        self._user_closed = False  # close() or disconnect(): iteration ends, it is no loss
         self._callbacks: list[Callable[[MqttMessage], None]] = []
         self._link_events: list[Callable[[str], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -177,6 +151,19 @@ class MqttClient:
             on_failure=self._reapply_failed,
         )
 
+    async def __aenter__(self) -> MqttClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self.modem.closed:
+            with contextlib.suppress(QuecError, TimeoutError):
+                async with asyncio.timeout(10):
+                    if self.connected:
+                        await self.disconnect()
+                    if self.state is not ClientState.CLOSED:
+                        await self.close()
+        await self.aclose()
+
     # -- state ------------------------------------------------------------------------
 
     @property
@@ -187,13 +174,21 @@ class MqttClient:
     def connected(self) -> bool:
         return self._machine.state is ClientState.CONNECTED
 
-    def on_message(self, callback: Callable[[MqttMessage], None]) -> None:
-        """Call `callback(message)` for each message (in the event loop; keep it short)."""
-        self._callbacks.append(callback)
+    @property
+    def publish_form(self) -> str | None:
+        return self.form.name if self.form is not None else None
 
-    def on_link_event(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(reason)` when the link is lost (``+QMTSTAT``, ``+QMTPING``, reset)."""
+    def on_message(self, callback: Callable[[MqttMessage], None]) -> Callable[[], None]:
+        """Call `callback(message)` for each message (in the event loop; keep it short).
+        Returns a function that removes it."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def on_link_event(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(reason)` when the link is lost (``+QMTSTAT``, ``+QMTPING``, reset).
+        Returns a function that removes it."""
         self._link_events.append(callback)
+        return lambda: self._link_events.remove(callback) if callback in self._link_events else None
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, MqttMessage):
@@ -202,32 +197,40 @@ class MqttClient:
         elif isinstance(event, MqttStatus):
             if event.client == self.index:
                 self.last_status = event.code
-                self._link_lost(f"+QMTSTAT: {event.client},{event.code}")
+                self._link_lost(LinkLost(self.index, event.code), f"+QMTSTAT: {event.client},{event.code}")
         elif isinstance(event, Urc):
             if event.prefix == "+QMTPING" and event.fields[:1] == (self.index,):
-                self._link_lost(event.text)
+                self._link_lost(LinkLost(self.index, number(event.fields, 1), "+QMTPING"), event.text)
             elif event.prefix == "+QMTRECV" and len(event.fields) == 2 and event.fields[0] == self.index:
                 self._spawn(self._read_buffer(number(event.fields, 1)))
         elif isinstance(event, ModuleReset):
+            was_up = self._machine.state is not ClientState.CLOSED
             self._machine.process(Input.RESET)
-            self._ids.in_flight.clear()
+            self._ids.reset()
+            if was_up:
+                self._link_down = LinkLost(self.index, -1, f"module reset: {event.reason}")
+            self._queue.poke()
             self._notify_link(f"module reset: {event.reason}")
+        elif isinstance(event, RuntimeClosed):
+            self._ended = True
+            self._queue.poke()
 
-    def _link_lost(self, reason: str) -> None:
+    def _link_lost(self, error: LinkLost, reason: str) -> None:
         if self._machine.process(Input.LINK_LOST):
             log.info("MQTT client %d: link lost (%s)", self.index, reason)
+            self._link_down = error
+            self._queue.poke()
             self._notify_link(reason)
 
     def _notify_link(self, reason: str) -> None:
         for callback in list(self._link_events):
-            callback(reason)
+            try:
+                callback(reason)
+            except Exception:
+                log.exception("link event callback failed")
 
     def _enqueue(self, message: MqttMessage) -> None:
-        if len(self._queue) >= self._queue_size:
-            self._queue.popleft()
-            self._dropped += 1
-        self._queue.append(message)
-        self._arrived.set()
+        self._queue.offer(message)
         for callback in list(self._callbacks):
             try:
                 callback(message)
@@ -248,23 +251,36 @@ class MqttClient:
 
     async def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
         """Received messages, in order. A full queue drops the oldest and yields an
-        `Overflow` with the count in their place: nothing is lost silently."""
+        `Overflow` with the count in their place: nothing is lost silently. Once what
+        arrived is taken, the iteration raises `LinkLost` when the link is down (lost, or
+        the module reset), and ends when the client is closed or the modem is."""
         while True:
-            if self._dropped:
-                dropped, self._dropped = self._dropped, 0
-                yield Overflow(dropped)
-                continue
-            if self._queue:
-                yield self._queue.popleft()
-                continue
-            self._arrived.clear()
-            await self._arrived.wait()
+            item = await self._take(stop_on_link_loss=True)
+            if item is None:
+                return
+            yield item
+
+    async def _take(self, *, stop_on_link_loss: bool) -> MqttMessage | Overflow | None:
+        """The next message; None at the end; LinkLost (if asked) when the link is down.
+        A session takes across reconnects (`stop_on_link_loss` false): for it only the end
+        of the client object or of the modem ends the stream."""
+        while True:
+            item = self._queue.get_nowait()
+            if item is not None:
+                return item
+            if self._ended or (stop_on_link_loss and self._user_closed):
+                return None
+            if stop_on_link_loss and self._link_down is not None:
+                raise self._link_down
+            await self._queue.wait()
 
     async def next_message(self, timeout: float | None = None) -> MqttMessage | Overflow:
+        """The next message; `LinkLost` when the link is down, `QueueClosed` at the end."""
         async with asyncio.timeout(timeout):
-            async for item in self.messages():
-                return item
-        raise AssertionError("unreachable")  # pragma: no cover
+            item = await self._take(stop_on_link_loss=True)
+        if item is None:
+            raise QueueClosed(f"MQTT client {self.index} is closed")
+        return item
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -282,6 +298,14 @@ class MqttClient:
             await self.modem.execute(command)
         if config is None:
             self._configured_generation = self.modem.generation
+
+    @property
+    def entry_timeout(self) -> float | None:
+        """The module's data-entry time-out we configured (``edit/timeout``), if any."""
+        timeout = self.config.edit_timeout
+        if timeout is None or self._supported is None or "edit/timeout" not in self._supported:
+            return None
+        return float(timeout)
 
     async def read_config(self, key: str) -> tuple[object, ...]:
         """The module's value for a QMTCFG key (secret fields come back as `Secret`)."""
@@ -302,7 +326,9 @@ class MqttClient:
     # -- operations -------------------------------------------------------------------------
 
     async def open(self, host: str, port: int, *, configure: bool = True) -> None:
+        C.QMTOPEN(self.index, host, port)  # checked before anything is sent
         self._machine.process(Input.OPEN)
+        self._user_closed = False
         try:
             await self.links.ensure_reconciled()
             if configure and self._configured_generation != self.modem.generation:
@@ -329,14 +355,15 @@ class MqttClient:
     async def connect(self, client_id: str, username: str | None = None, password: str | Secret | None = None) -> None:
         """MQTT CONNECT. With `aliauth` configured, leave username and password out and the
         module signs the login."""
-        self._machine.process(Input.CONNECT)
         args: list[object] = [self.index, client_id]
         if username is not None:
             args.append(username)
             if password is not None:
                 args.append(password if isinstance(password, Secret) else Secret(password, "password"))
+        command = C.QMTCONN(*args)  # checked before the state changes
+        self._machine.process(Input.CONNECT)
         try:
-            reply = await self.modem.execute(C.QMTCONN(*args), result_timeout=self.config.result_timeout + 60)
+            reply = await self.modem.execute(command, result_timeout=self.config.result_timeout + 60)
         except BaseException:
             self._machine.process(Input.CONNECT_FAILED)
             raise
@@ -346,6 +373,7 @@ class MqttClient:
         code = number(fields, 2, default=0)
         if result == 0 and code == 0:
             self._machine.process(Input.CONNECTED)
+            self._link_down = None
             return
         self._machine.process(Input.CONNECT_FAILED)
         if result == 0:
@@ -357,9 +385,11 @@ class MqttClient:
         """Subscribe (five topics per command, the module's limit); the granted QoS of each,
         128 where the broker rejected it."""
         pairs = [(topics, qos)] if isinstance(topics, str) else list(topics)
+        batches = [pairs[start : start + 5] for start in range(0, len(pairs), 5)]
+        for batch in batches:  # every topic checked before anything is sent
+            C.QMTSUB(self.index, 1, *[x for pair in batch for x in pair])
         granted: list[Granted] = []
-        for start in range(0, len(pairs), 5):
-            batch = pairs[start : start + 5]
+        for batch in batches:
             args: list[object] = []
             for topic, level in batch:
                 args += [topic, level]
@@ -374,13 +404,20 @@ class MqttClient:
             await self._acked(C.QMTUNS, list(batch), "unsubscribe")
 
     async def _acked(self, spec: CommandSpec, args: list[object], what: str) -> tuple[object, ...]:
-        """Run a SUB/UNS with a fresh msg id (allocated here, freed after the result)."""
+        """Run a SUB/UNS with a fresh msg id (freed once the module is done with it)."""
         self._machine.process(Input.USE)
         msg_id = self._ids.take()
+        timeout = self.config.result_timeout
         try:
-            reply = await self.modem.execute(spec(self.index, msg_id, *args), result_timeout=self.config.result_timeout)
-        finally:
+            reply = await self.modem.execute(spec(self.index, msg_id, *args), result_timeout=timeout)
+        except (asyncio.CancelledError, CommandTimeout):
+            # it may have gone out: the module may still answer with this id
+            self._ids.quarantine(msg_id, asyncio.get_running_loop().time() + timeout)
+            raise
+        except BaseException:
             self._ids.release(msg_id)
+            raise
+        self._ids.release(msg_id)
         assert reply.result is not None
         fields = reply.result.fields
         if number(fields, 2) != 0:
@@ -397,54 +434,65 @@ class MqttClient:
     ) -> PublishHandle:
         """Hand the message to the module and return; await `.result()` later. The next
         publish can be written meanwhile: several are then in flight."""
-        if qos not in (0, 1, 2):
-            raise InvalidArgument(f"QoS must be 0, 1 or 2, not {qos}")
-        check_topic_name(topic)
+        self.check_publish(topic, payload, qos, retain)
         self._machine.process(Input.USE)
-        form = await self._publish_form()
+        form = await self.prepare_publish()
         raw = payload.reveal_bytes() if isinstance(payload, Secret) else payload
-        if form == FORM_CTRLZ and (b"\x1a" in raw or b"\x1b" in raw):
-            raise InvalidArgument("this module publishes only with Ctrl-Z: the payload cannot hold 0x1A or 0x1B")
+        problem = form.problem(raw)
+        if problem is not None:
+            raise InvalidArgument(problem)
+        command = form.command(self.index, 0, qos, retain, topic, len(raw))  # checked before an id is taken
         msg_id = self._ids.take() if qos else 0
+        if msg_id:
+            command = form.command(self.index, msg_id, qos, retain, topic, len(raw))
+        timeout = self.config.result_timeout
         try:
-            if form == FORM_PUBEX:
-                command = C.QMTPUBEX(self.index, msg_id, qos, int(retain), topic, len(raw))
-            elif form == FORM_FIXED:
-                command = C.QMTPUB(self.index, msg_id, qos, int(retain), topic, len(raw))
-            else:
-                command = C.QMTPUB_CTRLZ(self.index, msg_id, qos, int(retain), topic)
-            pending = await self.modem.submit(command, payload, result_timeout=self.config.result_timeout)
+            pending = await self.modem.submit(
+                command, payload, result_timeout=timeout, entry_timeout=self.entry_timeout
+            )
+        except (asyncio.CancelledError, CommandTimeout):
+            if qos:  # it may have gone out: the module may still use the id
+                self._ids.quarantine(msg_id, asyncio.get_running_loop().time() + timeout)
+            raise
         except BaseException:
             if qos:
                 self._ids.release(msg_id)
             raise
-        return PublishHandle(self, msg_id, pending)
+        return PublishHandle(self.index, self._ids, msg_id, pending)
 
     def check_publish(self, topic: str, payload: bytes | Secret, qos: int = 0, retain: bool = False) -> None:
         """Raise InvalidArgument for a message the module cannot take (a quote or control
         character in the topic, an empty or too long payload, a bad QoS, Ctrl-Z in the
-        payload of a Ctrl-Z-only module), without sending anything."""
-        if qos not in (0, 1, 2):
-            raise InvalidArgument(f"QoS must be 0, 1 or 2, not {qos}")
-        check_topic_name(topic)
-        raw = payload.reveal_bytes() if isinstance(payload, Secret) else payload
-        if self.publish_form == FORM_CTRLZ:
-            if b"\x1a" in raw or b"\x1b" in raw:
-                raise InvalidArgument("this module publishes only with Ctrl-Z: the payload cannot hold 0x1A or 0x1B")
-            C.QMTPUB_CTRLZ(self.index, 1, qos, int(retain), topic)
-        elif self.publish_form == FORM_FIXED:
-            C.QMTPUB(self.index, 1, qos, int(retain), topic, len(raw))
-        else:
-            C.QMTPUBEX(self.index, 1, qos, int(retain), topic, len(raw))
+        payload of a Ctrl-Z-only module), without sending anything. Before the publish form
+        is known (`prepare_publish`), the command table's limit applies."""
+        problem = self.unsendable(topic, payload, qos, retain)
+        if problem is not None:
+            raise InvalidArgument(problem)
 
-    async def _publish_form(self) -> str:
-        if self.publish_form is None:
-            self.publish_form = await probe_publish_form(self.modem)
-            log.info("module publishes with %s", self.publish_form)
-        return self.publish_form
+    def unsendable(self, topic: str, payload: bytes | Secret, qos: int = 0, retain: bool = False) -> str | None:
+        """Why this message can never be published by this module, or None."""
+        if qos not in (0, 1, 2):
+            return f"QoS must be 0, 1 or 2, not {qos}"
+        try:
+            check_topic_name(topic)
+            form = self.form or form_named(FORM_PUBEX)
+            raw = payload.reveal_bytes() if isinstance(payload, Secret) else payload
+            form.command(self.index, 1, qos, retain, topic, max(1, len(raw)))
+        except InvalidArgument as exc:
+            return str(exc)
+        return form.problem(raw)
+
+    async def prepare_publish(self) -> PublishForm:
+        """The module's publish form and limit (probed once per client)."""
+        if self.form is None:
+            self.form = await probe_publish_form(self.modem)
+            log.info("module publishes with %s (at most %d bytes)", self.form.name, self.form.max_length)
+        return self.form
 
     async def disconnect(self) -> None:
         self._machine.process(Input.DISCONNECT)
+        self._user_closed = True  # the user ends the session: iteration ends, it is no loss
+        self._queue.poke()
         try:
             reply = await self.modem.execute(C.QMTDISC(self.index))
         except LinkLost:
@@ -454,8 +502,10 @@ class MqttClient:
 
     async def close(self) -> None:
         """Close the connection; safe in any state (errors from the module are ignored:
-        the index is free afterwards either way)."""
+        the index is free afterwards either way). Iteration of `messages()` ends."""
         self._machine.process(Input.CLOSE)
+        self._user_closed = True
+        self._queue.poke()
         try:
             with contextlib.suppress(QuecError):
                 await self.modem.execute(C.QMTCLOSE(self.index))
@@ -463,26 +513,12 @@ class MqttClient:
             self._machine.process(Input.CLOSED)  # even when cancelled: never stuck closing
 
     async def aclose(self) -> None:
-        """Stop following the module (listener, background reads) and free the index for
-        another client object."""
+        """Stop following the module (listener, init step, background reads) and free the
+        index for another client object."""
+        self._ended = True
+        self._queue.poke()
         self._remove_listener()
         self._step.remove()
         self.links.release(self.index)
         for task in list(self._tasks):
             task.cancel()
-
-
-async def probe_publish_form(modem: Modem) -> str:
-    """Which publish command the module has: the length forms first (binary-safe)."""
-    with contextlib.suppress(CommandError):
-        await modem.execute(C.QMTPUBEX_TEST())
-        return FORM_PUBEX
-    try:
-        reply = await modem.execute(C.QMTPUB_TEST())
-    except CommandError as exc:
-        raise MqttError("the module has neither AT+QMTPUBEX nor AT+QMTPUB", -1) from exc
-    fields = reply.fields("+QMTPUB")
-    # a last range such as (1-4096) means a length parameter: the fixed-length form
-    if fields and len(fields[0]) >= 6 and str(fields[0][-1]).startswith("("):
-        return FORM_FIXED
-    return FORM_CTRLZ

@@ -1,24 +1,28 @@
 """A session: one MQTT client kept connected for as long as the program runs.
 
-    session = Session(modem, "broker.example", 1883, "device-1",
-                      subscriptions=[("cmd/#", 1)], outbox=SqliteOutbox("/var/lib/dev/outbox.db"))
-    await session.start()                    # waits for the first connection
-    await session.publish("telemetry", b"{...}", qos=1)  # returns once the outbox holds it
-    async for message in session.messages():
-        ...
-    await session.stop()
+    async with Session(modem, "broker.example", 1883, "device-1",
+                       subscriptions=[("cmd/#", 1)], outbox=SqliteOutbox("/var/lib/dev/outbox.db")) as session:
+        await session.publish("telemetry", b"{...}", qos=1)  # returns once the outbox holds it
+        async for message in session.messages():          # across reconnects; ends on stop
+            ...
 
-After a link loss (``+QMTSTAT`` other than the 5 after our own disconnect, ``+QMTPING``), a
-module reboot, a lost port, or a lost PDP context, the session waits for the module, brings
-the context back, closes the client index (``AT+QMTCLOSE``), opens and connects again with
-exponential back-off and jitter, re-subscribes, and resends what the outbox holds, oldest
-first. `publish()` only puts the message in the outbox; a pump sends it with up to `window`
-publishes in flight and removes it when the module reports it acknowledged.
+After a link loss (``+QMTSTAT`` other than the one after our own disconnect, ``+QMTPING``),
+a module reboot, a lost port, or a lost PDP context, the session waits for the module, asks
+the network service to bring the context back (one owner: `Network.ensure_active`), closes
+the client index (``AT+QMTCLOSE``), opens and connects again with exponential back-off and
+jitter, re-subscribes, and resends what the outbox holds, oldest first. `publish()` only
+puts the message in the outbox; a pump sends it with up to `window` publishes in flight and
+removes it when the module reports it acknowledged.
+
+The publish form and its limit are probed on connecting, before the outbox drains: a message
+the module can never take (too long for its form, Ctrl-Z bytes on a Ctrl-Z-only module) is a
+dead letter at once, with the reason, and never costs a reconnect; what is behind it goes on
+in order.
 
 Terminal conditions stop the session and raise from `wait_connected()`, `publish()`,
-`flush()` and `wait_stopped()`: a CONNECT refused with a code in `terminal_connack` (4 bad
-user name or password, 5 not authorised, by default) and unexpected internal errors. Every
-other failure is retried.
+`flush()`, `wait_stopped()` and `messages()`: a CONNECT refused with a code in
+`terminal_connack` (4 bad user name or password, 5 not authorised, by default), the modem
+being closed, and unexpected internal errors. Every other failure is retried.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from quecmqtt.at.events import Event, MqttMessage, Urc
+from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import (
     ConnectRefused,
     InternalError,
@@ -42,11 +46,12 @@ from quecmqtt.errors import (
     NotOpen,
     QuecError,
 )
-from quecmqtt.modem import Modem, Overflow, State
-from quecmqtt.mqtt.client import Granted, MqttClient, PublishHandle
+from quecmqtt.mqtt.client import Granted, MqttClient
 from quecmqtt.mqtt.config import MqttConfig
 from quecmqtt.mqtt.outbox import DeadLetter, Entry, MemoryOutbox, Outbox
+from quecmqtt.mqtt.publish import PublishHandle
 from quecmqtt.network import Network
+from quecmqtt.runtime import Modem, Overflow, State
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.session")
@@ -108,6 +113,7 @@ class Session:
         publish_form: str | None = None,
         queue_size: int = 1000,
         ready_timeout: float = 120.0,
+        rng: random.Random | None = None,
     ) -> None:
         if window < 1:
             raise InvalidArgument("the in-flight window must be at least 1")
@@ -130,17 +136,16 @@ class Session:
         self.state = SessionState.IDLE
         self.error: BaseException | None = None
         self.reconnects = 0  # successful connections after the first
-        self._rng = random.Random()
+        self._rng = rng or random.Random()
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # the pump has something to look at
         self._lost = asyncio.Event()  # the link is down (set by the module's reports)
         self._state_changed = asyncio.Event()
         self._progress = asyncio.Event()  # an outbox entry was settled, or the state changed
-        self._pdp_lost = False
         self._failures: dict[int, str] = {}  # entry id -> why its last attempt failed
         self._state_callbacks: list[Callable[[SessionState], None]] = []
-        self.client.on_link_event(self._on_link_event)
-        self._remove_listener = modem.add_listener(self._on_event)
+        self._removers = [self.client.on_link_event(self._on_link_event)]
+        self._pdp_watch: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         where = f"client {self.client.index} {self.host}:{self.port}"
@@ -152,9 +157,10 @@ class Session:
     def connected(self) -> bool:
         return self.state is SessionState.CONNECTED
 
-    def on_state(self, callback: Callable[[SessionState], None]) -> None:
-        """Call `callback(state)` on every change of `state`."""
+    def on_state(self, callback: Callable[[SessionState], None]) -> Callable[[], None]:
+        """Call `callback(state)` on every change of `state`; returns a remover."""
         self._state_callbacks.append(callback)
+        return lambda: self._state_callbacks.remove(callback) if callback in self._state_callbacks else None
 
     def _set_state(self, state: SessionState) -> None:
         if state is self.state:
@@ -164,6 +170,7 @@ class Session:
         self._state_changed.set()
         self._state_changed = asyncio.Event()
         self._progress.set()
+        self.client._queue.poke()  # a consumer of messages() sees the end
         for callback in list(self._state_callbacks):
             try:
                 callback(state)
@@ -198,12 +205,12 @@ class Session:
         self._lost.set()
         self._wake.set()
 
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, Urc) and event.prefix == "+QIURC" and event.fields[:1] == ("pdpdeact",):
-            cid = event.fields[1] if len(event.fields) > 1 else None
-            if cid in (None, self.network.cid):
-                self._pdp_lost = True
-                self._on_link_event(event.text)
+    async def _watch_pdp(self) -> None:
+        """A lost context takes the link with it: reconnect (the network brings it back)."""
+        keeper = self.network.keeper
+        while True:
+            await keeper.next_loss()
+            self._on_link_event("PDP context lost")
 
     # -- life --------------------------------------------------------------------------------
 
@@ -213,32 +220,38 @@ class Session:
         (the session keeps trying)."""
         if self._runner is not None:
             raise LocalProtocolError("session already started")
+        await self.outbox.open()
         self._set_state(SessionState.CONNECTING)
         self._runner = asyncio.create_task(self._run(), name=f"quecmqtt-session-{self.client.index}")
+        self._pdp_watch = asyncio.create_task(self._watch_pdp(), name=f"quecmqtt-session-pdp-{self.client.index}")
         if wait:
             await self.wait_connected(timeout)
 
     async def stop(self, *, flush: float | None = None) -> None:
         """Stop: optionally wait up to `flush` seconds for the outbox to empty, then
         disconnect and close the client. What is still in the outbox stays there (a
-        SqliteOutbox keeps it for the next run)."""
+        SqliteOutbox keeps it for the next run). `messages()` ends."""
         if flush and self.connected:
             with contextlib.suppress(TimeoutError, SessionFailed):
                 await self.flush(flush)
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+        for task in (self._runner, self._pdp_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.state is not SessionState.FAILED:
             self._set_state(SessionState.STOPPED)
         if self.modem.state is not State.CLOSED:
-            with contextlib.suppress(QuecError, LocalProtocolError):
+            with contextlib.suppress(QuecError, LocalProtocolError, TimeoutError):
                 async with asyncio.timeout(10):
                     if self.client.connected:
                         await self.client.disconnect()
                     await self.client.close()
-        self._remove_listener()
+        for remove in self._removers:
+            remove()
         await self.client.aclose()
+        with contextlib.suppress(QuecError):
+            await self.outbox.flush()  # acks written behind reach the disk
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -250,12 +263,13 @@ class Session:
     # -- what the user does ---------------------------------------------------------------------
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> Entry:
-        """Accept a message: checked (topic, QoS, size), put in the outbox, and sent by the
-        pump. Returns once the outbox holds it (for a SqliteOutbox: on disk). Raises
-        InvalidArgument, OutboxFull (policy "reject"), SessionFailed."""
+        """Accept a message: checked (topic, QoS, size against the module's limit once it is
+        known), put in the outbox, and sent by the pump. Returns once the outbox holds it
+        (for a SqliteOutbox: on disk). Raises InvalidArgument, OutboxFull (policy "reject"),
+        SessionFailed."""
         self._raise_if_over()
         self.client.check_publish(topic, payload, qos, retain)
-        entry = self.outbox.put(topic, bytes(payload), qos, retain)
+        entry = await self.outbox.put(topic, bytes(payload), qos, retain)
         self._wake.set()
         return entry
 
@@ -289,12 +303,22 @@ class Session:
             with contextlib.suppress(QuecError, LocalProtocolError):
                 await self.client.unsubscribe(topic)
 
-    def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
-        """Messages from the subscriptions, across reconnects."""
-        return self.client.messages()
+    async def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
+        """Messages from the subscriptions, across reconnects. Ends when the session is
+        stopped (after what arrived is taken); raises SessionFailed when it failed."""
+        while True:
+            item = self.client._queue.get_nowait()
+            if item is not None:
+                yield item
+                continue
+            if self.state is SessionState.FAILED:
+                self._raise_if_over()
+            if self.state is SessionState.STOPPED or self.client._ended:
+                return
+            await self.client._queue.wait()
 
-    def on_message(self, callback: Callable[[MqttMessage], None]) -> None:
-        self.client.on_message(callback)
+    def on_message(self, callback: Callable[[MqttMessage], None]) -> Callable[[], None]:
+        return self.client.on_message(callback)
 
     # -- the runner --------------------------------------------------------------------------------
 
@@ -333,6 +357,9 @@ class Session:
                 except Exception as exc:
                     self._fail(InternalError(f"session {self.client.index}: {exc!r}"), cause=exc)
                     return
+            if self.modem.closed:
+                self._fail(NotOpen("modem closed"))
+                return
             delay = self.backoff.delay(failures, self._rng)
             failures += 1
             log.warning("session %d: %s; next attempt in %.1f s", self.client.index, reason, delay)
@@ -351,8 +378,7 @@ class Session:
     async def _connect(self) -> None:
         await self.modem.wait_ready(self.ready_timeout)
         self._lost.clear()
-        if self._pdp_lost:
-            await self._bring_back_pdp()
+        await self.network.ensure_active()  # the network service owns the context
         # whatever the module thinks of this index, start from closed
         await self.client.close()
         try:
@@ -360,9 +386,11 @@ class Session:
         except MqttOpenError as exc:
             if exc.result != PDP_RESULT:
                 raise
-            await self._bring_back_pdp()
+            self.network.keeper.lost = True  # the module says so: let the network bring it back
+            await self.network.ensure_active()
             await self.client.open(self.host, self.port)
         await self.client.connect(self.client_id, self.username, self.password)
+        await self.client.prepare_publish()  # the form and its limit, before the outbox drains
         self.rejected = []
         if self.subscriptions:
             granted = await self.client.subscribe(list(self.subscriptions.items()))
@@ -371,13 +399,6 @@ class Session:
                 log.warning("session %d: the broker refused the subscription to %r", self.client.index, topic)
         if self._lost.is_set():
             raise _LinkDown("link lost while connecting")
-
-    async def _bring_back_pdp(self) -> None:
-        log.info("session %d: activating PDP context %d", self.client.index, self.network.cid)
-        with contextlib.suppress(QuecError):
-            await self.network.deactivate()  # modules want this before activating again
-        await self.network.activate()
-        self._pdp_lost = False
 
     # -- the pump -------------------------------------------------------------------------------------
 
@@ -401,14 +422,16 @@ class Session:
                             break
                         if entry.id in in_flight:
                             continue
-                        if entry.attempts >= self.max_attempts:
-                            reason = self._failures.pop(entry.id, "no acknowledgement")
-                            self.outbox.dead(entry, f"{entry.attempts} attempts: {reason}")
-                            log.error("session %d: %r moved to the dead letters", self.client.index, entry)
-                            self._wake.set()  # look again: what follows it may not have been fetched
-                            self._progress.set()
+                        problem = self.client.unsendable(entry.topic, entry.payload, entry.qos, entry.retain)
+                        if problem is None and entry.attempts >= self.max_attempts:
+                            problem = f"{entry.attempts} attempts: {self._failures.pop(entry.id, 'no acknowledgement')}"
+                        if problem is not None:
+                            self._bury(entry, problem)
                             continue
-                        in_flight[entry.id] = await self._send(entry)
+                        sent = await self._send(entry)
+                        if sent is None:
+                            continue  # refused before it was sent: buried, look at the next
+                        in_flight[entry.id] = sent
                         if self.window == 1:
                             break
                 await self._wake.wait()
@@ -422,9 +445,21 @@ class Session:
                 if not task.cancelled():
                     self._settle(entry_id, task)
 
-    async def _send(self, entry: Entry) -> asyncio.Task[None]:
+    def _bury(self, entry: Entry, reason: str) -> None:
+        self.outbox.dead(entry, reason)
+        self._failures.pop(entry.id, None)
+        log.error("session %d: %r moved to the dead letters: %s", self.client.index, entry, reason)
+        self._wake.set()  # look again: what follows it may not have been fetched
+        self._progress.set()
+
+    async def _send(self, entry: Entry) -> asyncio.Task[None] | None:
         entry = self.outbox.attempt(entry.id)
-        handle = await self.client.publish_nowait(entry.topic, entry.payload, entry.qos, entry.retain)
+        try:
+            handle = await self.client.publish_nowait(entry.topic, entry.payload, entry.qos, entry.retain)
+        except InvalidArgument as exc:
+            # the module can never take it: a dead letter now, never a reconnect
+            self._bury(entry, str(exc))
+            return None
         task = asyncio.create_task(self._await_result(handle))
         task.add_done_callback(lambda _: self._wake.set())
         return task

@@ -87,6 +87,17 @@ class EventQueue(Generic[T]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
 
+    async def wait(self) -> None:
+        """Until something happens: an item, `poke()`, or `close()`."""
+        if self._items or self._dropped or self._closed is not None:
+            return
+        self._wakeup.clear()
+        await self._wakeup.wait()
+
+    def poke(self) -> None:
+        """Wake whoever waits (their owner has something else to tell them)."""
+        self._wakeup.set()
+
     def close(self, error: BaseException | None = None) -> None:
         """No more items; consumers get what is left, then `error` (default `QueueClosed`,
         which ends ``async for`` quietly)."""
