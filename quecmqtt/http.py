@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from quecmqtt.at import commands as C
 from quecmqtt.at.cme import cme_description
+from quecmqtt.at.spec import Command
 from quecmqtt.errors import CommandError, HttpError, InvalidArgument
-from quecmqtt.modem import Modem, Reply
+from quecmqtt.runtime import Modem, Reply, StepHandle
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.http")
@@ -68,21 +69,48 @@ def http_error(code: int, what: str) -> HttpError:
 
 
 class Http:
+    """`async with Http(modem, config) as http:` removes its init step on exit. The
+    configuration is checked when the object is made (a header with a quote raises
+    `InvalidArgument` before anything is registered)."""
+
     def __init__(self, modem: Modem, config: HttpConfig | None = None) -> None:
         self.modem = modem
         self.config = config or HttpConfig()
-        modem.add_init_step(lambda m: self.configure())
+        self._commands()  # checked now: a step that can never succeed is never added
+        # the module forgets the configuration on reboot; one HTTP client per module, so one step
+        self._step: StepHandle | None = modem.add_init_step(
+            self._reapply, name="http: configuration", required=False, key="http"
+        )
+
+    async def __aenter__(self) -> Http:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the init step (the module keeps its configuration until it restarts)."""
+        if self._step is not None:
+            self._step.remove()
+            self._step = None
+
+    def _commands(self) -> list[Command]:
+        cfg = self.config
+        commands = [C.QHTTPCFG["contextid"](cfg.context_id)]
+        if cfg.ssl_context is not None:
+            commands.append(C.QHTTPCFG["sslctxid"](cfg.ssl_context))
+        commands.append(C.QHTTPCFG["contenttype"](cfg.content_type))
+        commands.append(C.QHTTPCFG["requestheader"](int(cfg.request_header)))
+        commands.append(C.QHTTPCFG["responseheader"](int(cfg.response_header)))
+        commands += [C.QHTTPCFG["reqheader/add"](name, value) for name, value in cfg.headers]
+        return commands
 
     async def configure(self) -> None:
-        cfg = self.config
-        await self.modem.execute(C.QHTTPCFG["contextid"](cfg.context_id))
-        if cfg.ssl_context is not None:
-            await self.modem.execute(C.QHTTPCFG["sslctxid"](cfg.ssl_context))
-        await self.modem.execute(C.QHTTPCFG["contenttype"](cfg.content_type))
-        await self.modem.execute(C.QHTTPCFG["requestheader"](int(cfg.request_header)))
-        await self.modem.execute(C.QHTTPCFG["responseheader"](int(cfg.response_header)))
-        for name, value in cfg.headers:
-            await self.modem.execute(C.QHTTPCFG["reqheader/add"](name, value))
+        for command in self._commands():
+            await self.modem.execute(command)
+
+    async def _reapply(self, modem: Modem) -> None:
+        await self.configure()
 
     async def get(self, url: str, *, timeout: int = 60, on_body: Callable[[bytes], None] | None = None) -> HttpResponse:
         await self._set_url(url)

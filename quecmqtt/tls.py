@@ -19,9 +19,10 @@ import logging
 from dataclasses import dataclass
 
 from quecmqtt.at import commands as C
+from quecmqtt.at.spec import Command
 from quecmqtt.errors import CommandError, RemoteError
-from quecmqtt.modem import Modem
 from quecmqtt.network import set_module_clock
+from quecmqtt.runtime import Modem, StepHandle
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.tls")
@@ -111,11 +112,26 @@ class SslContext:
 
 
 class Tls:
+    """`async with Tls(modem) as tls:` removes the init steps of its contexts on exit. A
+    context set up again (by this object or another) replaces the earlier one's step."""
+
     def __init__(self, modem: Modem) -> None:
         self.modem = modem
         self.files = Files(modem)
         self.contexts: dict[int, SslContext] = {}
-        modem.add_init_step(self._reapply)  # QSSLCFG is lost on reboot; files are not
+        self._steps: dict[int, StepHandle] = {}
+
+    async def __aenter__(self) -> Tls:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the init steps (the module keeps the contexts until it restarts)."""
+        for step in self._steps.values():
+            step.remove()
+        self._steps.clear()
 
     async def setup(
         self,
@@ -138,6 +154,9 @@ class Tls:
         ("network", "host", or None to leave it)."""
         if (cert is None) != (key is None):
             raise ValueError("a client certificate and its key go together")
+        # every value checked before anything is uploaded or registered
+        self._commands(SslContext(index, seclevel or 0, version=version, ciphersuite=ciphersuite, sni=sni,
+                                  ignore_local_time=ignore_local_time, negotiate_time=negotiate_time))  # fmt: skip
         key_secret = Secret(key, "client_key") if key is not None else None
         context = SslContext(
             index=index,
@@ -155,9 +174,20 @@ class Tls:
             await set_module_clock(self.modem, clock)
         await self.apply(context)
         self.contexts[index] = context
+        step = self._steps.get(index)
+        if step is None or not step.active:
+            # QSSLCFG is lost on reboot; files are not
+            self._steps[index] = self.modem.add_init_step(
+                lambda _modem: self._reapply(index), name=f"ssl context {index}", required=False, key=("ssl", index)
+            )
         return context
 
     async def apply(self, context: SslContext) -> None:
+        for command in self._commands(context):
+            await self.modem.execute(command)
+
+    @staticmethod
+    def _commands(context: SslContext) -> list[Command]:
         i = context.index
         commands = [C.QSSLCFG["sslversion"](i, context.version), C.QSSLCFG["ciphersuite"](i, context.ciphersuite)]
         commands.append(C.QSSLCFG["seclevel"](i, context.seclevel))
@@ -174,9 +204,9 @@ class Tls:
             commands.append(C.QSSLCFG["ignorelocaltime"](i, int(context.ignore_local_time)))
         if context.negotiate_time is not None:
             commands.append(C.QSSLCFG["negotiatetime"](i, context.negotiate_time))
-        for command in commands:
-            await self.modem.execute(command)
+        return commands
 
-    async def _reapply(self, modem: Modem) -> None:
-        for context in self.contexts.values():
+    async def _reapply(self, index: int) -> None:
+        context = self.contexts.get(index)
+        if context is not None:
             await self.apply(context)

@@ -66,8 +66,27 @@ class ScriptedPeer:
         except TimeoutError:
             raise AssertionError(f"driver did not write {token!r}; it wrote {bytes(self._buffer)!r}") from None
 
+    async def wait_received(self, count: int, timeout: float = 3.0) -> None:
+        """Until the driver has written at least `count` bytes in all."""
+
+        async def _wait() -> None:
+            assert self._arrived is not None
+            while len(self.received) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        try:
+            await asyncio.wait_for(_wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"driver wrote {len(self.received)} bytes, not {count}") from None
+
     async def expect_command(self, line: bytes, timeout: float = 3.0) -> bytes:
         return await self.expect(line + b"\r", timeout)
+
+    @property
+    def backlog(self) -> int:
+        """Bytes sent but not yet taken by the pty."""
+        return self._port.backlog
 
     def pending_input(self) -> bytes:
         return bytes(self._buffer)

@@ -50,12 +50,21 @@ class Thing:
         self._services: dict[str, ServiceHandler] = {}
         self._ntp: asyncio.Future[Params] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stop_listening: Callable[[], None] | None = None
+
+    async def __aenter__(self) -> Thing:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # -- plumbing -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Subscribe to what the cloud sends this device and start dispatching."""
-        self.link.on_message(self._on_message)
+        if self._stop_listening is None:
+            self._stop_listening = self.link.on_message(self._on_message)
         for topic in (
             f"{self.base}/event/+/post_reply",
             f"{self.base}/service/property/set",
@@ -191,7 +200,10 @@ class Thing:
             log.warning("could not reply to %s: %s", identifier or "property set", exc)
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Let replies being sent finish (up to `timeout`), then stop."""
+        """Let replies being sent finish (up to `timeout`), then stop dispatching."""
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:

@@ -124,7 +124,9 @@ def aliauth_config(product_key: str, device_name: str, device_secret: str | Secr
 
 
 async def _setup_tls(modem: Modem, ssl_context: int, ca: bytes | None, seclevel: int, clock: str | None) -> None:
-    await Tls(modem).setup(ssl_context, ca=ca if ca is not None else shipped_roots(), seclevel=seclevel, clock=clock)
+    # for this registration only: the context's init step goes with the Tls object
+    async with Tls(modem) as tls:
+        await tls.setup(ssl_context, ca=ca if ca is not None else shipped_roots(), seclevel=seclevel, clock=clock)
 
 
 def learn_registration_replies(modem: Modem) -> Callable[[], None]:
@@ -286,11 +288,11 @@ async def register_https(
         random=random or secrets.token_hex(6),
         sign_method=sign_method,
     )
-    http = Http(modem, HttpConfig(ssl_context=ssl_context, content_type=CONTENT_FORM))
-    await http.configure()
-    response = await http.post(
-        target, Secret(form.body, "registration_form"), timeout=timeout, on_body=learn_https_reply(modem)
-    )
+    async with Http(modem, HttpConfig(ssl_context=ssl_context, content_type=CONTENT_FORM)) as http:
+        await http.configure()
+        response = await http.post(
+            target, Secret(form.body, "registration_form"), timeout=timeout, on_body=learn_https_reply(modem)
+        )
     result = parse_https_reply(response.body, response.status)
     log.info("HTTPS registration for %s/%s succeeded", product.product_key, product.device_name)
     if store is not None:

@@ -1,8 +1,8 @@
 """The asyncio runtime: one module behind one port (see `quecmqtt.runtime.modem`).
 
-It names no protocol the module speaks on top of AT: layers (`quecmqtt.mqtt`, `quecmqtt.http`,
-...) register their init steps, listeners and gates, and the command table declares what a
-result waits for and what fails it.
+It names no protocol the module speaks on top of AT: the layers above it register their init
+steps, listeners and gates, and the command table declares what a result waits for and what
+fails it.
 """
 
 from quecmqtt.runtime.bus import EventBus, EventQueue, Overflow, Selector, Subscription

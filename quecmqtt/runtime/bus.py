@@ -3,9 +3,9 @@
 Everything the reader decodes that is not an answer to a command goes through here. Three
 kinds of parties take part, in this order for each event:
 
-* **gates** decide that an event is expected noise and hold it back (the MQTT layer holds
-  back the ``+QMTSTAT`` that follows its own disconnect); a gate returns the reason, which
-  is logged at debug level;
+* **gates** decide that an event is expected noise and hold it back (a layer holds back the
+  link report that follows its own disconnect); a gate returns the reason, which is logged
+  at debug level;
 * **listeners** are called synchronously in the reader, for layers that track state; they
   must be quick and must not raise (a raising listener is logged and skipped);
 * **subscriptions** are bounded drop-oldest queues for consumers that iterate.

@@ -1,6 +1,6 @@
 """A marker that outlives the process: "a data entry is open on this port".
 
-After a fixed-length prompt (``> `` for ``AT+QMTPUBEX=...,<len>``, ``CONNECT`` for an
+After a fixed-length prompt (``> `` for a publish of ``<len>`` bytes, ``CONNECT`` for an
 upload) the module counts the next ``<len>`` bytes as data, whoever sends them. If the
 process dies between the prompt and the data, the next process's first bytes (``AT``,
 ESC, ``AT+CMEE?``) would complete the entry and be published on the dead process's topic.
@@ -13,9 +13,9 @@ and no disk on the path of each publish). A process that opens the port first re
 entry left open by someone else is waited out:
 
 * a Ctrl-Z entry is cancelled at once with ESC (the manuals document ESC for it);
-* an entry whose module-side time-out is known (``AT+QMTCFG="edit/timeout"`` set by the
-  MQTT layer, the input time of ``AT+QFUPL``/``AT+QHTTPURL``/``AT+QHTTPPOST``) is waited
-  out until that time-out has passed, counted from when it opened;
+* an entry whose module-side time-out is known (an edit time-out a layer configured and
+  passes as `entry_timeout`, or the input time the command table gives for an upload) is
+  waited out until that time-out has passed, counted from when it opened;
 * an entry without a known time-out is waited out for `unknown_wait` seconds (the longest
   documented edit time, 180 s) unless a reset hook can power-cycle the module first.
 """

@@ -1,8 +1,8 @@
 """`Modem`: one module behind one transport, put together from the runtime's parts.
 
     async with Modem(open_transport("/dev/ttyUSB2")) as modem:
-        reply = await modem.execute(commands.QMTOPEN(0, "broker", 1883))
-        print(reply.result.fields)          # (0, 0): the +QMTOPEN URC
+        reply = await modem.execute(commands.CSQ())
+        print(reply.fields("+CSQ"))         # [(20, 99)]
 
 The parts, each with one job:
 
@@ -28,21 +28,12 @@ import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from quecmqtt.at import commands as C
 from quecmqtt.at.codec import AtCodec
 from quecmqtt.at.events import (
-    CommandComplete,
     Event,
-    Garbage,
-    ModuleReady,
-    PoweredDown,
-    Prompt,
-    ResponseOverflow,
-    UnsolicitedFinal,
-    Urc,
 )
 from quecmqtt.at.spec import Command
-from quecmqtt.errors import InternalError, LinkLost, LocalProtocolError, NotOpen, PortLost, QuecError
+from quecmqtt.errors import InternalError, LocalProtocolError, NotOpen, PortLost, QuecError
 from quecmqtt.redact import Redactor
 from quecmqtt.runtime.bus import EventBus, Listener, Selector, Subscription
 from quecmqtt.runtime.channel import (
@@ -55,6 +46,7 @@ from quecmqtt.runtime.channel import (
     check_data,
     with_result,
 )
+from quecmqtt.runtime.dispatch import Dispatcher
 from quecmqtt.runtime.marker import EntryMarker
 from quecmqtt.runtime.steps import InitSteps, StepFunction, StepHandle
 from quecmqtt.runtime.supervisor import IN_START_UP, ResetHook, RuntimeClosed, State, Supervisor, Trigger
@@ -64,8 +56,6 @@ from quecmqtt.transport.base import Transport
 from quecmqtt.transport.recorder import RecorderTransport
 
 log = logging.getLogger("quecmqtt.runtime")
-
-GARBAGE_REPORT_EVERY = 10.0  # seconds between two warnings about garbage from the module
 
 
 class Modem:
@@ -141,8 +131,7 @@ class Modem:
         self.marker: EntryMarker | None = entry_marker or None
         self._reader_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._garbage_reported = -1e9
-        self._garbage_quiet = 0
+        self.dispatcher = Dispatcher(self)
 
     def __repr__(self) -> str:
         return f"<Modem {self.transport.name} {self.state.value}, generation {self.generation}>"
@@ -353,8 +342,8 @@ class Modem:
     # -- events -----------------------------------------------------------------------------------
 
     def subscribe(self, *selectors: Selector, maxsize: int = 256) -> Subscription:
-        """A bounded queue of events: pass event classes (`MqttMessage`, `MqttStatus`,
-        `Urc`, `Garbage`, `ModuleReady`...) and/or URC prefixes (``"+QIURC"``)."""
+        """A bounded queue of events: pass event classes (`Urc`, `Garbage`, `ModuleReady`,
+        the codec's message and status events...) and/or URC prefixes (``"+QIURC"``)."""
         return self.bus.subscribe(*selectors, maxsize=maxsize)
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
@@ -401,82 +390,11 @@ class Modem:
             self._settle_recording()
 
     def dispatch_all(self) -> None:
-        for secret in self.codec.take_secrets():  # before the recorder writes their line
-            self.redactor.add(secret)
-        for event in self.codec.events():
-            self._dispatch(event)
+        """Route every event the codec has produced (see `Dispatcher`)."""
+        self.dispatcher.dispatch_all()
 
     def _settle_recording(self) -> None:
         """Let a recorder write the module output the codec has fully turned into events
         (and whose secrets the redactor therefore knows)."""
         if isinstance(self.transport, RecorderTransport):
             self.transport.settle(self.codec.buffered)
-
-    def _dispatch(self, event: Event) -> None:
-        match event:
-            case CommandComplete():
-                for response in event.responses:  # secrets read back join the redactor
-                    for value in response.fields:
-                        if isinstance(value, Secret):
-                            self.redactor.add(value)
-                self.channel.completed(event)
-            case Prompt():
-                self.channel.prompted(event)
-            case ResponseOverflow():
-                self.channel.overflowed(event)
-            case Urc() if self.waiters.resolve(event):
-                pass
-            case ModuleReady():
-                self.supervisor.ready_banner(event.banner)
-                self.bus.publish(event)
-            case PoweredDown():
-                self.supervisor.powered_down(event.banner)
-                self.bus.publish(event)
-            case UnsolicitedFinal():
-                log.debug("late final result ignored: %s", event.final.text)
-                self.channel.unsolicited()
-            case Garbage():
-                self._report_garbage(event)
-                self.bus.publish(event)
-            case _:
-                self._deliver(event)
-
-    def _deliver(self, event: Event) -> None:
-        """A URC or another report: a late result (stale), held back by a gate, or it fails
-        the waiters the command table says it fails, and then goes to listeners and
-        subscribers."""
-        if isinstance(event, Urc) and event.prefix in _RESULT_PREFIXES:
-            log.debug("stale result ignored: %s", self.redactor.redact_text(event.text))
-            return
-        reason = self.bus.held_back(event)
-        if reason is not None:
-            log.debug("held back (%s): %r", reason, event)
-            return
-        prefix = getattr(event, "prefix", None)
-        if prefix in _FAILING_PREFIXES:
-            fields = getattr(event, "fields", ())
-            if fields and isinstance(fields[0], int):
-                code = fields[1] if len(fields) > 1 and isinstance(fields[1], int) else -1
-                self.waiters.fail_scope(prefix, fields[0], LinkLost(fields[0], code, prefix))
-        if not self.bus.publish(event):
-            log.debug("unhandled: %r", event)
-
-    def _report_garbage(self, event: Garbage) -> None:
-        """One warning per `GARBAGE_REPORT_EVERY` seconds, with the count of those not
-        reported: a noisy line must not turn the log into a flood."""
-        now = asyncio.get_running_loop().time()
-        if now - self._garbage_reported < GARBAGE_REPORT_EVERY:
-            self._garbage_quiet += 1
-            log.debug("garbage from the module (%d bytes): %s", event.length, event.reason)
-            return
-        quiet, self._garbage_quiet = self._garbage_quiet, 0
-        self._garbage_reported = now
-        more = f" ({quiet} more since the last report)" if quiet else ""
-        log.warning("garbage from the module (%d bytes): %s%s", event.length, event.reason, more)
-
-
-# Prefixes of every two-phase result in the command table: such a URC that no waiter took is
-# a late result of an operation given up (or of an earlier process): stale. And the prefixes
-# of the reports that fail a waiter whose scope they name.
-_RESULT_PREFIXES = frozenset(s.result.prefix for s in C.ALL if s.result is not None)
-_FAILING_PREFIXES = frozenset(p for s in C.ALL if s.result is not None for p in s.result.fails_on)

@@ -1,7 +1,7 @@
 """Init steps: what a layer re-applies every time the module (re)starts.
 
 The module forgets most settings on a reboot, so layers that own one (a PDP context's APN,
-an SSL context, an HTTP configuration, a client's configuration) register a step that sets
+a security context, a client's configuration) register a step that sets
 it again. A step has an owner and a policy:
 
 * **required**: the module is of no use without it. Its failure at `open()` fails the open;
@@ -13,7 +13,7 @@ it again. A step has an owner and a policy:
 Adding a step returns a `StepHandle`, which removes it (``with`` or `remove()`); owners
 remove theirs when they close, so steps never outlive what they configure. A step added with
 a `key` replaces the step with the same key: a second object configuring the same thing
-(SSL context 1, the HTTP client) takes over instead of stacking a second step.
+(context 1 of a kind, the one client of a kind) takes over instead of stacking a second step.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Waiters for two-phase results (``+QMTOPEN: 0,0`` after the ``OK`` of ``AT+QMTOPEN``).
+"""Waiters for two-phase results (a result URC that comes after the ``OK`` of its command).
 
 A waiter is registered before its command is written, so a result that overtakes ``OK`` is
 not lost. Each has a deadline of its own, kept by a timer in the registry: a waiter nobody
