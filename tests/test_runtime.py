@@ -25,7 +25,7 @@ from quecmqtt.errors import (
     ResponseTooLarge,
 )
 from quecmqtt.http import Http, HttpConfig
-from quecmqtt.modem import Modem, State
+from quecmqtt.modem import Modem, ModuleReset, State
 from quecmqtt.network import Network
 from quecmqtt.runtime.supervisor import TRANSITIONS, render_table
 from quecmqtt.transport.serial import SerialTransport
@@ -213,7 +213,7 @@ async def test_unplugged_during_a_stream_of_writes_the_loop_hears_nothing(tmp_pa
         await peer.serve_init()
         await opening
         lost = asyncio.Event()
-        modem.add_listener(lambda e: lost.set() if type(e).__name__ == "ModuleReset" else None)
+        modem.add_listener(lambda e, lost=lost: lost.set() if isinstance(e, ModuleReset) else None)
 
         async def writer(m: Modem = modem) -> None:
             payload = bytes(range(256)) * 800  # 200 KiB: most of it waits in the write buffer
