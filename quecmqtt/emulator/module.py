@@ -921,12 +921,13 @@ class Module:
             await self._send_publish(client, urc, msg_id, int(qos), bool(retain), topic.encode(), data)
 
         fifth = at.arg(5)
+        entry_time = self._entry_time(client)
         if len(at.args) == 5 and allow_ctrlz:
-            self._open_entry(DataEntry(None, finish, echo=self.echo), b"\r\n> ")
+            self._open_entry(DataEntry(None, finish, echo=self.echo, timeout=entry_time), b"\r\n> ")
         elif len(at.args) == 6 and isinstance(fifth, int) and not at.quoted[5] and allow_length:
             if not 1 <= fifth <= 4096:  # [R] EC2x limit
                 raise PlainError
-            self._open_entry(DataEntry(fifth, finish, echo=self.echo), b"\r\n> ")
+            self._open_entry(DataEntry(fifth, finish, echo=self.echo, timeout=entry_time), b"\r\n> ")
         elif len(at.args) == 6 and at.quoted[5] and PUB_INLINE in self.profile.publish_forms:
             self.respond()
             self._spawn(
@@ -934,6 +935,16 @@ class Module:
             )
         else:
             raise PlainError
+
+    @staticmethod
+    def _entry_time(client: MqttClient) -> float:
+        """How long the module waits for a publish's data: `edit/timeout` with mode 1 ends the
+        entry after its time (S3: whether entry exits on time-out, and after how many seconds);
+        otherwise 90 s [R: no source gives the default]."""
+        edit = client.cfg.get("edit/timeout")
+        if isinstance(edit, tuple) and len(edit) >= 2 and edit[0] == 1 and isinstance(edit[1], int):
+            return float(edit[1])
+        return 90.0
 
     async def _send_publish(
         self, client: MqttClient, urc: str, msg_id: int, qos: int, retain: bool, topic: bytes, payload: bytes

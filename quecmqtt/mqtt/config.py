@@ -49,7 +49,10 @@ class MqttConfig:
     recv_length: bool | None = True
     aliauth: AliAuth | None = None
     ping_interval: int | None = None  # "qmtping" [!]
-    edit_timeout: int | None = None  # "edit/timeout": data-entry time-out (EC200 family)
+    # "edit/timeout" (EC200 family): the module gives a data entry up after this many seconds.
+    # On by default where the module has it: a process that dies between a publish's prompt and
+    # its payload then leaves an entry the next process can wait out (quecmqtt.runtime.marker).
+    edit_timeout: int | None = 10
 
     @classmethod
     def only(cls, **keys: Any) -> MqttConfig:
