@@ -224,6 +224,7 @@ async def test_4_2_1_register_over_tls_then_log_in(rig: Rig) -> None:
 
 async def test_4_2_2_regnwl_twice_then_connwl(rig: Rig) -> None:
     product = rig.product(PK_422, PS_422, "Kit001")
+    steps = len(rig.modem.steps)
     first = await register_mqtt(
         rig.modem, product, DEFAULT_ENDPOINT, 1883, auth_type="regnwl", store=rig.store, ca=rig.twin.ca_pem,
         instance_id="iot-06z00hxss3rggno", random="123", sign_method="hmacsha1",
@@ -238,6 +239,7 @@ async def test_4_2_2_regnwl_twice_then_connwl(rig: Rig) -> None:
     learned(rig, second)
     assert second.client_id != first.client_id and second.device_token != first.device_token
     assert rig.store.load(PK_422, "Kit001") == second
+    assert len(rig.modem.steps) == steps  # registrations leave no init step behind (TLS, client)
     client = MqttClient(rig.modem, 0)
     await login(client, DEFAULT_ENDPOINT, 1883, login_credentials(PK_422, "Kit001", second))
     assert client.connected
@@ -247,10 +249,12 @@ async def test_4_2_2_regnwl_twice_then_connwl(rig: Rig) -> None:
 
 async def test_4_2_3_https_registration_then_log_in(rig: Rig) -> None:
     product = rig.product(PK_423, PS_423, "device001")
+    steps = len(rig.modem.steps)
     result = await register_https(
         rig.modem, product, store=rig.store, ca=rig.twin.ca_pem, random="003", sign_method="hmacsha1"
     )
     learned(rig, result)
+    assert len(rig.modem.steps) == steps  # nor does HTTPS registration (TLS, HTTP)
     client = await aliauth_login(rig, PK_423, "device001", result.device_secret)
     assert client.connected
     await client.close()

@@ -26,7 +26,7 @@ from quecmqtt.at import commands as C
 from quecmqtt.at.events import Event, MqttStatus
 from quecmqtt.at.spec import Command
 from quecmqtt.errors import CommandError, LocalProtocolError, QuecError
-from quecmqtt.runtime import Modem, ModuleReset, State
+from quecmqtt.runtime import Modem, ModuleReset, State, StepHandle
 
 log = logging.getLogger("quecmqtt.mqtt")
 
@@ -53,11 +53,15 @@ class MqttLinks:
         modem.add_gate(self._gate)
         modem.add_listener(self._on_event)
         modem.observe_commands(self._observe)
-        # at open (first_only); a modem open already reconciles before the first client opens
-        self.step = modem.add_init_step(
-            self._reconcile, name="mqtt: close clients left open", required=False, first_only=True, key="mqtt-reconcile"
-        )
+        # at open (a first_only step, gone once it ran); a modem open already reconciles
+        # before the first client opens instead
         self._pending_reconcile = modem.state is not State.CLOSED and modem.reconcile
+        self.step: StepHandle | None = None
+        if modem.state is State.CLOSED:
+            self.step = modem.add_init_step(
+                self._reconcile, name="mqtt: close clients left open", required=False, first_only=True,
+                key="mqtt-reconcile",
+            )  # fmt: skip
 
     def claim(self, client: int, *, exclusive: bool = False) -> None:
         """Mark an index as driven by this process (reconciliation leaves it alone).
@@ -112,6 +116,9 @@ class MqttLinks:
     async def _reconcile(self, modem: Modem) -> None:
         """Close MQTT clients an earlier process left open, unless owned here."""
         self._pending_reconcile = False
+        if self.step is not None:
+            self.step.remove()  # once: a reboot leaves no links behind
+            self.step = None
         found: dict[int, int] = {}  # client -> connection state (0 if only open)
         with contextlib.suppress(CommandError):
             reply = await modem.execute(C.QMTCONN_READ())
