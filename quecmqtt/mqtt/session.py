@@ -339,6 +339,8 @@ class Session:
                     self._fail(exc)
                     return
                 reason = str(exc)
+            except _LinkDown as exc:
+                reason = str(exc)
             except (QuecError, LocalProtocolError, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             except Exception as exc:
