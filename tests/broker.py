@@ -19,6 +19,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.children import default_signals
+
 AUTH_HOST, AUTH_USER, AUTH_PASSWORD = "auth.test", "device-user", "right-password"
 TLS_NAMES = ("broker.test", "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com", "localhost", "127.0.0.1")
 
@@ -84,7 +86,9 @@ def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], Broker]:
     )
     conf.chmod(0o644)
     log = directory / "mosquitto.log"
-    proc = subprocess.Popen([exe, "-c", str(conf)], stderr=log.open("wb"), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stderr=log.open("wb"), stdout=subprocess.DEVNULL, preexec_fn=default_signals
+    )
     deadline = time.monotonic() + 10
     for target in (port, tls_port, auth_port):
         while True:

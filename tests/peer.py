@@ -10,9 +10,13 @@ that gives the driver a USB unplug's SerialException, a re-plug that re-points t
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Callable
 from pathlib import Path
 
+from quecmqtt.at.events import Urc
 from quecmqtt.emulator.pty import PtyPort
+from quecmqtt.runtime import Modem, State
 
 
 class ScriptedPeer:
@@ -117,3 +121,38 @@ class ScriptedPeer:
 
     def close(self) -> None:
         self.unplug()
+
+
+_barriers = itertools.count()
+
+
+async def settled(peer: ScriptedPeer, modem: Modem, timeout: float = 3.0) -> None:
+    """Until the runtime has dealt with everything the peer sent so far: a URC sent now comes
+    out of the reader after all of it (the port and the reader keep the order). The way to
+    assert that something did *not* happen, without sleeping and hoping."""
+    number = next(_barriers)
+    with modem.subscribe("+QTESTBARRIER", maxsize=4) as events:
+        peer.send(f"\r\n+QTESTBARRIER: {number}\r\n".encode())
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await events.get()
+                if isinstance(event, Urc) and event.fields[:1] == (number,):
+                    return
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Until `predicate()` holds (checked after each turn of the event loop, then less and less
+    often up to every 20 ms), or fail after `timeout`. A deadline, not a guess: the test
+    waits as long as the machine needs and no longer."""
+    pause = 0.0
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(pause)
+            pause = min(0.02, pause * 2 or 0.0005)
+
+
+async def wait_state(modem: Modem, state: State, timeout: float = 3.0) -> None:
+    """Until the runtime is in `state`."""
+    async with asyncio.timeout(timeout):
+        while modem.state is not state:
+            await modem.supervisor.changed()

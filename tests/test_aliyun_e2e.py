@@ -31,6 +31,7 @@ from quecmqtt.mqtt.session import Session
 from quecmqtt.secret import Secret
 from quecmqtt.transport.serial import SerialTransport
 from tests.broker import Broker
+from tests.peer import until
 
 pytestmark = pytest.mark.broker
 
@@ -167,10 +168,8 @@ async def test_4_1_3_property_post_and_the_thing_model(rig: Rig) -> None:
     assert abs(now - time.time() * 1000) < 5000
     assert ntp_time(1700000000000, 1700000000350, 1700000000352, 1700000000800) == 1700000000751  # N1
     await thing.report_version("1.0.1", module="MCU")
-    for _ in range(50):
-        if rig.twin.responder.versions:
-            break
-        await asyncio.sleep(0.05)
+    responder = rig.twin.responder
+    await until(lambda: (PK_411, "device001") in responder.versions)
     assert rig.twin.responder.versions[(PK_411, "device001")] == {"version": "1.0.1", "module": "MCU"}
     await client.close()
 

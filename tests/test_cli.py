@@ -10,6 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.children import spawn_child
 from tests.conftest import SEED
 from tests.serialport import Port
 
@@ -17,7 +18,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
 
 
 def run_cli(*args: str, timeout: float = 20, env: dict[str, str] | None = None) -> tuple[int, str]:
-    child = pexpect.spawn(
+    child = spawn_child(
         sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", timeout=timeout, echo=False, env=env or ENV
     )
     output = child.read()
@@ -80,7 +81,7 @@ def test_help_teaches() -> None:
 def test_emulate_serves_a_port_and_takes_faults(tmp_path: Path) -> None:
     link = tmp_path / "ttyQUEC0"
     argv = ["-m", "quecmqtt", "emulate", "--model", "BG96", "--link", str(link), "--echo", "off"]
-    emulator = pexpect.spawn(sys.executable, argv, encoding="utf-8", timeout=10, echo=False, env=ENV)
+    emulator = spawn_child(sys.executable, argv, encoding="utf-8", timeout=10, echo=False, env=ENV)
     try:
         emulator.expect(r"device: (\S+)\r\n")
         assert emulator.match.group(1) == str(link)
@@ -173,7 +174,7 @@ def test_replay_leaves_a_file_named_as_its_link_alone_and_cleans_its_temporary_l
     assert victim.read_text() == "keep me"
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    child = pexpect.spawn(
+    child = spawn_child(
         sys.executable, ["-m", "quecmqtt", "replay", str(SEED / "4.1.3-topic.txt")],
         encoding="utf-8", timeout=10, env={**ENV, "TMPDIR": str(scratch)},
     )  # fmt: skip

@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-import pexpect
 import pytest
 
+from tests.children import spawn_child
 from tests.test_aliyun_credentials import D1_OUT, D2_OUT, V1_OUT, V2_OUT, V3_OUT, V4_OUT, V5_OUT
 from tests.test_cli import ENV, run_cli
 
@@ -113,13 +113,13 @@ def test_secret_from_the_environment_and_from_a_prompt() -> None:
     env = {**ENV, "MY_DS": "secret"}
     args = ["aliyun", "sign", "--product-key", "pk", "--device-name", "device", "--client-id", "12345"]
     args += ["--timestamp", "789", "--secure-mode", "3", "--sign-method", "hmacsha1"]
-    child = pexpect.spawn(
+    child = spawn_child(
         sys.executable, ["-m", "quecmqtt", *args, "--device-secret-env", "MY_DS"], encoding="utf-8", env=env, timeout=20
     )
     out = json.loads(child.read())
     assert out["password"].lower() == "fafd82a3d602b37fb0fa8b7892f24a477f851a14"
 
-    child = pexpect.spawn(sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", env=ENV, timeout=20)
+    child = spawn_child(sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", env=ENV, timeout=20)
     child.expect("device secret: ")
     child.sendline("secret")
     rest = child.read()

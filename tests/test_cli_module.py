@@ -18,6 +18,7 @@ import pytest
 from quecmqtt.cli.ports import holders
 from quecmqtt.emulator import EmulatorThread
 from tests.broker import Broker
+from tests.children import spawn_child
 from tests.test_cli import ENV, run_cli
 
 PK, PS, DS2 = "pkCli0000001", "cli-product-secret", "cli-device-secret-2"
@@ -25,7 +26,7 @@ ENDPOINT = "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com"
 
 
 def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> pexpect.spawn:
-    return pexpect.spawn(sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", env=env or ENV, timeout=timeout)
+    return spawn_child(sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", env=env or ENV, timeout=timeout)
 
 
 def finish(child: pexpect.spawn) -> tuple[int, str]:

@@ -22,6 +22,7 @@ from quecmqtt.secret import Secret
 from quecmqtt.transport import ReplayTransport
 from quecmqtt.transport.serial import SerialTransport
 from tests.broker import Broker
+from tests.children import spawn_child
 from tests.test_cli import ENV
 
 SECRET = "topsecret-c4fa40df9c80"
@@ -34,7 +35,7 @@ def emulator() -> Iterator[EmulatorThread]:
 
 
 def spawn(*args: str, timeout: float = 20) -> pexpect.spawn:
-    return pexpect.spawn(sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", env=ENV, timeout=timeout)
+    return spawn_child(sys.executable, ["-m", "quecmqtt", *args], encoding="utf-8", env=ENV, timeout=timeout)
 
 
 def test_at_console(emulator: EmulatorThread, tmp_path: Path) -> None:
@@ -227,11 +228,10 @@ def test_replay_reports_a_mismatch_with_the_line(tmp_path: Path) -> None:
         transport = SerialTransport(str(served))
         await transport.open()
         await transport.write(b'AT+QMTCFG="version",0,3\r')
-        await asyncio.sleep(0.3)
+        await asyncio.to_thread(child.expect, "mismatch")  # the port stays open until it has read it
         await transport.close()
 
     asyncio.run(wrong())
-    child.expect("mismatch")
     child.expect(r"4\.1\.3-topic\.txt:\d+")
     child.expect(pexpect.EOF)
     child.close()
@@ -266,7 +266,7 @@ def test_record_a_publish_then_replay_it_with_the_same_command(broker: Broker, t
     with EmulatorThread(hosts=broker.hosts()) as emu:
         recorder = spawn("record", "--port", emu.path, "--link", str(link), "--output", str(transcript))
         recorder.expect("Ctrl-C stops")
-        child = pexpect.spawn(sys.executable, ["-m", "quecmqtt", *pub, "--port", str(link)], env=env, timeout=20)
+        child = spawn_child(sys.executable, ["-m", "quecmqtt", *pub, "--port", str(link)], env=env, timeout=20)
         child.expect(pexpect.EOF)
         child.close()
         assert child.exitstatus == 0, child.before
@@ -279,7 +279,7 @@ def test_record_a_publish_then_replay_it_with_the_same_command(broker: Broker, t
     prompt = next(i for i, r in enumerate(records) if r.startswith("<") and r.endswith(r"\r\n>\x20"))
     payload = next(i for i, r in enumerate(records) if r.startswith(">") and "payload" in r)
     assert prompt < payload  # the prompt, then the data it asked for
-    replayed = pexpect.spawn(
+    replayed = spawn_child(
         sys.executable, ["-m", "quecmqtt", *pub, "--port", f"replay:{transcript}"], env=env, timeout=20
     )
     replayed.expect(pexpect.EOF)

@@ -8,6 +8,7 @@ import asyncio
 import queue
 import re
 import sys
+import threading
 from collections.abc import AsyncIterator
 
 import paho.mqtt.client as mqtt
@@ -29,6 +30,7 @@ from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.secret import Secret
 from quecmqtt.transport.serial import SerialTransport
+from tests.children import spawn_child
 from tests.test_cli import ENV
 
 
@@ -148,12 +150,17 @@ def test_topic_matching() -> None:
 class Paho:
     def __init__(self, port: int, client_id: str, **options: object) -> None:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_message = lambda c, u, m: self.messages.put(m)
+        self.client.on_connect = lambda *args: self.connected.set()
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         if "will" in options:
             self.client.will_set("wills/" + client_id, b"gone", 1)
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
+        assert self.connected.wait(5), "no CONNACK"
 
     def close(self) -> None:
         self.client.disconnect()
@@ -172,10 +179,8 @@ async def test_embedded_broker_routes_every_qos_retained_and_wills(embedded: Emb
     def scenario() -> None:
         sub = Paho(embedded.port, "sub")
         sub.client.subscribe([("t/+", 2), ("wills/#", 1)])
+        assert sub.subscribed.wait(5), "no SUBACK"
         pub = Paho(embedded.port, "pub")
-        import time
-
-        time.sleep(0.2)
         for qos in (0, 1, 2):
             pub.client.publish(f"t/{qos}", b"q%d" % qos, qos).wait_for_publish(5)
         got = sorted((sub.messages.get(timeout=5) for _ in range(3)), key=lambda m: m.topic)
@@ -185,8 +190,7 @@ async def test_embedded_broker_routes_every_qos_retained_and_wills(embedded: Emb
         late.client.subscribe("keep/#", 1)
         message = late.messages.get(timeout=5)
         assert (message.topic, message.payload, message.retain) == ("keep/this", b"retained", True)
-        dying = Paho(embedded.port, "dying", will=True)
-        time.sleep(0.2)
+        dying = Paho(embedded.port, "dying", will=True)  # connected: its will is registered
         dying.client.loop_stop()
         dying.client.socket().close()  # no DISCONNECT: the will goes out
         will = sub.messages.get(timeout=5)
@@ -201,7 +205,7 @@ async def test_embedded_broker_routes_every_qos_retained_and_wills(embedded: Emb
 
 
 def test_cloud_command_serves_logins_and_stops_on_ctrl_c() -> None:
-    child = pexpect.spawn(
+    child = spawn_child(
         sys.executable,
         ["-m", "quecmqtt", "cloud", "--product", "pk1:product-secret-1", "--device", "pk1:dev1:device-secret-1"],
         encoding="utf-8",

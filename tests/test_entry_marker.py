@@ -16,6 +16,7 @@ import pytest
 from quecmqtt.emulator import EmulatorThread
 from quecmqtt.runtime.marker import EntryKind, EntryMarker
 from tests.broker import Broker, Cloud
+from tests.children import default_signals
 from tests.mqtt_rig import BROKER_HOST
 
 pytestmark = pytest.mark.broker
@@ -32,8 +33,9 @@ async def _run(
     args = [port, BROKER_HOST, topic, tag, "die" if die else "live", "marker" if marker else "no-marker"]
     args += ["none" if edit is None else str(edit), str(errors)]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.entry_victim", *args, cwd=ROOT, stderr=asyncio.subprocess.DEVNULL
-    )
+        sys.executable, "-m", "tests.entry_victim", *args, cwd=ROOT, stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=default_signals,
+    )  # fmt: skip
     try:
         async with asyncio.timeout(60):
             code = await process.wait()

@@ -22,7 +22,7 @@ from quecmqtt.modem import Modem, Overflow, State
 from quecmqtt.mqtt.links import MqttLinks
 from quecmqtt.secret import Secret
 from quecmqtt.transport.serial import SerialTransport
-from tests.peer import ScriptedPeer
+from tests.peer import ScriptedPeer, settled, wait_state
 
 HOST = "broker.example"
 
@@ -59,7 +59,7 @@ async def test_two_phase_result_after_ok_and_before_ok(peer: ScriptedPeer) -> No
         task = asyncio.create_task(modem.execute(C.QMTOPEN(0, HOST, 1883)))
         await peer.expect_command(b'AT+QMTOPEN=0,"broker.example",1883')
         peer.send(b"\r\nOK\r\n")
-        await asyncio.sleep(0.05)
+        await settled(peer, modem)
         assert not task.done(), "execute() must wait for the +QMTOPEN result"
         peer.send(b"\r\n+QMTOPEN: 1,0\r\n\r\n+QMTOPEN: 0,3\r\n")  # client 1's result is not ours
         reply = await task
@@ -109,7 +109,7 @@ async def test_qmtstat_fails_the_clients_waiters_at_once(peer: ScriptedPeer) -> 
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(modem.execute(C.QMTCONN(0, "dev")))
         await peer.answer(b'AT+QMTCONN=0,"dev"', b"\r\nOK\r\n")
-        await asyncio.sleep(0.02)
+        await settled(peer, modem)
         started = loop.time()
         peer.send(b"\r\n+QMTSTAT: 0,1\r\n")
         with pytest.raises(LinkLost) as info:
@@ -144,7 +144,7 @@ async def test_powered_down_then_rdy(peer: ScriptedPeer) -> None:
     try:
         with modem.subscribe(ModuleReady) as sub:
             peer.send(b"\r\nPOWERED DOWN\r\n")
-            await asyncio.sleep(0.05)
+            await wait_state(modem, State.RECOVERING)
             assert modem.state is State.RECOVERING
             peer.send(b"\r\nRDY\r\n")
             assert isinstance(await sub.get(timeout=2), ModuleReady)
@@ -203,18 +203,18 @@ async def test_a_late_answer_after_a_timeout_never_completes_the_next_command(
         late = b"\r\n+CSQ: 5,99\r\n\r\nOK\r\n"
         if not late_after_probe:
             peer.send(late)  # arrives, and is read, before the next command is written
-            await asyncio.sleep(0.05)
+            await settled(peer, modem)
         task = asyncio.create_task(modem.execute(C.QCSQ()))
         # the runtime re-synchronises with a probe whose answer it can recognise
         await peer.expect_command(b"AT+CMEE?")
         if late_after_probe:
             peer.send(late)  # the late OK completes the probe: the runtime must notice
-            await asyncio.sleep(0.05)
+            await settled(peer, modem)
         peer.send(b"\r\n+CMEE: 2\r\n\r\nOK\r\n")
         if late_after_probe:
             await peer.answer(b"AT+CMEE?", b"\r\n+CMEE: 2\r\n\r\nOK\r\n")
         await peer.expect_command(b"AT+QCSQ")
-        await asyncio.sleep(0.05)
+        await settled(peer, modem)
         assert not task.done()
         peer.send(b'\r\n+QCSQ: "LTE",-60,-85,200,-9\r\n\r\nOK\r\n')
         assert (await task).lines == ('+QCSQ: "LTE",-60,-85,200,-9',)
@@ -236,7 +236,7 @@ async def test_port_loss_fails_in_flight_and_reopens(peer: ScriptedPeer) -> None
         assert loop.time() - started < 1.0
         with pytest.raises((PortLost, ModuleUnresponsive)):
             await modem.execute(C.CSQ(), timeout=0.2)
-        await asyncio.sleep(0.2)
+        await wait_state(modem, State.PORT_LOST)
         peer.plug()  # re-plugged: the link points at a new pty
         await peer.serve_init(reconcile=False)
         await modem.wait_ready(5)
@@ -253,7 +253,7 @@ async def test_bounded_urc_queue_reports_overflow(peer: ScriptedPeer) -> None:
         sub = modem.subscribe(MqttMessage, maxsize=3)
         for i in range(10):
             peer.send(f'\r\n+QMTRECV: 0,{i},"t",1,"{i}"\r\n'.encode())
-        await asyncio.sleep(0.1)
+        await settled(peer, modem)
         first = await sub.get(timeout=1)
         assert first == Overflow(7)
         rest = [await sub.get(timeout=1) for _ in range(3)]
@@ -321,7 +321,7 @@ async def test_start_up_closes_clients_left_open_by_an_earlier_process(peer: Scr
     try:
         assert modem.state is State.READY
         with modem.subscribe(MqttStatus, "+QMTPUBEX") as sub:
-            await asyncio.sleep(0.05)
+            await settled(peer, modem)
             assert len(sub) == 0, "the +QMTSTAT of our own disconnect and the stale result are not delivered"
             # our own publish with the same msg id gets its own result, not the stale one
             task = asyncio.create_task(modem.execute(C.QMTPUBEX(0, 7, 1, 0, "t", 2), b"hi"))
@@ -329,7 +329,7 @@ async def test_start_up_closes_clients_left_open_by_an_earlier_process(peer: Scr
             peer.send(b"\r\n> ")
             await peer.expect(b"hi")
             peer.send(b"\r\nOK\r\n")
-            await asyncio.sleep(0.05)
+            await settled(peer, modem)
             assert not task.done()
             peer.send(b"\r\n+QMTPUBEX: 0,6,0\r\n\r\n+QMTPUBEX: 0,7,2\r\n")  # 6 is stale too
             reply = await task

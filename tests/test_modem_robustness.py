@@ -21,7 +21,7 @@ from quecmqtt.secret import Secret
 from quecmqtt.transcript import Transcript
 from quecmqtt.transport import RecorderTransport, ReplayTransport
 from quecmqtt.transport.serial import SerialTransport
-from tests.peer import ScriptedPeer
+from tests.peer import ScriptedPeer, settled, until, wait_state
 from tests.test_modem_pty import open_modem
 
 
@@ -31,7 +31,7 @@ async def test_hostile_module_output_never_stops_the_reader(peer: ScriptedPeer) 
         nested = b'{"token":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
         peer.send(b"\r\n+CME ERROR: --5\r\n\r\n+CMS ERROR: " + b"1" * 5000 + b"\r\n")
         peer.send(b'\r\n+QMTRECV: 0,1,"t",%d,"' % len(nested) + nested + b'"\r\n')
-        await asyncio.sleep(0.3)
+        await settled(peer, modem, timeout=10)
         task = asyncio.create_task(modem.execute(C.CSQ()))
         await peer.answer(b"AT+CSQ", b"\r\n+CSQ: 1,99\r\n\r\nOK\r\n")
         assert (await task).fields("+CSQ") == [(1, 99)]
@@ -46,7 +46,7 @@ async def test_commands_queued_behind_a_reboot_never_reach_the_fresh_module(peer
         first = asyncio.create_task(modem.execute(C.QMTCONN(0, "dev")))
         await peer.expect_command(b'AT+QMTCONN=0,"dev"')
         queued = asyncio.create_task(modem.execute(C.QMTSUB(0, 1, "t", 1)))
-        await asyncio.sleep(0.05)
+        await until(lambda: len(modem.channel.tasks) == 2)  # queued behind the first
         peer.send(b"\r\nRDY\r\n")
         for task in (first, queued):
             with pytest.raises(ModuleRebooted):
@@ -62,7 +62,7 @@ async def test_after_open_a_reboot_makes_callers_wait_for_the_recovery(peer: Scr
     modem = await open_modem(peer)  # open() ran in this task: its start-up context must not leak
     try:
         peer.send(b"\r\nRDY\r\n")
-        await asyncio.sleep(0.05)
+        await wait_state(modem, State.RECOVERING)
         task = asyncio.create_task(modem.execute(C.CSQ()))
         await peer.serve_init(reconcile=False)
         await peer.answer(b"AT+CSQ", b"\r\n+CSQ: 2,99\r\n\r\nOK\r\n")
@@ -122,8 +122,10 @@ async def test_ctrl_z_data_holding_ctrl_z_is_refused_before_anything_is_written(
         before = len(peer.received)
         with pytest.raises(LocalProtocolError, match="Ctrl-Z"):
             await modem.execute(C.QMTPUB_CTRLZ(0, 1, 1, 0, "t"), b"a\x1ab")
-        await asyncio.sleep(0.05)
-        assert len(peer.received) == before
+        probe = asyncio.create_task(modem.execute(C.AT()))  # what the driver writes next ...
+        await peer.answer(b"AT", b"\r\nOK\r\n")
+        await probe
+        assert peer.received[before:] == b"AT\r"  # ... is all it wrote since
     finally:
         await modem.close()
 
@@ -133,7 +135,7 @@ async def test_a_cancelled_result_wait_does_not_steal_the_next_result(peer: Scri
     try:
         first = asyncio.create_task(modem.execute(C.QMTOPEN(0, "h", 1883)))
         await peer.answer(b'AT+QMTOPEN=0,"h",1883', b"\r\nOK\r\n")
-        await asyncio.sleep(0.05)
+        await settled(peer, modem)
         first.cancel()  # the caller gives up waiting for +QMTOPEN
         with pytest.raises(asyncio.CancelledError):
             await first
@@ -178,7 +180,7 @@ async def test_recording_continues_across_a_port_reopen(peer: ScriptedPeer, tmp_
     modem = await open_modem(peer, record=path)
     try:
         peer.unplug()
-        await asyncio.sleep(0.2)
+        await wait_state(modem, State.PORT_LOST)
         peer.plug()
         await peer.serve_init(reconcile=False)
         await modem.wait_ready(5)
@@ -237,7 +239,6 @@ async def test_recorder_writes_output_only_once_its_secrets_are_known(
             )
         )
         await modem.execute(command, inspect=lambda done: _learn_from(modem, done.body or b""))
-        await asyncio.sleep(0.05)
     assert secret not in out.getvalue()
     assert secret not in caplog.text
     assert "{{" in out.getvalue()

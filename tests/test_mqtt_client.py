@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from quecmqtt.at import commands as C
 from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import ConnectRefused, InvalidArgument, LinkLost, LocalProtocolError, MqttOpenError
 from quecmqtt.modem import Overflow
@@ -16,6 +17,7 @@ from quecmqtt.mqtt.state import ClientState
 from quecmqtt.secret import Secret
 from tests.broker import AUTH_HOST, AUTH_PASSWORD, AUTH_USER, Broker, Cloud
 from tests.mqtt_rig import BROKER_HOST, received, rig
+from tests.peer import until
 
 pytestmark = pytest.mark.broker
 
@@ -198,7 +200,7 @@ async def test_own_disconnect_is_not_a_link_loss(broker: Broker) -> None:
         await connected(client)
         await client.disconnect()
         await client.close()
-        await asyncio.sleep(0.3)
+        await r.modem.execute(C.AT())  # a round trip: all the module said before it has been dealt with
         assert reasons == [] and client.state is ClientState.CLOSED
 
 
@@ -241,7 +243,7 @@ async def test_a_full_queue_reports_what_it_dropped(broker: Broker, cloud: Cloud
         await connected(client)
         await client.subscribe("flood", 1)
         r.emulator.burst(0, "flood", 12)
-        await asyncio.sleep(1.0)
+        await until(lambda: client._queue.dropped_total >= 7, timeout=10)
         first = await client.next_message(timeout=5)
         assert first == Overflow(7)
         rest = [await client.next_message(timeout=5) for _ in range(5)]

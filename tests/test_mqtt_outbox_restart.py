@@ -15,6 +15,7 @@ import pytest
 from quecmqtt.mqtt.outbox import SqliteOutbox
 from quecmqtt.mqtt.session import Backoff, Session
 from tests.broker import Broker, Cloud
+from tests.children import default_signals
 from tests.mqtt_rig import BROKER_HOST, rig
 from tests.test_mqtt_session import cloud_received
 
@@ -34,6 +35,7 @@ async def test_killed_process_outbox_is_delivered_by_the_next(broker: Broker, cl
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=default_signals,
     )
     try:
         assert victim.stdout is not None

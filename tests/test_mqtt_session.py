@@ -14,12 +14,14 @@ import pytest
 
 from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import ConnectRefused, InvalidArgument
+from quecmqtt.modem import State
 from quecmqtt.mqtt.config import MqttConfig
 from quecmqtt.mqtt.outbox import MemoryOutbox
 from quecmqtt.mqtt.session import Backoff, Session, SessionFailed, SessionState
 from quecmqtt.secret import Secret
 from tests.broker import AUTH_HOST, AUTH_PASSWORD, AUTH_USER, Broker, Cloud
 from tests.mqtt_rig import BROKER_HOST, Rig, rig
+from tests.peer import until, wait_state
 
 pytestmark = pytest.mark.broker
 
@@ -60,20 +62,21 @@ Fault = Callable[[Rig], Awaitable[None]]
 
 async def _unplug(r: Rig) -> None:
     await asyncio.to_thread(r.emulator.unplug)
-    await asyncio.sleep(1.0)
+    await wait_state(r.modem, State.PORT_LOST, timeout=10)  # until the driver has seen it go
     await asyncio.to_thread(r.emulator.replug)
 
 
 async def _stall(r: Rig) -> None:
+    generation = r.modem.generation
     await asyncio.to_thread(r.emulator.stall, True)
-    await asyncio.sleep(3.0)
+    # silent until the driver has given the module up (time-outs in a row, then a reset)
+    await until(lambda: r.modem.generation > generation, timeout=20)
     await asyncio.to_thread(r.emulator.stall, False)
 
 
 async def _garbage(r: Rig) -> None:
     for noise in (b"\x00\xfe\xff\r\n", b"\r\n+QXYZ: 1,2\r\n", b"\xff" * 40, b"\r\n+QMTRECV: 0,garbage\r\n"):
         await asyncio.to_thread(r.emulator.inject, noise)
-        await asyncio.sleep(0.05)
 
 
 def _call(method: str, *args: Any) -> Fault:
@@ -183,7 +186,8 @@ async def test_wrong_password_fails_once_and_stays_failed(broker: Broker) -> Non
         assert isinstance(caught.value.__cause__, ConnectRefused)
         assert caught.value.__cause__.return_code in (4, 5)
         assert "not-it" not in str(caught.value) and "not-it" not in repr(session)
-        await asyncio.sleep(0.5)
+        with pytest.raises(SessionFailed):
+            await session.wait_stopped()  # the runner has ended: nothing left to reconnect
         assert session.state is SessionState.FAILED and connects <= 1  # no reconnect loop
         with pytest.raises(SessionFailed):
             await session.publish("dev/x", b"x")

@@ -13,7 +13,7 @@ from quecmqtt.errors import LocalProtocolError, MqttError
 from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient, MsgIds
 from quecmqtt.mqtt.state import CALLER, TRANSITIONS, ClientState, Input, StateMachine
-from tests.peer import ScriptedPeer
+from tests.peer import ScriptedPeer, settled
 from tests.test_modem_pty import open_modem
 
 # The documented table, written out again by hand so that a change to TRANSITIONS has to be
@@ -115,7 +115,7 @@ async def test_stale_and_foreign_reports_are_ignored(peer: ScriptedPeer) -> None
         client = await _connected(modem, peer)
         # another client's link loss, and a result nobody waits for
         peer.send(b"\r\n+QMTSTAT: 3,1\r\n\r\n+QMTPUBEX: 0,77,0\r\n")
-        await asyncio.sleep(0.1)
+        await settled(peer, modem)
         assert client.connected
         task = asyncio.create_task(client.publish("t", b"abc", qos=1))
         await peer.expect_command(b'AT+QMTPUBEX=0,1,1,0,"t",3')

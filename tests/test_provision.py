@@ -15,6 +15,7 @@ from pathlib import Path
 from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
 from quecmqtt.cloud.auth import Push
 from quecmqtt.emulator import EmulatorThread
+from tests.children import default_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 IMEIS = [f"86443001000{n:04d}" for n in range(1, 5)]
@@ -24,6 +25,7 @@ async def provision(*args: str, env: dict[str, str]) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "tools" / "provision.py"), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=ROOT,
+        preexec_fn=default_signals,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

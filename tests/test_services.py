@@ -3,7 +3,6 @@ emulator (and local HTTP/HTTPS servers with trustme certificates)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from quecmqtt.secret import Secret, load_secret
 from quecmqtt.tls import Tls, UploadError, checksum, content_name
 from quecmqtt.transport.serial import SerialTransport
 from tests.httpserver import BIG, REGISTER_REPLY, HttpServers
+from tests.peer import until
 
 REGISTER_URL = "https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device"
 REGISTER_BODY = (
@@ -108,12 +108,8 @@ async def test_pdp_context_comes_back_after_the_network_drops_it(rig: Any) -> No
     network.watch()
     try:
         emulator.deactivate_pdp(1)
-        async with asyncio.timeout(10):
-            while True:
-                await asyncio.sleep(0.1)
-                contexts = await network.contexts()
-                if contexts and contexts[0].active:
-                    break
+        await until(lambda: network.keeper.losses >= 1 and not network.keeper.lost, timeout=10)
+        contexts = await network.contexts()
         assert contexts[0].cid == 1 and contexts[0].addresses == ("10.64.1.2",)
     finally:
         await network.close()

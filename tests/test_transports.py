@@ -10,11 +10,11 @@ import pytest_asyncio
 
 from quecmqtt.at import commands as C
 from quecmqtt.errors import InvalidArgument, PortLost
-from quecmqtt.modem import Modem
+from quecmqtt.modem import Modem, State
 from quecmqtt.transport import open_transport
 from quecmqtt.transport.serial import SerialTransport
 from quecmqtt.transport.socket import SocketTransport
-from tests.peer import ScriptedPeer
+from tests.peer import ScriptedPeer, wait_state
 
 
 class SocketModule:
@@ -66,7 +66,7 @@ async def test_socket_transport_runs_commands_and_reopens_after_loss(socket_modu
         assert (await modem.execute(C.CSQ())).fields("+CSQ") == [(17, 99)]
         generation = modem.generation
         await socket_module.drop_all()  # the serial server goes away
-        await asyncio.sleep(0.2)
+        await wait_state(modem, State.PORT_LOST)
         with pytest.raises(PortLost):
             await modem.execute(C.CSQ(), timeout=0.3)
         await socket_module.start(socket_module.port)  # and comes back on the same port

@@ -4,6 +4,7 @@ module time in milliseconds, and results that cannot depend on the machine's spe
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from quecmqtt.modem import Modem, State
 from quecmqtt.mqtt.config import MqttConfig
 from quecmqtt.mqtt.session import Backoff, Session
 from quecmqtt.transport.memory import MemoryPort
+from tests.peer import wait_state
 from tests.virtual_time import run_virtual
 
 Answer = Callable[[bytes], bytes | None]
@@ -29,6 +31,7 @@ class Responder:
         self.port = port
         self.table = table
         self.seen: list[tuple[float, bytes]] = []
+        self._line = asyncio.Event()
         self.task = asyncio.create_task(self._serve())
 
     async def _serve(self) -> None:
@@ -36,12 +39,19 @@ class Responder:
         while True:
             line = (await self.port.expect(b"\r"))[:-1]
             self.seen.append((loop.time(), line))
+            self._line.set()
             for prefix, answer in self.table:
                 if line.startswith(prefix):
                     response = answer(line)
                     if response is not None:
                         self.port.send(response)
                     break
+
+    async def wait_for(self, prefix: bytes, count: int) -> None:
+        """Until `count` lines starting with `prefix` came."""
+        while len(self.times(prefix)) < count:
+            self._line.clear()
+            await self._line.wait()
 
     def times(self, prefix: bytes) -> list[float]:
         return [t for t, line in self.seen if line.startswith(prefix)]
@@ -100,8 +110,12 @@ def test_an_unresponsive_module_is_reset_with_back_off() -> None:
                 return b"\r\n+CMEE: 2\r\n\r\nOK\r\n"
             return b"\r\nOK\r\n"
 
+        third = asyncio.Event()
+
         async def reset_hook() -> None:
             resets.append(asyncio.get_running_loop().time())
+            if len(resets) == 3:
+                third.set()
 
         responder = Responder(port, [(b"AT", at)])
         modem = Modem(
@@ -112,8 +126,7 @@ def test_an_unresponsive_module_is_reset_with_back_off() -> None:
         for _ in range(2):
             with pytest.raises((CommandTimeout, ModuleUnresponsive)):
                 await modem.execute(C.CSQ())
-        while len(resets) < 3:
-            await asyncio.sleep(60)
+        await third.wait()
         assert modem.state in (State.RESETTING, State.RECOVERING)
         responder.stop()
         await modem.close()
@@ -122,7 +135,7 @@ def test_an_unresponsive_module_is_reset_with_back_off() -> None:
     real = time.monotonic()
     resets = run_virtual(main())
     assert time.monotonic() - real < 5
-    gaps = [b - a for a, b in zip(resets, resets[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(resets)]
     assert gaps[0] >= 600 and gaps[1] >= 1800  # the back-off between resets in a row
     assert gaps[0] < 600 + 60 and gaps[1] < 1800 + 60  # and no more than the sync attempts on top
 
@@ -153,8 +166,7 @@ def test_session_reconnects_with_exponential_back_off() -> None:
             rng=random.Random(1),
         )  # fmt: skip
         await session.start(wait=False)
-        while len(responder.times(b"AT+QMTOPEN=")) < 9:
-            await asyncio.sleep(10)
+        await responder.wait_for(b"AT+QMTOPEN=", 9)
         await session.stop()
         responder.stop()
         await modem.close()
@@ -163,7 +175,7 @@ def test_session_reconnects_with_exponential_back_off() -> None:
     real = time.monotonic()
     attempts = run_virtual(main())
     assert time.monotonic() - real < 5
-    gaps = [round(b - a) for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [round(b - a) for a, b in itertools.pairwise(attempts)]
     assert gaps == [1, 2, 4, 8, 16, 32, 60, 60]
 
 
@@ -172,15 +184,17 @@ def test_a_failing_required_step_is_retried_with_back_off() -> None:
         port = MemoryPort()
         modem, responder = await opened(port, reboot_grace=0.5)
         attempts: list[float] = []
+        seventh = asyncio.Event()
 
         async def step(m: Modem) -> None:
             attempts.append(asyncio.get_running_loop().time())
+            if len(attempts) == 7:
+                seventh.set()
             raise OSError("the certificate store is not mounted yet")
 
         modem.add_init_step(step, name="certificates")
         port.send(b"\r\nRDY\r\n")
-        while len(attempts) < 7:
-            await asyncio.sleep(1)
+        await seventh.wait()
         with pytest.raises(InitStepFailed, match="certificates"):
             await modem.execute(C.CSQ())
         responder.stop()
@@ -188,7 +202,7 @@ def test_a_failing_required_step_is_retried_with_back_off() -> None:
         return attempts
 
     attempts = run_virtual(main())
-    gaps = [round(b - a) for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [round(b - a) for a, b in itertools.pairwise(attempts)]
     assert gaps == [1, 2, 4, 8, 16, 30]  # 0.5 s x 2^n, at most 30 s
 
 
@@ -198,8 +212,7 @@ def test_a_port_that_cannot_be_reopened_fails_callers_at_once() -> None:
         port.transport.reopenable = False
         modem, responder = await opened(port)
         port.unplug()
-        while modem.state is not State.PORT_LOST:
-            await asyncio.sleep(0.01)
+        await wait_state(modem, State.PORT_LOST)
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(PortLost, match="cannot be reopened"):
@@ -230,7 +243,7 @@ def test_a_port_that_comes_back_is_reopened_with_back_off() -> None:
         port.replug()
         await modem.wait_ready(30)
         back = loop.time() - lost_at
-        gaps = [b - a for a, b in zip(opens, opens[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(opens)]
         assert all(g <= 5.0 + 1e-6 for g in gaps) and gaps[-1] == pytest.approx(5.0)  # capped
         assert len(opens) < 25  # exponential, not a busy loop
         responder.stop()

@@ -52,6 +52,7 @@ class EventQueue(Generic[T]):
         self.maxsize = maxsize
         self._items: deque[T] = deque()
         self._dropped = 0
+        self.dropped_total = 0  # over the queue's life (for tests and diagnostics)
         self._wakeup = asyncio.Event()
         self._closed: BaseException | None = None
 
@@ -65,6 +66,7 @@ class EventQueue(Generic[T]):
         if len(self._items) >= self.maxsize:
             self._items.popleft()
             self._dropped += 1
+            self.dropped_total += 1
         self._items.append(item)
         self._wakeup.set()
 

@@ -449,8 +449,14 @@ class Supervisor:
             await self.reset_hook()
         else:
             log.warning("resetting the module with AT+CFUN=1,1")
-            with contextlib.suppress(QuecError):
+            try:
                 await self._modem.execute_internal(C.CFUN(1, 1), timeout=5.0)
+            except QuecError as exc:
+                # it did not take the command, so it is not rebooting: no banner to wait
+                # for; the sync that follows finds out whether it answers now
+                log.warning("the module did not take AT+CFUN=1,1 (%s)", exc)
+                self._expect_reboot = False
+                self._rdy.set()
 
     async def _await_banner(self, grace: float) -> None:
         """After POWERED DOWN or a reset, wait up to `grace` seconds for RDY; the sync
