@@ -42,8 +42,10 @@ RX_TOPIC = "bench/rx"
 
 
 class WriteClock:
-    """When the emulator wrote each sequence number to the pty (hooked on the pty's
-    write path, in the emulator's thread)."""
+    """When the emulator wrote each sequence number to the pty (hooked on the pty's write
+    path, in the emulator's thread). The stamp is taken *before* the write: the reader may
+    run (in another thread) before the writer's next instruction, so a stamp taken after
+    the write can be later than the read and give a negative latency."""
 
     def __init__(self, emulator: EmulatorThread) -> None:
         self.stamps: dict[int, float] = {}
@@ -54,9 +56,9 @@ class WriteClock:
         def writable() -> None:
             nonlocal carry
             before = bytes(port._outgoing)
+            now = time.perf_counter()
             original()
             written = before[: len(before) - len(port._outgoing)]
-            now = time.perf_counter()
             window = carry + written
             for match in SEQ.finditer(window):
                 self.stamps.setdefault(int(match.group(1)), now)
