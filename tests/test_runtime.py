@@ -11,17 +11,20 @@ import contextlib
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from quecmqtt.at import commands as C
+from quecmqtt.at.events import Garbage, Urc
 from quecmqtt.errors import (
     CommandError,
     InitStepFailed,
     InvalidArgument,
     PortLost,
+    QueueClosed,
     ResponseTooLarge,
 )
 from quecmqtt.http import Http, HttpConfig
@@ -29,7 +32,7 @@ from quecmqtt.modem import Modem, ModuleReset, State
 from quecmqtt.network import Network
 from quecmqtt.runtime.supervisor import TRANSITIONS, render_table
 from quecmqtt.transport.serial import SerialTransport
-from tests.peer import ScriptedPeer
+from tests.peer import ScriptedPeer, settled
 from tests.test_modem_pty import make_modem, open_modem
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,7 +243,7 @@ from quecmqtt.at import commands as C
 from quecmqtt.errors import ResponseTooLarge, CommandTimeout
 from quecmqtt.modem import Modem
 from quecmqtt.transport.serial import SerialTransport
-from tests.peer import ScriptedPeer
+from tests.peer import ScriptedPeer, settled
 
 def rss_kib():
     with open("/proc/self/status") as f:
@@ -311,5 +314,41 @@ async def test_the_overflowing_command_fails_with_a_clear_error(peer: ScriptedPe
             peer.send(b"\r\n+CMEE: 2\r\n\r\nOK\r\n")
         peer.send(b"\r\n+CSQ: 3,99\r\n\r\nOK\r\n")
         assert (await follow).fields("+CSQ") == [(3, 99)]
+    finally:
+        await modem.close()
+
+
+async def test_a_closed_subscription_ends_iteration_properly(peer: ScriptedPeer) -> None:
+    """get() raises QueueClosed (a plain exception, fine inside async generators); ``async
+    for`` ends; what arrived before the close is still taken."""
+    modem = await open_modem(peer)
+    try:
+        sub = modem.subscribe("+QIND")
+        peer.send(b'\r\n+QIND: "csq",20\r\n')
+        await settled(peer, modem)
+        sub.close()
+
+        async def relay() -> AsyncIterator[object]:
+            async for event in sub:
+                yield event
+
+        assert [e.fields for e in [x async for x in relay()] if isinstance(e, Urc)] == [("csq", 20)]
+        with pytest.raises(QueueClosed):
+            await sub.get(timeout=1)
+    finally:
+        await modem.close()
+
+
+async def test_garbage_is_reported_once_per_period_with_a_count(
+    peer: ScriptedPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    modem = await open_modem(peer)
+    try:
+        with modem.subscribe(Garbage, maxsize=1000) as sub:
+            peer.send(b"\r\nnoise\x01\r\n" * 200)
+            for _ in range(200):
+                assert isinstance(await sub.get(timeout=3), Garbage)  # every one is delivered ...
+        warnings = [r for r in caplog.records if r.levelname == "WARNING" and "garbage" in r.getMessage()]
+        assert len(warnings) == 1  # ... and logged once in the period, not 200 times
     finally:
         await modem.close()

@@ -15,6 +15,7 @@ from quecmqtt.at import commands as C
 from quecmqtt.errors import CommandTimeout, InitStepFailed, ModuleUnresponsive, PortLost
 from quecmqtt.modem import Modem, State
 from quecmqtt.mqtt.config import MqttConfig
+from quecmqtt.mqtt.publish import MsgIds
 from quecmqtt.mqtt.session import Backoff, Session
 from quecmqtt.transport.memory import MemoryPort
 from tests.peer import wait_state
@@ -252,3 +253,21 @@ def test_a_port_that_comes_back_is_reopened_with_back_off() -> None:
 
     back = run_virtual(main())
     assert 60 <= back <= 66
+
+
+def test_a_msg_id_whose_caller_went_away_is_not_reused_before_the_module_is_done() -> None:
+    async def main() -> None:
+        ids = MsgIds()
+        loop = asyncio.get_running_loop()
+        first = ids.take()
+        ids.quarantine(first, loop.time() + 65)  # cancelled after the write: +QMTPUBEX may still come
+        taken = {ids.take() for _ in range(65533)}
+        assert first not in taken and len(ids) == 65534
+        for msg_id in taken:
+            ids.release(msg_id)
+        assert ids.take() != first  # still the module's
+        await asyncio.sleep(66)
+        ids._next = first
+        assert ids.take() == first  # its result time is over: free again
+
+    run_virtual(main())

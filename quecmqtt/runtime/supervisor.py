@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -524,7 +525,7 @@ class Supervisor:
         modem = self._modem
         if not modem.init_script and not modem.reconcile:
             return  # replaying a session as recorded: send nothing it did not record
-        await self._wait_out(entry)
+        await wait_out(self, entry)
         last: QuecError | None = None
         for attempt in range(self.sync_attempts):
             if attempt:  # only when the first AT went unanswered
@@ -540,31 +541,34 @@ class Supervisor:
                 continue
         raise ModuleUnresponsive(f"no answer to AT after {self.sync_attempts} attempts ({last})")
 
-    async def _wait_out(self, entry: OpenEntry | None) -> None:
-        if entry is None:
+
+async def wait_out(supervisor: Supervisor, entry: OpenEntry | None) -> None:
+    """Before the first byte to a module a data entry may be open on (see `marker`): cancel
+    it with ESC, or let the module give it up by its own time-out, or reset the module."""
+    if entry is None:
+        return
+    modem = supervisor._modem
+    who = "this process" if entry.pid == os.getpid() else f"process {entry.pid}"
+    if entry.kind is EntryKind.CTRL_Z:
+        log.info("a Ctrl-Z data entry left open by %s on %s: cancelling it with ESC", who, modem.transport.name)
+        await modem.write_raw(ESC)
+        return
+    ends = entry.ends
+    if ends is None:
+        if supervisor.reset_hook is not None:
+            log.warning("a data entry left open by %s on %s: resetting the module", who, modem.transport.name)
+            await supervisor._reset_module()
+            await supervisor._await_banner(supervisor.reboot_grace)
             return
-        modem = self._modem
-        who = "this process" if entry.pid == 0 else f"process {entry.pid}"
-        if entry.kind is EntryKind.CTRL_Z:
-            log.info("a Ctrl-Z data entry left open by %s on %s: cancelling it with ESC", who, modem.transport.name)
-            await modem.write_raw(ESC)
-            return
-        ends = entry.ends
-        if ends is None:
-            if self.reset_hook is not None:
-                log.warning("a data entry left open by %s on %s: resetting the module", who, modem.transport.name)
-                await self._reset_module()
-                await self._await_banner(self.reboot_grace)
-                return
-            ends = entry.opened + self.unknown_entry_wait
-        wait = ends - time.monotonic() + 0.2
-        if wait > 0:
-            log.warning(
-                "a data entry of %d bytes was left open by %s on %s: waiting %.1f s for the module to give it up,"
-                " so that none of our bytes completes it",
-                entry.length,
-                who,
-                modem.transport.name,
-                wait,
-            )
-            await asyncio.sleep(wait)
+        ends = entry.opened + supervisor.unknown_entry_wait
+    wait = ends - time.monotonic() + 0.2
+    if wait > 0:
+        log.warning(
+            "a data entry of %d bytes was left open by %s on %s: waiting %.1f s for the module to give it up,"
+            " so that none of our bytes completes it",
+            entry.length,
+            who,
+            modem.transport.name,
+            wait,
+        )
+        await asyncio.sleep(wait)
