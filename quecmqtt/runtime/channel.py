@@ -235,10 +235,10 @@ class CommandChannel:
             if command.spec.result is not None and op.want_result:
                 timeout = op.result_timeout if op.result_timeout is not None else command.result_timeout or 60.0
                 waiter = modem.waiters.add(command, timeout)  # before the write
-            started.set()
             try:
                 if self.stale_risk:
-                    await self._guard()
+                    await self._guard()  # a caller cancelled meanwhile is dropped: nothing of its written
+                started.set()
                 completion = await self._exchange(op)
             except BaseException as exc:
                 if waiter is not None:
