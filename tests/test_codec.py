@@ -493,3 +493,38 @@ def test_secret_read_back_is_available_before_the_final_result() -> None:
     codec.receive(b'\r\n+QMTCFG: "aliauth","pk","dn","0123456789abcdef"\r\n')
     assert [s.reveal() for s in codec.take_secrets()] == ["0123456789abcdef"]
     assert codec.take_secrets() == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "output", "urcs"),
+    [
+        # a URC that begins like the data's last segment ("+"): not eaten as echo
+        (b"x\r\n+", b"x\r\n+QMTSTAT: 0,1\r\n\r\n+", [("stat", 0, 1)]),
+        # URCs on both sides of an echoed CR: the echoed "RDY" is no banner
+        (b"\r\r\nRDY", b"\r\n+QMTPING: 2,1\r\n\r\r\n+QMTPING: 2,1\r\n\r\nRDY", [("urc", "+QMTPING", (2, 1))] * 2),
+        # a URC right before the echo of a segment that starts like it
+        (b"+\r", b"\r\n+QMTPING: 2,1\r\n+\r", [("urc", "+QMTPING", (2, 1))]),
+    ],
+)
+def test_urcs_that_look_like_the_data_echo(payload: bytes, output: bytes, urcs: list[tuple[object, ...]]) -> None:
+    cmd = C.QMTPUBEX(0, 7, 1, 0, "t", len(payload))
+    got = events_of(Send(cmd), Recv(cmd.line + b"\r\r\n> "), Data(payload), Recv(output + b"\r\nOK\r\n"))
+    assert got == [("prompt", ">"), *urcs, ("cmd", cmd.line.decode(), "OK", (), None)]
+
+
+def test_data_echo_is_learned_per_command() -> None:
+    """An upload the module does not echo says nothing of a publish whose data it does."""
+    upload = C.QFUPL("UFS:ca.pem", 4)
+    publish = C.QMTPUBEX(0, 1, 1, 0, "t", 7)
+    payload = b"x\r\nRDY\r"
+    got = events_of(
+        Send(upload),
+        Recv(upload.line + b"\r\r\nCONNECT\r\n"),
+        Data(b"abcd"),
+        Recv(b"\r\n+QFUPL: 4,2a\r\n\r\nOK\r\n"),
+        Send(publish),
+        Recv(publish.line + b"\r\r\n> "),
+        Data(payload),
+        Recv(payload + b"\r\nOK\r\n"),
+    )
+    assert got[-2:] == [("prompt", ">"), ("cmd", publish.line.decode(), "OK", (), None)]

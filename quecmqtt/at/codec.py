@@ -160,12 +160,11 @@ class AtCodec:
         # host data the module may echo
         self._echo_expect = b""
         self._echo_pos = 0
-        self._echo_held = bytearray()  # echoed CR/LF that may yet be the framing of a URC
+        self._echo_held = bytearray()  # the stream's current text segment, matched so far
         self._echo_optional = 0
         self._echo_suspended = False  # a URC interrupted the data echo: resume after it
-        self._echo_resumed = False  # just back from such a URC
         self._echo_any = False  # some byte of this data phase was echoed
-        self._data_echo: bool | None = None  # does this module echo data? (learned)
+        self._data_echo: dict[str, bool] = {}  # per command: does the module echo its data? (learned)
         self._secrets: list[Secret] = []  # secret fields seen, for take_secrets()
         self._steps = (
             self._step_line,
@@ -215,13 +214,14 @@ class AtCodec:
             )
         wire = data + phase.terminator
         pending.state = _State.DATA_SENT
-        if pending.echo_seen and wire and phase.kind is not DataKind.DOWNLOAD and self._data_echo is not False:
+        echoes = self._data_echo.get(pending.command.spec.id, True)
+        if pending.echo_seen and wire and phase.kind is not DataKind.DOWNLOAD and echoes:
             # echo is on: the module may send the data back before its answer
             self._echo_expect = wire
             self._echo_optional = len(phase.terminator)  # a module may not echo the Ctrl-Z
             self._echo_pos = 0
             self._echo_held.clear()
-            self._echo_any = self._echo_suspended = self._echo_resumed = False
+            self._echo_any = self._echo_suspended = False
             self._mode = _Mode.ECHO
         return wire
 
@@ -520,7 +520,8 @@ class AtCodec:
         assert pending is not None
         self._pending = None
         if self._echo_expect and not self._echo_any:
-            self._data_echo = False  # the answer came and nothing was echoed: this module does not
+            # the answer came and nothing was echoed: this module does not echo this command's data
+            self._data_echo[pending.command.spec.id] = False
         self._echo_expect = b""
         self._echo_held.clear()
         self._echo_suspended = False
@@ -557,84 +558,70 @@ class AtCodec:
         self._events.append(Prompt(pending.command, marker))
 
     def _step_echo(self) -> bool:
+        """Match the module's echo of the data we sent, line segment by line segment.
+
+        Module output is framed by line breaks, and a URC can come between the prompt and the
+        echo or between any two bytes of it. So the echo is matched as text segments (runs of
+        bytes without CR/LF), and line breaks are taken loosely: a URC's CR LF may stand where
+        the data has its own. A text segment of the stream that stops matching the data is
+        given back whole and parsed as module output; the echo is then expected again from
+        where that segment began. A segment cut short by a line break was echo interrupted by
+        a URC: the rest of it is expected after the URC. The echo is complete at the first
+        line break after the last byte of the data (or at once if the data ends with one)."""
         # CONNECT's LF (or the LF of a URC line that interrupted the echo) may only now arrive
         if self._skip_lf and not self._consume_pending_lf():
             return False
-        buf, off = self._buf, self._off
-        avail = len(buf) - off
-        if avail <= 0:
-            return False
+        buf, held = self._buf, self._echo_held
         expect = self._echo_expect
-        pos = self._echo_pos
-        if self._echo_resumed:
-            # Back from a URC that interrupted the echo. Line-break bytes carry nothing but
-            # framing, and the URC's own CR LF may have taken the place of the data's: if
-            # the data has a line break here, it counts as echoed, whatever CR/LF bytes
-            # the module sends before the echo carries on.
-            if expect[pos] in (CR, LF):
-                while off < len(buf) and buf[off] in (CR, LF):
-                    off += 1
-                self._off = off
-                if off >= len(buf):
-                    return False  # wait for the byte that decides
-                while pos < len(expect) and expect[pos] in (CR, LF):
-                    pos += 1
+        end = len(expect)
+        data_end = end - self._echo_optional  # a module may not echo the closing Ctrl-Z
+        while self._off < len(buf):
+            byte, pos = buf[self._off], self._echo_pos
+            if byte in (CR, LF):
+                if held and pos < data_end and expect[pos] not in (CR, LF):
+                    held.clear()  # echo interrupted mid-segment: a URC follows
+                    self._suspend_echo()
+                    return True
+                self._off += 1
+                held.clear()
+                while pos < end and expect[pos] in (CR, LF):
+                    pos += 1  # the data's line break, whatever CR/LF bytes carried it
                 self._echo_pos = pos
-                avail = len(buf) - off
-                if pos == len(expect):
+                if pos >= data_end:
                     self._end_echo(echoed=True)
                     return True
-            self._echo_resumed = False
-        take = min(avail, len(expect) - pos)
-        chunk = buf[off : off + take]
-        matched = take
-        if chunk != expect[pos : pos + take]:
-            matched = next(i for i in range(take) if chunk[i] != expect[pos + i])
-        if matched:
-            # Echoed bytes are never parsed again, except from the last line break on: a
-            # URC that came in between may have started there (kept in _echo_held).
-            held = self._echo_held
-            total = len(held) + matched
-            held += chunk[:matched]
-            cut = max(held.rfind(b"\r"), held.rfind(b"\n"))
-            if cut < 0:
-                held.clear()
-            else:
-                while cut > 0 and held[cut - 1] in (CR, LF):
-                    cut -= 1
-                del held[:cut]
-            if len(held) < total:
+                continue
+            if not held:  # a new segment: the data's line break may have come as a URC's CR LF
+                while pos < end and expect[pos] in (CR, LF):
+                    pos += 1
+                self._echo_pos = pos
+            if pos < end and expect[pos] == byte:
+                self._off += 1
+                held.append(byte)
+                self._echo_pos = pos + 1
                 self._echo_any = True
-        self._off = off + matched
-        self._echo_pos = pos = pos + matched
-        if pos == len(expect):
-            self._end_echo(echoed=True)
+                continue
+            # not the echo (or the data is all there and this segment goes on: a URC that
+            # began like the data's last segment): give the segment back as module output
+            self._give_back()
             return True
-        if matched == take:
-            return False  # all that arrived matches: wait for more
-        if pos >= len(expect) - self._echo_optional:
-            self._end_echo(echoed=True)  # the data was echoed, the Ctrl-Z was not
-            return True
-        # Module output that is not the echo: a URC between the prompt and the echo or in
-        # the middle of it, or the answer of a module that does not echo data. Parse one
-        # unit of output as lines, then expect the rest of the echo (see _to_line_mode).
-        # Where did that output start? At this byte if it is a line break (a URC's framing):
-        # then only a line break just echoed may have been its start. At the last line
-        # break otherwise: what follows it matched the data by chance.
-        give_back = bytes(self._echo_held)
-        if buf[self._off] in (CR, LF):
-            give_back = give_back[len(give_back.rstrip(b"\r\n")) :]
-        self._echo_pos -= len(give_back)
+        return False
+
+    def _give_back(self) -> None:
+        held = bytes(self._echo_held)
         self._echo_held.clear()
-        if give_back:
-            self._buf[self._off : self._off] = give_back
+        self._echo_pos -= len(held)
+        if held:
+            self._buf[self._off : self._off] = held
+        self._suspend_echo()
+
+    def _suspend_echo(self) -> None:
         self._echo_suspended = True
         self._mode = _Mode.LINE
-        return True
 
     def _end_echo(self, *, echoed: bool) -> None:
-        if echoed:
-            self._data_echo = True
+        if echoed and self._pending is not None:
+            self._data_echo[self._pending.command.spec.id] = True
         self._echo_held.clear()
         self._echo_expect = b""
         self._echo_suspended = False
@@ -645,7 +632,6 @@ class AtCodec:
         interrupted and is still expected."""
         if self._echo_suspended and self._echo_expect and self._pending is not None:
             self._mode = _Mode.ECHO
-            self._echo_resumed = True
         else:
             self._mode = _Mode.LINE
 
@@ -655,7 +641,6 @@ class AtCodec:
         self._echo_held = bytearray()
         self._echo_expect = b""
         self._echo_suspended = False
-        self._echo_resumed = False
         self._mode = _Mode.LINE
 
     def _start_body(self) -> None:
