@@ -26,7 +26,7 @@ from quecmqtt.at import commands as C
 from quecmqtt.at.cme import Cme
 from quecmqtt.at.events import ModuleReady, Urc
 from quecmqtt.at.spec import Command
-from quecmqtt.errors import CommandError, CommandTimeout, InvalidArgument, QuecError, RemoteError
+from quecmqtt.errors import CommandError, CommandTimeout, InvalidArgument, QuecError, QueueClosed, RemoteError
 from quecmqtt.runtime import Modem, ModuleReset, StepHandle
 from quecmqtt.secret import Secret
 
@@ -463,6 +463,9 @@ class Network:
                         for waiter in (reboot, lost):
                             waiter.cancel()
                         await asyncio.gather(reboot, lost, return_exceptions=True)
+                    if reboot.done() and not reboot.cancelled() and isinstance(reboot.exception(), QueueClosed):
+                        log.debug("PDP context %d: the modem was closed; watch ends", self.cid)
+                        return
                     rebooted = reboot.done() and not reboot.cancelled() and reboot.exception() is None
                 try:
                     await self.modem.wait_ready(timeout)
@@ -480,8 +483,7 @@ class Network:
         """Stop `watch()` and remove the init step."""
         if self._watcher is not None:
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await asyncio.wait([self._watcher])  # our own cancellation still propagates
             self._watcher = None
         if self._step is not None:
             self._step.remove()

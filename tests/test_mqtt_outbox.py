@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from quecmqtt.errors import OutboxFull
-from quecmqtt.mqtt.outbox import MemoryOutbox, Outbox, SqliteOutbox
+from quecmqtt.mqtt.outbox import MemoryOutbox, Outbox, OutboxError, SqliteOutbox
 
 Make = Callable[..., Outbox]
 
@@ -135,3 +135,35 @@ async def test_sqlite_files_are_private(tmp_path: Path) -> None:
         if name.exists():
             assert stat.S_IMODE(name.stat().st_mode) == 0o600, name
     await box.aclose()
+
+
+async def test_a_cancelled_put_is_kept_in_memory_as_on_disk(tmp_path: Path) -> None:
+    box = SqliteOutbox(tmp_path / "box.db")
+    await box.open()
+    put = asyncio.ensure_future(box.put("t", b"maybe", 1, False))
+    await asyncio.sleep(0)  # on its way to the writer
+    put.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await put
+    await box.flush()
+    assert [e.payload for e in box.pending()] == [b"maybe"] and box.size == 5  # the journal has it: so do we
+    await box.aclose()
+
+
+async def test_drop_oldest_drops_nothing_for_a_message_that_can_never_fit() -> None:
+    box = MemoryOutbox(max_bytes=10, policy="drop-oldest")
+    await box.put("t", b"1234", 1, False)
+    with pytest.raises(OutboxFull, match="does not fit"):
+        await box.put("t", b"x" * 20, 1, False)
+    assert [e.payload for e in box.pending()] == [b"1234"] and box.dead_letters() == []
+
+
+async def test_one_failed_write_does_not_disable_the_journal(tmp_path: Path) -> None:
+    box = SqliteOutbox(tmp_path / "box.db")
+    with pytest.raises(OutboxError):
+        await box.put("bad\udcfftopic", b"x", 1, False)  # cannot be stored
+    entry = await box.put("good", b"y", 1, False)  # the writer lives on, and takes the next
+    box.ack(entry.id)
+    await box.flush()
+    await box.aclose()
+    assert len(SqliteOutbox(tmp_path / "box.db")) == 0

@@ -18,6 +18,7 @@ from quecmqtt.errors import LinkLost
 from quecmqtt.http import Http, HttpConfig
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.mqtt.config import MqttConfig
+from quecmqtt.mqtt.outbox import MemoryOutbox
 from quecmqtt.mqtt.session import Backoff, Session, SessionState
 from quecmqtt.network import Network
 from quecmqtt.tls import Tls
@@ -186,3 +187,70 @@ async def test_services_remove_their_init_steps_and_do_not_stack(broker: Broker)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(r.emulator.reboot)
         await modem.wait_ready(20)
+
+
+async def test_links_lost_with_several_messages_in_flight_dead_letter_none(broker: Broker, cloud: Cloud) -> None:
+    """The link goes again and again while messages are out (a keep-alive failure, the
+    network, the server closing it): none of them is a dead letter, all arrive. A loss the
+    server's close (code 1) causes with several messages out blames none of them either:
+    they become suspects, sent alone until acknowledged."""
+    name = f"flap{next(_names)}"
+    cloud.subscribe(f"{name}/#")
+    async with rig(broker, rtt=0.1) as r:
+        session = Session(r.modem, BROKER_HOST, 1883, f"dev-{name}", window=8, max_attempts=2, backoff=FAST)
+        await session.start(timeout=20)
+        expected = []
+        for round_ in range(3):
+            for i in range(8):  # eight out when the link goes
+                payload = b"%d-%d" % (round_, i)
+                await session.publish(f"{name}/m", payload)
+                expected.append(payload)
+            await asyncio.to_thread(r.emulator.drop_link, 0, (2, 7, 1)[round_])
+            await reconnected(session)
+        await session.flush(timeout=30)
+        assert session.dead_letters() == []
+        assert set(await cloud_received(cloud, set(expected))) >= set(expected)
+        await session.stop()
+
+
+async def test_the_message_that_drops_the_link_is_found_among_many(broker: Broker, cloud: Cloud) -> None:
+    name = f"culprit{next(_names)}"
+    cloud.subscribe(f"{name}/#")
+    async with rig(broker) as r:
+        await asyncio.to_thread(r.emulator.refuse_topic, f"{name}/forbidden")
+        session = Session(r.modem, BROKER_HOST, 1883, f"dev-{name}", window=8, max_attempts=3, backoff=FAST)
+        expected = [b"%02d" % i for i in range(10)]
+        for payload in expected[:5]:
+            await session.publish(f"{name}/ok", payload)
+        await session.publish(f"{name}/forbidden", b"never")
+        for payload in expected[5:]:
+            await session.publish(f"{name}/ok", payload)
+        async with session:
+            await session.flush(timeout=60)
+            assert [(d.entry.payload, d.entry.attempts) for d in session.dead_letters()] == [(b"never", 3)]
+            assert set(await cloud_received(cloud, set(expected))) >= set(expected)
+
+
+async def test_drop_oldest_under_load_never_fails_the_session(broker: Broker) -> None:
+    async with rig(broker, rtt=0.05) as r:
+        outbox = MemoryOutbox(max_messages=5, policy="drop-oldest")
+        session = Session(r.modem, BROKER_HOST, 1883, "dev-drop", outbox=outbox, window=4, backoff=FAST)
+        async with session:
+            for i in range(60):
+                await session.publish("drop/m", b"%d" % i)
+            await session.flush(timeout=30)
+            assert session.connected and session.error is None
+            assert any("outbox full" in d.reason for d in session.dead_letters())
+
+
+async def test_a_session_that_cannot_start_leaves_nothing_behind(broker: Broker) -> None:
+    async with rig(broker) as r:
+        async def enter_and_leave() -> None:
+            async with Session(r.modem, "no-such-host.test", 1883, "dev-none", backoff=FAST):
+                raise AssertionError("it never connects")
+
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(enter_and_leave(), 1.0)
+        # the index is free again and nothing runs for the session that did not start
+        async with Session(r.modem, BROKER_HOST, 1883, "dev-next", backoff=FAST) as session:
+            assert session.connected

@@ -374,6 +374,7 @@ class MqttClient:
         if result == 0 and code == 0:
             self._machine.process(Input.CONNECTED)
             self._link_down = None
+            self._user_closed = False
             return
         self._machine.process(Input.CONNECT_FAILED)
         if result == 0:

@@ -96,17 +96,32 @@ class Outbox:
         """Load what an earlier run left (a durable outbox); nothing to do in memory."""
 
     async def put(self, topic: str, payload: bytes, qos: int, retain: bool) -> Entry:
-        """Accept a message; returns once it is held (for a durable outbox: on disk)."""
+        """Accept a message; returns once it is held (for a durable outbox: on disk). A
+        caller cancelled meanwhile may still have its message accepted (at least once)."""
         await self.open()
         entry = self._admit(topic, bytes(payload), qos, retain)
-        await self._journal_put(entry)
-        self._entries[entry.id] = entry
-        self._bytes += len(entry.payload)
+        self._reserved += 1  # on its way: counts against the bounds from now on
+        self._reserved_bytes += len(entry.payload)
+        # shielded: once the journal has it, memory must have it too, whatever the caller does
+        return await asyncio.shield(asyncio.ensure_future(self._store(entry)))
+
+    async def _store(self, entry: Entry) -> Entry:
+        try:
+            await self._journal_put(entry)
+            self._entries[entry.id] = entry
+            self._bytes += len(entry.payload)
+        finally:
+            self._reserved -= 1
+            self._reserved_bytes -= len(entry.payload)
         return entry
 
     def _admit(self, topic: str, payload: bytes, qos: int, retain: bool) -> Entry:
         if self._closed:
             raise OutboxFull("the outbox is closed")
+        # dropping what is held can only make room up to the bounds minus puts on their way
+        hopeless = self._reserved + 1 > self.max_messages or self._reserved_bytes + len(payload) > self.max_bytes
+        if self.policy == "drop-oldest" and hopeless:
+            raise OutboxFull(f"outbox full: a {len(payload)}-byte message does not fit however much is dropped")
         while (
             len(self) + self._reserved >= self.max_messages
             or self.size + self._reserved_bytes + len(payload) > self.max_bytes
@@ -128,9 +143,13 @@ class Outbox:
         values = self._entries.values()
         return list(values) if limit is None else list(itertools.islice(values, limit))
 
-    def attempt(self, entry_id: int) -> Entry:
-        """Count one more send attempt; the updated entry."""
-        entry = replace(self._entries[entry_id], attempts=self._entries[entry_id].attempts + 1)
+    def attempt(self, entry_id: int) -> Entry | None:
+        """Count one more send attempt; the updated entry (None if it is gone meanwhile: a
+        drop-oldest outbox may drop an entry the pump had in hand)."""
+        current = self._entries.get(entry_id)
+        if current is None:
+            return None
+        entry = replace(current, attempts=current.attempts + 1)
         self._entries[entry_id] = entry
         self._journal(("attempt", entry.id, entry.attempts))
         return entry
@@ -260,20 +279,12 @@ class SqliteOutbox(Outbox):
     # -- the loop's side -------------------------------------------------------------------------
 
     async def _journal_put(self, entry: Entry) -> None:
-        self._raise_if_failed()
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._reserved += 1
-        self._reserved_bytes += len(entry.payload)
-        try:
-            self._ops.put(_Op("put", (entry,), done))
-            await asyncio.shield(done)
-        finally:
-            self._reserved -= 1
-            self._reserved_bytes -= len(entry.payload)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ops.put(_Op("put", (entry,), done))
+        await done
 
     def _journal(self, op: tuple[Any, ...]) -> None:
-        if self._thread is not None and self._failure is None:
+        if self._thread is not None:
             self._ops.put(_Op(op[0], op[1:]))
 
     def _raise_if_failed(self) -> None:
@@ -343,18 +354,34 @@ class SqliteOutbox(Outbox):
                 self._apply(db, batch)
                 db.execute("COMMIT")
                 self.commits += 1
-            except sqlite3.Error as exc:
+                self._failure = None  # written again: whatever failed before is over
+            except Exception as exc:  # the thread must live on: its callers wait on it
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 log.error("the outbox %s could not be written: %s", self.path, exc)
                 error = exc
-                if any(op.kind == "put" for op in batch):
-                    self._failure = exc
+                self._failure = exc
+                self._retry_behind(db, batch)
             for op in batch:
                 _settle(op.done, error if op.kind == "put" else None)
             if any(op.kind == "close" for op in batch):
                 db.close()
                 return
+
+    def _retry_behind(self, db: sqlite3.Connection, batch: list[_Op]) -> None:
+        """After a failed batch, write its other changes (acks, attempts, dead letters) again
+        without its puts: one bad put must not cost the journal the rest."""
+        rest = [op for op in batch if op.kind not in ("put", "flush", "close")]
+        if not rest:
+            return
+        try:
+            db.execute("BEGIN")
+            self._apply(db, rest)
+            db.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            log.error("the outbox %s could not record acks and attempts: %s", self.path, exc)
 
     def _apply(self, db: sqlite3.Connection, batch: list[_Op]) -> None:
         attempts: dict[int, int] = {}

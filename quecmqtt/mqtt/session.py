@@ -143,6 +143,8 @@ class Session:
         self._state_changed = asyncio.Event()
         self._progress = asyncio.Event()  # an outbox entry was settled, or the state changed
         self._failures: dict[int, str] = {}  # entry id -> why its last attempt failed
+        self._suspects: set[int] = set()  # in flight when the link went: sent alone from now on
+        self._outstanding: set[int] = set()  # sent on this connection, no answer yet
         self._state_callbacks: list[Callable[[SessionState], None]] = []
         self._removers = [self.client.on_link_event(self._on_link_event)]
         self._pdp_watch: asyncio.Task[None] | None = None
@@ -187,8 +189,7 @@ class Session:
     async def wait_stopped(self) -> None:
         """Until the session ends; raises SessionFailed if it ended on a terminal error."""
         if self._runner is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._runner)
+            await asyncio.wait([self._runner])  # the caller's own cancellation still propagates
         self._raise_if_over(stopped_ok=True)
 
     def _raise_if_over(self, *, stopped_ok: bool = False) -> None:
@@ -237,8 +238,7 @@ class Session:
         for task in (self._runner, self._pdp_watch):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait([task])  # not `await task`: our own cancellation must propagate
         if self.state is not SessionState.FAILED:
             self._set_state(SessionState.STOPPED)
         if self.modem.state is not State.CLOSED:
@@ -254,7 +254,11 @@ class Session:
             await self.outbox.flush()  # acks written behind reach the disk
 
     async def __aenter__(self) -> Session:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # nothing left running, the index free again
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -405,7 +409,14 @@ class Session:
     # -- the pump -------------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Send what the outbox holds, `window` at a time, until the link goes down."""
+        """Send what the outbox holds, `window` at a time, until the link goes down.
+
+        Which message made the link go? A broker (Aliyun for a topic the device may not use)
+        answers a message it refuses by closing the link, so a loss is counted as an attempt
+        against the message that was *alone* in flight when it came; with several in flight,
+        all of them become suspects, and each suspect is then sent alone until it is
+        acknowledged. A message whose losses reach `max_attempts` is a dead letter; the
+        others are resent and delivered."""
         in_flight: dict[int, asyncio.Task[None]] = {}  # entry id -> its result, in send order
         try:
             while True:
@@ -418,7 +429,7 @@ class Session:
                         self._settle(entry_id, task)
                 if self._lost.is_set():
                     raise _LinkDown("link lost")
-                if len(in_flight) < self.window:
+                if len(in_flight) < self.window and not self._suspects.intersection(in_flight):
                     for entry in self.outbox.pending(self.window + len(in_flight)):
                         if len(in_flight) >= self.window:
                             break
@@ -430,11 +441,15 @@ class Session:
                         if problem is not None:
                             self._bury(entry, problem)
                             continue
+                        suspect = entry.id in self._suspects
+                        if suspect and in_flight:
+                            break  # a suspect goes alone: wait for what is out
                         sent = await self._send(entry)
                         if sent is None:
                             continue  # refused before it was sent: buried, look at the next
                         in_flight[entry.id] = sent
-                        if self.window == 1:
+                        self._outstanding.add(entry.id)
+                        if self.window == 1 or suspect:
                             break
                 await self._wake.wait()
         finally:
@@ -446,16 +461,31 @@ class Session:
             for entry_id, task in in_flight.items():
                 if not task.cancelled():
                     self._settle(entry_id, task)
+            self._blame(self._outstanding)
+            self._outstanding = set()
+
+    def _blame(self, lost: set[int]) -> None:
+        """The link went down with `lost` sent and unanswered. Only a server closing the link
+        (``+QMTSTAT: <c>,1``, "closed or reset by peer") can be its answer to a message; a
+        keep-alive failure, a network down, a reset of the module say nothing of what was in
+        flight, and blame nothing."""
+        loss = self.client._link_down
+        by_peer = loss is not None and loss.report == "+QMTSTAT" and loss.code == 1
+        if len(lost) == 1 and by_peer:
+            (entry_id,) = lost
+            if self.outbox.attempt(entry_id) is not None:
+                self._failures[entry_id] = "the link was lost while it was the only message in flight"
+        self._suspects |= {entry_id for entry_id in lost if entry_id in self.outbox}
 
     def _bury(self, entry: Entry, reason: str) -> None:
         self.outbox.dead(entry, reason)
         self._failures.pop(entry.id, None)
+        self._suspects.discard(entry.id)
         log.error("session %d: %r moved to the dead letters: %s", self.client.index, entry, reason)
         self._wake.set()  # look again: what follows it may not have been fetched
         self._progress.set()
 
     async def _send(self, entry: Entry) -> asyncio.Task[None] | None:
-        entry = self.outbox.attempt(entry.id)
         try:
             handle = await self.client.publish_nowait(entry.topic, entry.payload, entry.qos, entry.retain)
         except InvalidArgument as exc:
@@ -476,8 +506,13 @@ class Session:
         if exc is None:
             self.outbox.ack(entry_id)
             self._failures.pop(entry_id, None)
+            self._suspects.discard(entry_id)
+            self._outstanding.discard(entry_id)
         elif isinstance(exc, MqttError):
             # the module gave up on this message (retries exhausted): count it, send again
-            self._failures[entry_id] = str(exc)
+            self._outstanding.discard(entry_id)
+            if self.outbox.attempt(entry_id) is not None:
+                self._failures[entry_id] = str(exc)
         else:
-            self._failures[entry_id] = f"{type(exc).__name__}: {exc}"
+            # the link went (LinkLost) or the module did: the loss is blamed in _pump
+            self._failures.setdefault(entry_id, f"{type(exc).__name__}: {exc}")

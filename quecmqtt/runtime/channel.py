@@ -342,8 +342,8 @@ class CommandChannel:
         done, _ = await asyncio.wait(futures, timeout=prompt_timeout, return_when=asyncio.FIRST_COMPLETED)
         if not done:
             raise CommandTimeout(op.command.redacted, prompt_timeout, "its data prompt")
-        if op.done in done and not op.prompt.done():
-            return  # the module answered (an error, usually) without prompting
+        if op.done in done:
+            return  # the module answered (an error, or the end of its entry time): it waits for no data
         op.prompt.result()  # re-raises a failure (reboot, lost port)
         data = op.data
         assert data is not None
@@ -358,15 +358,16 @@ class CommandChannel:
             log.debug("caller cancelled: aborting the data entry of %s", op.command.redacted)
             await self._write(modem.codec.abort_data(), limit, op.command)
             return
+        wire = modem.codec.send_data(raw)
         marker = modem.marker
         if marker is not None:
             kind = EntryKind.CTRL_Z if phase.terminator else EntryKind.COUNTED
             entry_timeout = op.entry_timeout if op.entry_timeout is not None else op.command.input_timeout
             marker.set(kind, entry_timeout, len(raw))
         log.debug("> [%d bytes of data]", len(raw))
-        await self._write(modem.codec.send_data(raw), limit, op.command)
+        await self._write(wire, limit, op.command)
         if marker is not None:
-            marker.clear()
+            marker.clear()  # not on a failed write: the module may hold part of it, the next one waits
 
     async def close(self) -> None:
         """Let command tasks end (their futures were failed with NotOpen); cancel one stuck
