@@ -111,7 +111,7 @@ async def test_a_module_silent_during_recovery_is_reset(peer: ScriptedPeer) -> N
         await peer.expect_command(b"AT", timeout=3)  # never answered: the recovery fails ...
         async with asyncio.timeout(10):
             await reset.wait()  # ... and the next attempt resets the module
-        assert modem.state is State.RECOVERING
+        await wait_state(modem, State.RECOVERING)  # and recovers it after the reset
     finally:
         await modem.close()
 

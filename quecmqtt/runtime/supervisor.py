@@ -206,6 +206,7 @@ class Supervisor:
         self._resets_in_a_row = 0
         self._failures_in_a_row = 0
         self._task: asyncio.Task[None] | None = None
+        self._hook: asyncio.Future[None] | None = None  # a reset hook at work
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -353,6 +354,11 @@ class Supervisor:
             await asyncio.wait([task])
             if not task.cancelled():
                 task.exception()
+        hook, self._hook = self._hook, None
+        if hook is not None and not hook.done():
+            await asyncio.wait([hook], timeout=60.0)  # let a reset hook finish what it started
+        if hook is not None and hook.done() and not hook.cancelled() and hook.exception() is not None:
+            log.error("the reset hook failed: %s", hook.exception())
 
     async def _run(self) -> None:
         IN_START_UP.set(self._modem)
@@ -447,7 +453,9 @@ class Supervisor:
         self._rdy.clear()
         if self.reset_hook is not None:
             log.warning("resetting the module through the reset hook")
-            await self.reset_hook()
+            # shielded: a close() meanwhile must not leave a power switch half-way (stop() waits)
+            self._hook = asyncio.ensure_future(self.reset_hook())
+            await asyncio.shield(self._hook)
         else:
             log.warning("resetting the module with AT+CFUN=1,1")
             try:
