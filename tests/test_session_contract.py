@@ -245,6 +245,7 @@ async def test_drop_oldest_under_load_never_fails_the_session(broker: Broker) ->
 
 async def test_a_session_that_cannot_start_leaves_nothing_behind(broker: Broker) -> None:
     async with rig(broker) as r:
+
         async def enter_and_leave() -> None:
             async with Session(r.modem, "no-such-host.test", 1883, "dev-none", backoff=FAST):
                 raise AssertionError("it never connects")
