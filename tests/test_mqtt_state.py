@@ -128,3 +128,24 @@ async def test_stale_and_foreign_reports_are_ignored(peer: ScriptedPeer) -> None
         assert client.connected
     finally:
         await modem.close()
+
+
+async def test_a_msg_id_is_free_as_soon_as_publish_returns(peer: ScriptedPeer) -> None:
+    """The result can come in the same read as the OK that ends the command: the id is free
+    when publish() returns, not a turn of the loop later."""
+    modem = await open_modem(peer)
+    try:
+        client = await _connected(modem, peer)
+
+        async def module() -> None:
+            await peer.expect_command(b'AT+QMTPUBEX=0,1,1,0,"t",3')
+            peer.send(b"\r\n> ")
+            await peer.expect(b"abc")
+            peer.send(b"\r\nOK\r\n\r\n+QMTPUBEX: 0,1,0\r\n")  # one write: read together
+
+        answering = asyncio.create_task(module())
+        await client.publish("t", b"abc", qos=1)  # in this task: no turn of the loop after it
+        assert client._ids.in_flight == set()
+        await answering
+    finally:
+        await modem.close()

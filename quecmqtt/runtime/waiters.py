@@ -66,8 +66,13 @@ class Waiter:
 
     def add_done_callback(self, callback: Callable[[Waiter], Any]) -> None:
         """`callback(waiter)` once the result came, failed or expired (or the waiter was
-        dropped): the module will not use what it was waiting for any more."""
-        self.future.add_done_callback(lambda _: callback(self))
+        dropped): the module will not use what it was waiting for any more. Called at once
+        if that is so already (a result can overtake the final result that returns the
+        waiter to its caller)."""
+        if self.future.done():
+            callback(self)
+        else:
+            self.future.add_done_callback(lambda _: callback(self))
 
     @property
     def done(self) -> bool:
