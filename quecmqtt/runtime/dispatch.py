@@ -56,7 +56,7 @@ class Dispatcher:
             case ResponseOverflow():
                 self._modem.channel.overflowed(event)
             case Urc() if self._modem.waiters.resolve(event):
-                pass
+                return  # a two-phase result, taken by the command waiting for it
             case ModuleReady():
                 self._modem.supervisor.ready_banner(event.banner)
                 self._modem.bus.publish(event)
