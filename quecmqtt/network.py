@@ -440,10 +440,6 @@ class Network:
         many ask at once (a session reconnecting, `watch()`)."""
         await self.keeper.restore(self)
 
-    @property
-    def lost(self) -> bool:
-        return self.keeper.lost
-
     def watch(self, *, timeout: float = 120.0) -> None:
         """Keep the context up in the background: after ``+QIURC: "pdpdeact"`` (through the
         shared keeper) and after a reboot (attach again)."""

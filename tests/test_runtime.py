@@ -271,8 +271,9 @@ async def main():
                 await asyncio.sleep(0.001)
         try:
             await task
+            print("NOT FAILED", flush=True)  # the flood must fail the command
         except ResponseTooLarge:
-            pass
+            print("FAILED AT ONCE", flush=True)
         while peer.backlog:
             await asyncio.sleep(0.01)
     print("GROWTH_KIB", rss_kib() - before, flush=True)
@@ -297,6 +298,7 @@ def test_a_flood_while_a_command_waits_keeps_memory_bounded() -> None:
     match = re.search(r"GROWTH_KIB (-?\d+)", out.stdout)
     assert match, out.stdout + out.stderr
     assert int(match.group(1)) < 40 * 1024, out.stdout
+    assert out.stdout.count("FAILED AT ONCE") == 2 and "NOT FAILED" not in out.stdout, out.stdout
 
 
 async def test_the_overflowing_command_fails_with_a_clear_error(peer: ScriptedPeer) -> None:

@@ -522,9 +522,7 @@ class AtCodec:
         if self._echo_expect and not self._echo_any:
             # the answer came and nothing was echoed: this module does not echo this command's data
             self._data_echo[pending.command.spec.id] = False
-        self._echo_expect = b""
-        self._echo_held.clear()
-        self._echo_suspended = False
+        self._forget_echo()
         self._events.append(
             CommandComplete(
                 command=pending.command,
@@ -588,7 +586,7 @@ class AtCodec:
                     pos += 1  # the data's line break, whatever CR/LF bytes carried it
                 self._echo_pos = pos
                 if pos >= data_end:
-                    self._end_echo(echoed=True)
+                    self._end_echo()
                     return True
                 continue
             if not held:  # a new segment: the data's line break may have come as a URC's CR LF
@@ -619,13 +617,18 @@ class AtCodec:
         self._echo_suspended = True
         self._mode = _Mode.LINE
 
-    def _end_echo(self, *, echoed: bool) -> None:
-        if echoed and self._pending is not None:
+    def _end_echo(self) -> None:
+        """The data was echoed: so it will be for this command (see `_complete` for the other
+        way)."""
+        if self._pending is not None:
             self._data_echo[self._pending.command.spec.id] = True
+        self._forget_echo()
+        self._mode = _Mode.LINE
+
+    def _forget_echo(self) -> None:
         self._echo_held.clear()
         self._echo_expect = b""
         self._echo_suspended = False
-        self._mode = _Mode.LINE
 
     def _to_line_mode(self) -> None:
         """Back to lines after a unit of module output; to the data echo if one was
@@ -637,10 +640,8 @@ class AtCodec:
 
     def _resume_lines(self, held: bytes | bytearray) -> None:
         if held:
-            self._buf[self._off : self._off] = held
-        self._echo_held = bytearray()
-        self._echo_expect = b""
-        self._echo_suspended = False
+            self._buf[self._off : self._off] = bytes(held)
+        self._forget_echo()
         self._mode = _Mode.LINE
 
     def _start_body(self) -> None:

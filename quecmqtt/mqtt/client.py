@@ -260,15 +260,18 @@ class MqttClient:
                 return
             yield item
 
-    async def _take(self, *, stop_on_link_loss: bool) -> MqttMessage | Overflow | None:
+    async def _take(
+        self, *, stop_on_link_loss: bool, stop: Callable[[], bool] | None = None
+    ) -> MqttMessage | Overflow | None:
         """The next message; None at the end; LinkLost (if asked) when the link is down.
-        A session takes across reconnects (`stop_on_link_loss` false): for it only the end
-        of the client object or of the modem ends the stream."""
+        A session takes across reconnects (`stop_on_link_loss` false): for it the end of
+        the client object or of the modem, or `stop()`, ends the stream (its owner pokes
+        the queue when `stop()` changes)."""
         while True:
             item = self._queue.get_nowait()
             if item is not None:
                 return item
-            if self._ended or (stop_on_link_loss and self._user_closed):
+            if self._ended or (stop_on_link_loss and self._user_closed) or (stop is not None and stop()):
                 return None
             if stop_on_link_loss and self._link_down is not None:
                 raise self._link_down
@@ -435,17 +438,13 @@ class MqttClient:
     ) -> PublishHandle:
         """Hand the message to the module and return; await `.result()` later. The next
         publish can be written meanwhile: several are then in flight."""
-        self.check_publish(topic, payload, qos, retain)
+        self.check_publish(topic, payload, qos, retain)  # before anything, with what is known
         self._machine.process(Input.USE)
         form = await self.prepare_publish()
+        self.check_publish(topic, payload, qos, retain)  # again, with this module's form and limit
         raw = payload.reveal_bytes() if isinstance(payload, Secret) else payload
-        problem = form.problem(raw)
-        if problem is not None:
-            raise InvalidArgument(problem)
-        command = form.command(self.index, 0, qos, retain, topic, len(raw))  # checked before an id is taken
         msg_id = self._ids.take() if qos else 0
-        if msg_id:
-            command = form.command(self.index, msg_id, qos, retain, topic, len(raw))
+        command = form.command(self.index, msg_id, qos, retain, topic, len(raw))
         timeout = self.config.result_timeout
         try:
             pending = await self.modem.submit(

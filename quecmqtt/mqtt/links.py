@@ -49,7 +49,6 @@ class MqttLinks:
         self.modem = modem
         self.owned: set[int] = set()
         self._closing: dict[int, float] = {}  # client -> until when +QMTSTAT is expected
-        self.held_back = 0  # reports held back as expected (for tests and diagnostics)
         self._reconciled: asyncio.Future[None] | None = None
         modem.add_gate(self._gate)
         modem.add_listener(self._on_event)
@@ -105,7 +104,6 @@ class MqttLinks:
             return None
         until = self._closing.get(event.client)
         if until is not None and asyncio.get_running_loop().time() < until:
-            self.held_back += 1
             return f"+QMTSTAT: {event.client},{event.code} after our own close"
         return None
 

@@ -138,8 +138,12 @@ class Outbox:
 
     # -- the pump's side -----------------------------------------------------------------------
 
+    def _ensure_open(self) -> None:
+        """Load what an earlier run left before the first look (a durable outbox)."""
+
     def pending(self, limit: int | None = None) -> list[Entry]:
         """Entries in the order they were accepted (the first `limit`)."""
+        self._ensure_open()
         values = self._entries.values()
         return list(values) if limit is None else list(itertools.islice(values, limit))
 
@@ -172,20 +176,24 @@ class Outbox:
         self._journal(("dead", letter))
 
     def dead_letters(self) -> list[DeadLetter]:
+        self._ensure_open()
         return list(self._dead)
 
     def _journal(self, op: tuple[Any, ...]) -> None:
         """Write a change behind (nothing to do in memory)."""
 
     def __len__(self) -> int:
+        self._ensure_open()
         return len(self._entries)
 
     def __contains__(self, entry_id: object) -> bool:
+        self._ensure_open()
         return entry_id in self._entries
 
     @property
     def size(self) -> int:
         """Payload bytes pending."""
+        self._ensure_open()
         return self._bytes
 
     async def flush(self) -> None:
@@ -238,7 +246,7 @@ class SqliteOutbox(Outbox):
 
     def _ensure_open(self) -> None:
         if self._thread is None:
-            self._open()  # once, before first use outside the event loop (tests, scripts)
+            self._open()  # once, when looked at before `open()` (tests, scripts)
 
     def _open(self) -> None:
         with self._opening:
@@ -290,18 +298,6 @@ class SqliteOutbox(Outbox):
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
             raise OutboxError(f"the outbox {self.path} cannot be written: {self._failure}") from self._failure
-
-    def pending(self, limit: int | None = None) -> list[Entry]:
-        self._ensure_open()
-        return super().pending(limit)
-
-    def dead_letters(self) -> list[DeadLetter]:
-        self._ensure_open()
-        return super().dead_letters()
-
-    def __len__(self) -> int:
-        self._ensure_open()
-        return super().__len__()
 
     async def flush(self) -> None:
         if self._thread is None or not self._thread.is_alive():

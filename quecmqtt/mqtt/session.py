@@ -310,16 +310,10 @@ class Session:
     async def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
         """Messages from the subscriptions, across reconnects. Ends when the session is
         stopped (after what arrived is taken); raises SessionFailed when it failed."""
-        while True:
-            item = self.client._queue.get_nowait()
-            if item is not None:
-                yield item
-                continue
-            if self.state is SessionState.FAILED:
-                self._raise_if_over()
-            if self.state is SessionState.STOPPED or self.client._ended:
-                return
-            await self.client._queue.wait()
+        over = (SessionState.STOPPED, SessionState.FAILED)
+        while (item := await self.client._take(stop_on_link_loss=False, stop=lambda: self.state in over)) is not None:
+            yield item
+        self._raise_if_over(stopped_ok=True)
 
     def on_message(self, callback: Callable[[MqttMessage], None]) -> Callable[[], None]:
         return self.client.on_message(callback)

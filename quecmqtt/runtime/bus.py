@@ -107,10 +107,6 @@ class EventQueue(Generic[T]):
             self._closed = error if error is not None else QueueClosed("closed")
         self._wakeup.set()
 
-    def clear(self) -> None:
-        self._items.clear()
-        self._dropped = 0
-
     def __len__(self) -> int:
         return len(self._items) + (1 if self._dropped else 0)
 
@@ -215,11 +211,6 @@ class EventBus:
     def close(self) -> None:
         for sub in list(self._subscriptions):
             sub.close()
-
-    @property
-    def counts(self) -> tuple[int, int, int]:
-        """(subscriptions, listeners, gates): for tests that check nothing is left behind."""
-        return len(self._subscriptions), len(self._listeners), len(self._gates)
 
 
 def _discard(items: list[T], item: T) -> None:

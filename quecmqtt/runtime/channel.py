@@ -98,7 +98,6 @@ class Operation:
     entry_timeout: float | None = None  # the module's data-entry time-out, if the caller knows it
     inspect: Inspector | None = None  # sees the completion in the reader, before it is recorded
     generation: int = 0
-    written: bool = False
     caller_cancelled: bool = False
     prompt: asyncio.Future[Prompt] = field(init=False)
     done: asyncio.Future[CommandComplete] = field(init=False)
@@ -268,7 +267,6 @@ class CommandChannel:
         modem.redactor.add_line(command.line, command.secret_spans)  # the command and its echo
         wire = modem.codec.send(command)
         self.inflight = op
-        op.written = True
         self._notify(command, "sent")
         try:
             return await self._converse(op, wire)

@@ -135,10 +135,6 @@ class EntryMarker:
         self.clear()
         return entry
 
-    @property
-    def is_set(self) -> bool:
-        return self._map is not None and self._map[_STATE] == 1
-
     def detach(self) -> None:
         """Unmap; remove the file unless an entry is open (the next process must see it)."""
         if self._map is None:

@@ -195,9 +195,7 @@ class Modem:
             return
         supervisor = self.supervisor
         supervisor.fire(Trigger.CLOSE)
-        supervisor.failure = NotOpen("modem closed")
-        self.channel.fail_inflight(supervisor.failure)
-        self.waiters.fail_all(NotOpen("modem closed"))
+        supervisor.fail_everything(NotOpen("modem closed"))
         await supervisor.stop()
         reader, self._reader_task = self._reader_task, None
         if reader is not None and reader is not asyncio.current_task():
@@ -383,9 +381,7 @@ class Modem:
                 # fail anyway, keep the reader alive: start parsing afresh and say so.
                 log.exception("internal error while parsing module output; parser reset")
                 self.codec.reset()
-                supervisor.failure = InternalError("parser reset after an internal error; please report it")
-                self.channel.fail_inflight(supervisor.failure)
-                self.waiters.fail_all(supervisor.failure)
+                supervisor.fail_everything(InternalError("parser reset after an internal error; please report it"))
                 self.channel.stale_risk = True
             self._settle_recording()
 

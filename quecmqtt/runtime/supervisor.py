@@ -280,9 +280,8 @@ class Supervisor:
     def note_timeout(self) -> None:
         self._timeouts_in_a_row += 1
         if self._timeouts_in_a_row >= self.max_timeouts and self.state is State.READY:
-            self.generation += 1
-            self._fail_everything(ModuleUnresponsive(f"{self._timeouts_in_a_row} commands in a row got no answer"))
-            self._trouble("module stopped answering", Trigger.UNRESPONSIVE)
+            error = ModuleUnresponsive(f"{self._timeouts_in_a_row} commands in a row got no answer")
+            self._new_generation(error, "module stopped answering", Trigger.UNRESPONSIVE)
 
     def ready_banner(self, banner: str) -> None:
         now = asyncio.get_running_loop().time()
@@ -301,15 +300,14 @@ class Supervisor:
     def _module_restarted(self, banner: str) -> None:
         if self.state in (State.CLOSED, State.CLOSING, State.OPENING):
             return
-        self.generation += 1
         expected = self._expect_reboot
         self._expect_reboot = False
-        (log.info if expected else log.warning)("module reported %s: generation %d", banner, self.generation)
-        self._fail_everything(ModuleRebooted(banner, self.generation))
+        (log.info if expected else log.warning)("module reported %s: generation %d", banner, self.generation + 1)
         self._modem.channel.stale_risk = False  # a rebooted module answers nothing from before
         if self._modem.marker is not None:
             self._modem.marker.clear()  # an entry open on it is gone with it
-        self._trouble(f"module reported {banner}", Trigger.REBOOTED)
+        error = ModuleRebooted(banner, self.generation + 1)
+        self._new_generation(error, f"module reported {banner}", Trigger.REBOOTED)
 
     def port_lost(self, exc: BaseException) -> None:
         """A read or write failed. One warning line: an unplugged USB module is an event
@@ -318,13 +316,11 @@ class Supervisor:
             return
         modem = self._modem
         self.port_up.clear()
-        self.generation += 1
-        log.warning("port %s lost: %s (generation %d)", modem.transport.name, exc, self.generation)
-        self._fail_everything(PortLost(str(exc)))
+        log.warning("port %s lost: %s (generation %d)", modem.transport.name, exc, self.generation + 1)
         modem.channel.stale_risk = False
         modem.codec.receive_eof()  # half a line from the old port is noise
         modem.dispatch_all()
-        self._trouble("port lost", Trigger.PORT_LOST)
+        self._new_generation(PortLost(str(exc)), "port lost", Trigger.PORT_LOST)
         # the reader may sit in a read that never fails: closing the port wakes it
         modem.spawn(self._drop_transport())
 
@@ -332,12 +328,17 @@ class Supervisor:
         with contextlib.suppress(Exception):
             await self._modem.transport.drop()
 
-    def _fail_everything(self, exc: QuecError) -> None:
-        self.failure = exc  # commands queued before this fail the same way
+    def fail_everything(self, exc: QuecError) -> None:
+        """Fail the command in flight and every waiter; commands queued before this fail
+        the same way when their turn comes (`check_sendable`)."""
+        self.failure = exc
         self._modem.channel.fail_inflight(exc)
         self._modem.waiters.fail_all(exc)
 
-    def _trouble(self, reason: str, trigger: Trigger) -> None:
+    def _new_generation(self, error: QuecError, reason: str, trigger: Trigger) -> None:
+        """The module behind the port is not the one the work in progress was for."""
+        self.generation += 1
+        self.fail_everything(error)
         self.reason = reason
         self._modem.bus.publish(ModuleReset(self.generation, reason))
         self.fire(trigger)
