@@ -245,6 +245,26 @@ def test_qmtrecv_header_with_payload_on_the_next_line() -> None:  # EC200U repor
     assert got == [("msg", 0, 3, "t", b'ab,"c', True), ("cmd", "AT+QMTRECV=0,1", "OK", (), None)]
 
 
+def test_qmtrecv_unquoted_payload_runs_to_the_end_of_the_line() -> None:  # BG96 MQTT AN p.22
+    got = events_of(
+        Recv(b'\r\n+QMTRECV: 0,0,"topic/example",This is the payload, with commas\r\n'),
+        Recv(b'\r\n+QMTRECV: 1,7,"t",42\r\n\r\n+QMTRECV: 0,2,"t",5,hello\r\n\r\n+QMTSTAT: 0,1\r\n'),
+    )
+    assert got == [
+        ("msg", 0, 0, "topic/example", b"This is the payload, with commas", False),
+        ("msg", 1, 7, "t", b"42", False),  # unsolicited: digits are a payload, not a length
+        ("msg", 0, 2, "t", b"hello", False),  # <len>,<payload> when the length matches
+        ("stat", 0, 1),
+    ]
+
+
+def test_echo_without_the_leading_blank_the_host_sent() -> None:
+    command = C.QMTRECV_READ()
+    blank = type(command).raw(command.spec, b" AT+QMTRECV?", {}, " AT+QMTRECV?")
+    got = events_of(Send(blank), Recv(b"AT+QMTRECV?\r\r\n+QMTRECV: 0,0,0,0,0,0\r\n\r\nOK\r\n"))
+    assert got == [("cmd", " AT+QMTRECV?", "OK", ("+QMTRECV: 0,0,0,0,0,0",), None)]
+
+
 def test_buffer_mode_notification_and_slot_status() -> None:
     got = events_of(
         Recv(b"\r\n+QMTRECV: 0,2\r\n"), Send(C.QMTRECV_READ()), Recv(b"\r\n+QMTRECV: 0,1,0,1,0,0\r\n\r\nOK\r\n")

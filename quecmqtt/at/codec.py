@@ -67,6 +67,9 @@ _RECV_HEADER = re.compile(rb'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"([^\r\n]{0
 # +QMTRECV: <c>,<id>,"<topic>",<len>  CR LF  <len bytes>
 _RECV_SPLIT = re.compile(r'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"(.{0,1024})" ?, ?(\d{1,7})\Z')
 _RECV_PREFIX = b"+QMTRECV:"
+# +QMTRECV: <c>,<id>,"<topic>",<payload to the end of the line>  (unquoted payload)
+_RECV_UNQUOTED = re.compile(rb'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"([^\r\n]{0,1024}?)" ?,(?!")(.*)\Z', re.S)
+_COUNTED = re.compile(rb"(\d{1,7}),(.*)\Z", re.S)
 _HEADER_MAX = 1100  # longest header _RECV_HEADER can match
 _HTTP_END = b"\r\nOK\r\n"
 _HTTP_READ_RESULT = b"+QHTTPREAD:"
@@ -104,7 +107,7 @@ class _Pending:
 
     def __init__(self, command: Command) -> None:
         self.command = command
-        self.echo = command.line
+        self.echo = _echo_forms(command.line)
         self.echo_seen = False
         self.state = _State.SENT
         self.responses: list[Response] = []
@@ -394,8 +397,10 @@ class AtCodec:
 
     def _line(self, line: bytes) -> None:
         pending = self._pending
-        if pending is not None and not pending.echo_seen and line == pending.echo:
+        if pending is not None and not pending.echo_seen and line in pending.echo:
             pending.echo_seen = True
+            return
+        if line.startswith(_RECV_PREFIX) and self._unquoted_message(line):
             return
         if _JUNK.search(line) is not None:
             self._noisy(line, max(m.end() for m in _JUNK.finditer(line)), "control bytes in a text line")
@@ -481,7 +486,7 @@ class AtCodec:
             assert isinstance(client, int) and isinstance(code, int)
             self._events.append(MqttStatus(client, code))
             return
-        if prefix == "+QMTRECV" and kinds == (INT, INT, STR, INT):
+        if prefix == "+QMTRECV" and kinds == (INT, INT, STR, INT) and self._buffered_read_pending():
             split = _RECV_SPLIT.match(text)
             if split is not None:
                 self._start_split_message(split)
@@ -754,6 +759,36 @@ class AtCodec:
             self._msg_keep = self._msg_length <= self.max_payload
             self._mode = _Mode.COUNT
 
+    def _buffered_read_pending(self) -> bool:
+        spec = self._pending.command.spec if self._pending is not None else None
+        return spec is not None and spec.name == "+QMTRECV" and spec.form is Form.WRITE
+
+    def _unquoted_message(self, line: bytes) -> bool:
+        """A ``+QMTRECV`` whose payload is not quoted (the BG96 MQTT AN shows both forms):
+        the payload is the rest of the line. A header the quoted form would have taken
+        never gets here (the scanner took it); a buffered read's header with its length
+        (the split form) is left to `_prefixed`."""
+        match = _RECV_UNQUOTED.match(line)
+        if match is None:
+            return False
+        rest = match.group(4)
+        if not rest and self._buffered_read_pending():
+            return False
+        length: int | None = None
+        counted = _COUNTED.match(rest)
+        if counted is not None and len(counted.group(2)) == int(counted.group(1)):
+            length, rest = int(counted.group(1)), counted.group(2)  # <len>,<payload>
+        elif rest.isdigit() and self._buffered_read_pending():
+            return False  # <len> on its own: the payload follows on the next line
+        self._msg_client = int(match.group(1))
+        self._msg_id = int(match.group(2))
+        self._msg_topic = match.group(3).decode("utf-8", errors="replace")
+        self._msg_header = line[: match.start(4)]
+        self._msg_length = length
+        self._msg_keep = len(rest) <= self.max_payload
+        self._emit_message(rest)
+        return True
+
     def _start_split_message(self, match: re.Match[str]) -> None:
         self._msg_client = int(match.group(1))
         self._msg_id = int(match.group(2))
@@ -875,6 +910,13 @@ class AtCodec:
         self._msg_parts = []
         self._to_line_mode()
         self._scan = self._off
+
+
+def _echo_forms(line: bytes) -> tuple[bytes, ...]:
+    """The echo of a command line as a module may show it: whole, or from its ``AT`` on
+    (a module may drop what the host sent before ``AT``, such as a leading blank)."""
+    start = line.upper().find(b"AT")
+    return (line, line[start:]) if start > 0 else (line,)
 
 
 _SALVAGE_BANNERS = sorted((w.encode() for w in (*BANNERS_READY, *BANNERS_DOWN, *BANNERS_OTHER)), key=len, reverse=True)
