@@ -11,7 +11,7 @@ from quecmqtt.at import commands as C
 from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import ConnectRefused, InvalidArgument, LinkLost, LocalProtocolError, MqttOpenError
 from quecmqtt.modem import Overflow
-from quecmqtt.mqtt.client import FORM_CTRLZ, FORM_FIXED, FORM_PUBEX, MqttClient
+from quecmqtt.mqtt.client import FORM_CTRLZ, FORM_FIXED, FORM_PUBEX, FORM_PUBEX_INLINE, MqttClient
 from quecmqtt.mqtt.config import MqttConfig, Will
 from quecmqtt.mqtt.state import ClientState
 from quecmqtt.secret import Secret
@@ -83,7 +83,15 @@ async def test_many_topics_are_sent_five_per_command(broker: Broker, cloud: Clou
 
 @pytest.mark.parametrize(
     ("model", "form", "expected"),
-    [("EC25", None, FORM_PUBEX), ("BG96", None, FORM_FIXED), ("BG96", FORM_CTRLZ, FORM_CTRLZ)],
+    [
+        ("EC25", None, FORM_PUBEX),
+        # BG96 answers AT+QMTPUB=? with (1-1548) but has only the Ctrl-Z form: the fixed form
+        # is refused once, and the Ctrl-Z form kept
+        ("BG96", None, FORM_CTRLZ),
+        ("BG96", FORM_CTRLZ, FORM_CTRLZ),
+        ("BG95", None, FORM_FIXED),  # not the inline QMTPUBEX
+        ("BG95", FORM_PUBEX_INLINE, FORM_PUBEX_INLINE),
+    ],
 )
 async def test_publish_forms_per_model(
     broker: Broker, cloud: Cloud, model: str, form: str | None, expected: str
@@ -92,7 +100,7 @@ async def test_publish_forms_per_model(
     async with rig(broker, model=model) as r:
         client = MqttClient(r.modem, 2, publish_form=form)
         await connected(client, f"dev-{model}")
-        payload = b"plain text" if expected == FORM_CTRLZ else AWKWARD
+        payload = b"plain, text" if expected in (FORM_CTRLZ, FORM_PUBEX_INLINE) else AWKWARD
         await client.publish(f"form/{model}", payload, qos=1)
         assert client.publish_form == expected
         got = await received(cloud, 1)

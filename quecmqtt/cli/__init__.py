@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.set_defaults(func=_cmd_decode)
 
     from quecmqtt.emulator.control import FAULTS
-    from quecmqtt.emulator.profiles import PROFILES
+    from quecmqtt.emulator.families import PROFILES
 
     emu = sub.add_parser(
         "emulate",

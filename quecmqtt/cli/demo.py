@@ -125,7 +125,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    from quecmqtt.emulator.profiles import PROFILES
+    from quecmqtt.emulator.families import PROFILES
 
     parser = sub.add_parser(
         "demo",

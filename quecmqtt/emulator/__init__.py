@@ -21,8 +21,8 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from quecmqtt.emulator.families import PROFILES
 from quecmqtt.emulator.module import Module, Network
-from quecmqtt.emulator.profiles import PROFILES
 from quecmqtt.emulator.pty import PtyPort
 
 T = TypeVar("T")
@@ -126,7 +126,10 @@ class Emulator:
         self.port.unplug()
 
     def replug(self) -> None:
-        """A new pty behind the same path (the module kept running)."""
+        """A new pty behind the same path (the module kept running). Only after `unplug`:
+        while plugged it raises RuntimeError ("... is plugged; unplug it first") and changes
+        nothing. Bouncing a plugged port is two faults, `unplug` then `replug`, so a script
+        that lost track of the port's state is told rather than silently given a new pty."""
         self.port.plug()
 
     def deactivate_pdp(self, cid: int = 1) -> None:

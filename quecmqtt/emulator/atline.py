@@ -1,8 +1,12 @@
 """The emulator's own reading of a command line. It shares no code with `quecmqtt.at` on
-purpose: a parsing bug cannot hide by being the same on both sides of the test."""
+purpose: a parsing bug cannot hide by being the same on both sides of the test.
+
+`parse_line` is total: whatever bytes a host sends, it returns a line or None and never
+raises (an exception here would cost the rest of the read it came in)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 Arg = int | str  # an unquoted integer, or a string (quoted or bare)
@@ -19,8 +23,21 @@ class AtLine:
         return self.args[index] if index < len(self.args) else default
 
 
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also takes "²" and "٣"
+
+
+def _integer(token: str, signed: bool = True) -> int | None:
+    """The value of a plain decimal integer token, else None (then it is a bare string)."""
+    if _INTEGER.fullmatch(token) is None or (not signed and token.startswith("-")):
+        return None
+    try:
+        return int(token)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        return None
+
+
 def parse_line(line: bytes) -> AtLine | None:
-    """None if the line is not an AT command."""
+    """None if the line is not an AT command. Never raises."""
     try:
         text = line.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -50,8 +67,9 @@ def parse_line(line: bytes) -> AtLine | None:
     number = rest[1:]
     if number == "":
         return AtLine(name, "exec")
-    if number.isdigit():
-        return AtLine(name, "exec", [int(number)], [False])
+    value = _integer(number, signed=False)
+    if value is not None:
+        return AtLine(name, "exec", [value], [False])
     return None
 
 
@@ -74,10 +92,8 @@ def split_args(text: str) -> tuple[list[Arg], list[bool]]:
             if end < 0:
                 end = len(text)
             token = text[i:end].strip()
-            if token.lstrip("-").isdigit() and token.lstrip("-").isascii():
-                args.append(int(token))
-            else:
-                args.append(token)
+            value = _integer(token)  # "--1", "-", "1-" stay strings: the handler refuses them
+            args.append(token if value is None else value)
             quoted.append(False)
             i = end
         i += 1  # the comma

@@ -2,6 +2,14 @@
 from another process (`quecmqtt fault`) while `quecmqtt emulate` serves the port.
 
 Request: {"fault": "drop-link", "args": [0, 1]}; answer: {"ok": true} or {"error": "..."}.
+
+Every request line gets exactly one answer line, in order, and the connection goes on
+serving the lines after it, whatever was wrong with one: not JSON (or nested too deeply),
+not a request object, an unknown fault, bad arguments, a fault that cannot be applied now
+(`replug` while the port is plugged: "... is plugged; unplug it first"), or a bug raising
+inside the emulator (answered as "<fault> failed: <ExceptionType>: <message>"). A line
+longer than MAX_REQUEST bytes (newline excluded) is skipped unread up to its newline and
+answered {"error": "request too long (max MAX_REQUEST bytes)"}; the connection goes on.
 """
 
 from __future__ import annotations
@@ -12,17 +20,19 @@ import json
 import os
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from quecmqtt.emulator import Emulator
+
+MAX_REQUEST = 64 * 1024  # bytes in one request line, newline excluded
 
 # name -> (method, argument converters, help)
 FAULTS: dict[str, tuple[str, tuple[Callable[[str], Any], ...], str]] = {
     "reboot": ("reboot", (), "POWERED DOWN, silence, RDY; volatile state is lost"),
     "drop-link": ("drop_link", (int, int), "CLIENT [CODE]: close an MQTT link with +QMTSTAT: CLIENT,CODE (1)"),
     "unplug": ("unplug", (), "the port vanishes (USB unplug): the device path dangles"),
-    "replug": ("replug", (), "a new pty behind the same device path"),
+    "replug": ("replug", (), "a new pty behind the same device path (after unplug)"),
     "pdp-deactivate": ("deactivate_pdp", (int,), '[CID]: +QIURC: "pdpdeact",CID (1); its MQTT links drop'),
     "stall": ("stall", (), "stop answering until 'resume'"),
     "resume": ("resume", (), "answer again after 'stall'"),
@@ -58,6 +68,7 @@ class ControlServer:
         self.emulator = emulator
         self.path = path
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         kind = _kind(self.path)
@@ -72,25 +83,78 @@ class ControlServer:
         self._server = await asyncio.start_unix_server(self._serve, self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
-            while line := await reader.readline():
-                try:
-                    request = json.loads(line)
-                    await apply(self.emulator, str(request["fault"]), [str(a) for a in request.get("args", [])])
-                    answer: dict[str, Any] = {"ok": True}
-                except (ValueError, KeyError, TypeError) as exc:
-                    answer = {"error": str(exc)}
-                writer.write(json.dumps(answer).encode() + b"\n")
-                await writer.drain()
+            async with contextlib.aclosing(_request_lines(reader)) as lines:
+                async for line in lines:
+                    answer = await self._answer(line)
+                    writer.write(json.dumps(answer).encode() + b"\n")
+                    await writer.drain()
+        except ConnectionError:
+            pass  # the client went away: nobody to answer
         finally:
+            self._writers.discard(writer)
             writer.close()
+
+    async def _answer(self, line: bytes | None) -> dict[str, Any]:
+        """The answer to one request line (None: a line over MAX_REQUEST); never raises."""
+        if line is None:
+            return {"error": f"request too long (max {MAX_REQUEST} bytes)"}
+        name = "the request"
+        try:
+            name, args = _parse_request(line)
+            await apply(self.emulator, name, args)
+        except (ValueError, RuntimeError) as exc:  # refused: a bad request, or not now
+            return {"error": str(exc)}
+        except Exception as exc:  # a bug: said, not swallowed with the connection
+            return {"error": f"{name} failed: {type(exc).__name__}: {exc}"}
+        return {"ok": True}
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            for writer in list(self._writers):  # else wait_closed() waits for clients (3.12+)
+                writer.close()
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+async def _request_lines(reader: asyncio.StreamReader) -> AsyncGenerator[bytes | None, None]:
+    """The request lines a client sends, without their newline; None for each line over
+    MAX_REQUEST bytes, whose bytes are dropped as they come (never buffered whole)."""
+    pending = bytearray()
+    too_long = False
+    while chunk := await reader.read(65536):
+        pending += chunk
+        while (end := pending.find(b"\n")) >= 0:
+            line = bytes(pending[:end])
+            del pending[: end + 1]
+            yield None if too_long or len(line) > MAX_REQUEST else line
+            too_long = False
+        if len(pending) > MAX_REQUEST:
+            too_long = True
+            pending.clear()
+    if too_long:
+        yield None
+    elif pending:
+        yield bytes(pending)  # a last line without a newline
+
+
+def _parse_request(line: bytes) -> tuple[str, list[str]]:
+    """The fault name and its arguments; ValueError saying what is wrong."""
+    try:
+        request = json.loads(line)
+    except RecursionError:
+        raise ValueError("request is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # also bytes that are not UTF-8
+        raise ValueError(f"request is not valid JSON: {exc}") from None
+    if not isinstance(request, dict) or "fault" not in request:
+        raise ValueError('a request is a JSON object: {"fault": NAME, "args": [ARG, ...]}')
+    args = request.get("args", [])
+    if not isinstance(args, list):
+        raise ValueError('"args" must be a list')
+    return str(request["fault"]), [str(arg) for arg in args]
 
 
 def send_fault(path: str, name: str, args: list[str], timeout: float = 10.0) -> dict[str, Any]:

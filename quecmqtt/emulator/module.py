@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quecmqtt.emulator.atline import AtLine, parse_line
-from quecmqtt.emulator.mqtt import CLOSED_BY_PEER, Incoming, MqttConnection, Will
-from quecmqtt.emulator.profiles import PUB_CTRLZ, PUB_FIXED, PUB_INLINE, PUBEX_LENGTH, Profile
+from quecmqtt.emulator.general import GeneralCommands
+from quecmqtt.emulator.mqtt import CLOSED_BY_PEER, PING_FAILED, Incoming, MqttConnection, Will
+from quecmqtt.emulator.profiles import PUB_CTRLZ, PUB_FIXED, PUB_INLINE, PUBEX_INLINE, PUBEX_LENGTH, Profile
 
 log = logging.getLogger("quecmqtt.emulator")
 
@@ -36,9 +37,28 @@ CME_TEXT = {
     14: "SIM busy",
     16: "incorrect password",
     50: "incorrect parameters",
+    # FILE errors [FILE] ch.4 table 1 (404, 408, 412, 415, 422, 424 are not listed there)
+    400: "invalid input value",
+    401: "larger than the size of the file",
+    402: "read zero byte",
+    403: "drive full",
     405: "file not found",
-    407: "file already exist",
+    406: "invalid file name",
+    407: "file already existed",
+    409: "fail to write the file",
+    410: "fail to open the file",
+    411: "fail to read the file",
+    413: "reach the max number of file allowed to be opened",
+    414: "the file read-only",
+    416: "invalid file descriptor",
+    417: "fail to list the file",
+    418: "fail to delete the file",
+    419: "fail to get disk info",
+    420: "no space",
     421: "time out",
+    423: "file too large",
+    425: "invalid parameter",
+    426: "file already opened",
     701: "HTTP(S) unknown error",
     702: "HTTP(S) timeout",
     703: "HTTP(S) busy",
@@ -48,6 +68,7 @@ CME_TEXT = {
     714: "HTTP(S) DNS error",
     716: "HTTP(S) socket connect error",
     717: "HTTP(S) socket read error",
+    730: "HTTP(S) invalid parameter",
 }
 
 
@@ -70,6 +91,9 @@ class DataEntry:
     echo: bool = False
     timeout: float = 90.0
     buffer: bytearray = field(default_factory=bytearray)
+    keep: int | None = None  # Ctrl-Z entry: input past this many bytes is dropped (BG96: 1548)
+    ack_every: int | None = None  # QFUPL ACK mode: an "A" after each this many bytes
+    acked: int = 0
 
 
 @dataclass
@@ -119,6 +143,7 @@ class MqttClient:
         self.opening = False
         self.connected = False
         self.slots: list[Incoming | None] = [None] * 5
+        self.in_flight: set[int] = set()  # QoS>0 msg ids published and not yet acknowledged
 
 
 class Module:
@@ -136,8 +161,13 @@ class Module:
         boot_time: float = 0.3,
         sim_busy: float = 0.0,
         register_delay: float = 0.0,
+        host_port: str = "usbat",
+        urcport: str | None = None,
     ) -> None:
         self.profile = profile
+        # the port the host is on; URCs go to `urcport` (saved in NV), so a host on another
+        # port sees none of them [ATM] 2.25
+        self.host_port = host_port
         self.sim_busy = sim_busy  # seconds after boot during which the SIM answers "busy"
         self.register_delay = register_delay  # seconds from SIM ready to registered
         self.network = network
@@ -146,9 +176,12 @@ class Module:
         self.sim_pin = sim_pin
         self.boot_time = boot_time
         self.files: dict[str, bytes] = {}  # flash: survives reboots
-        self.urcport = "uart1"  # saved to NVRAM [V: S3]
+        self.urcport = urcport or profile.urcport  # saved to NV [ATM] 2.25
+        self.sim_inserted = True
+        self.general = GeneralCommands(self)
         self._pdp_at_boot = pdp_active
         self._line = bytearray()
+        self._line_overflow = False
         self._entry: DataEntry | None = None
         self._entry_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -166,6 +199,7 @@ class Module:
     # -- state ------------------------------------------------------------------------
 
     def _volatile_reset(self) -> None:
+        self.general.reset()
         self.echo = self.default_echo
         self.cmee = 1  # [R] factory default
         self.cfun = 1
@@ -235,6 +269,8 @@ class Module:
             self.respond(final=f"+CME ERROR: {CME_TEXT.get(code, str(code))}")
 
     def urc(self, text: str | bytes) -> None:
+        if self.urcport not in (self.host_port, "all"):
+            return  # printed on the other port
         data = b"\r\n" + (text.encode() if isinstance(text, str) else text) + b"\r\n"
         if self.urc_delay:
             self._spawn(self._later(self.urc_delay, lambda: self.out(data)))
@@ -266,26 +302,42 @@ class Module:
             if byte == 0x0D:
                 line = bytes(self._line)
                 self._line.clear()
-                self._command_line(line)
+                if self._line_overflow:
+                    # over the line limit: the whole line is refused, never run in part
+                    self._line_overflow = False
+                    self.respond(final="ERROR")
+                else:
+                    self._command_line(line)
             elif byte in (0x0A, ESC):
                 continue  # LF after CR, and ESC outside data entry, are ignored
-            else:
+            elif not self._line_overflow:
                 self._line.append(byte)
-                if len(self._line) > 4096:
+                if len(self._line) > self.profile.line_max:
+                    # [ATM] 2.15 table 3: "command line maximum length exceeded" is ERROR; what
+                    # comes before the CR is dropped with the line
                     self._line.clear()
+                    self._line_overflow = True
 
     def _feed_entry(self, entry: DataEntry, data: bytes, i: int) -> int:
         if entry.length is not None:
-            take = data[i : i + entry.length - len(entry.buffer)]
+            want = entry.length - len(entry.buffer)
+            if entry.ack_every:
+                want = min(want, entry.acked + entry.ack_every - len(entry.buffer))
+            take = data[i : i + want]
             entry.buffer += take
             if entry.echo:
                 self.out(take)
             i += len(take)
             if len(entry.buffer) >= entry.length:
                 self._finish_entry(bytes(entry.buffer))
+            elif entry.ack_every and len(entry.buffer) == entry.acked + entry.ack_every:
+                entry.acked = len(entry.buffer)
+                self.out(b"A")  # [FILE] 2.4: ACK mode, one "A" per 1 KB received
             return i
         end = next((j for j in range(i, len(data)) if data[j] in (CTRL_Z, ESC)), -1)
         chunk = data[i:] if end < 0 else data[i:end]
+        if entry.keep is not None:
+            chunk = chunk[: max(0, entry.keep - len(entry.buffer))]  # [AN] 3.2.8: the rest is omitted
         entry.buffer += chunk
         if entry.echo:
             self.out(chunk)
@@ -322,7 +374,10 @@ class Module:
 
     def _command_line(self, line: bytes) -> None:
         if self.echo:
-            self.out(line + b"\r")
+            # the echo starts at "AT": what the host sent before it is not shown [R: the
+            # case reported in issue 12; a module echoing it would be matched too]
+            start = line.upper().find(b"AT")
+            self.out((line[start:] if start > 0 else line) + b"\r")
         at = parse_line(line)
         if at is None:
             if line.strip():
@@ -330,6 +385,13 @@ class Module:
             return
         handler = getattr(self, "at_" + _handler_name(at.name), None)
         try:
+            if at.name in self.profile.lacks:
+                raise PlainError  # the family has no such command
+            if at.form == "test" and at.name in self.profile.test_answers:
+                self.respond(list(self.profile.test_answers[at.name]))
+                return
+            if self.general.answer(at):
+                return
             if handler is None:
                 raise PlainError  # an unknown command: a bare ERROR, whatever CMEE says
             handler(at)
@@ -352,25 +414,6 @@ class Module:
     def at_V(self, at: AtLine) -> None:
         self.respond()
 
-    def at_I(self, at: AtLine) -> None:
-        self.respond(["Quectel", self.profile.name, f"Revision: {self.profile.revision}"])
-
-    def at_CGMR(self, at: AtLine) -> None:
-        self.respond([self.profile.revision])
-
-    at_GMR = at_CGMR
-
-    def at_CGMM(self, at: AtLine) -> None:
-        self.respond([self.profile.name])
-
-    def at_QGMR(self, at: AtLine) -> None:
-        self.respond([f"{self.profile.revision}_01.001.01.001"])
-
-    def at_CGSN(self, at: AtLine) -> None:
-        self.respond([self.profile.imei])
-
-    at_GSN = at_CGSN
-
     def at_CMEE(self, at: AtLine) -> None:
         if at.form == "read":
             self.respond([f"+CMEE: {self.cmee}"])
@@ -386,6 +429,8 @@ class Module:
         return time.monotonic() < self.booted_at + self.sim_busy
 
     def at_CPIN(self, at: AtLine) -> None:
+        if not self.sim_inserted:
+            raise CmeError(10)
         if self._sim_busy():
             raise CmeError(14)
         if at.form == "read":
@@ -399,6 +444,8 @@ class Module:
         self.urc("+CPIN: READY")
 
     def _need_sim(self) -> None:
+        if not self.sim_inserted:
+            raise CmeError(10)
         if self._sim_busy():
             raise CmeError(14)
         if not self.sim_ready:
@@ -555,6 +602,9 @@ class Module:
             raise CmeError(407)
         size = int(at.arg(1, 10240))  # type: ignore[arg-type]
         timeout = float(at.arg(2, 5))  # type: ignore[arg-type]
+        ackmode = at.arg(3, 0)
+        if ackmode not in (0, 1) or size < 1 or len(name) > 80:
+            raise CmeError(400 if ackmode not in (0, 1) else 406)
 
         async def finish(data: bytes) -> None:
             if self.corrupt_upload:  # fault: a byte lost between the UART and the flash
@@ -563,7 +613,7 @@ class Module:
             self.files[name] = data
             self.respond([f"+QFUPL: {len(data)},{file_checksum(data):x}"])
 
-        entry = DataEntry(size, finish, timeout=timeout)
+        entry = DataEntry(size, finish, timeout=timeout, ack_every=1024 if ackmode == 1 else None)
         self._open_entry(entry, b"\r\nCONNECT\r\n")
         # a partial upload is kept when the time runs out [V: S3]
         assert self._entry_timer is not None
@@ -606,9 +656,10 @@ class Module:
 
     def at_QSSLCFG(self, at: AtLine) -> None:
         key = str(at.arg(0))
+        keys = self.profile.keyed("+QSSLCFG")
+        if key not in keys:
+            raise PlainError  # a key the family's AT+QSSLCFG=? does not list ([SSL]: no sni on BG96)
         ctx = self.ssl_ctx(int(at.arg(1)))  # type: ignore[arg-type]
-        if key not in ctx:
-            raise PlainError
         if len(at.args) == 2:
             value = ctx[key]
             shown = f'"{value}"' if isinstance(value, str) and key != "ciphersuite" else str(value)
@@ -617,6 +668,8 @@ class Module:
         value = at.arg(2)
         if key == "ciphersuite" and at.quoted[2]:
             raise PlainError  # quoted "0XFFFF" is refused [V: observed on a BG96]
+        if key == "sni" and at.quoted[2] != keys[key].endswith('"'):
+            raise PlainError  # a flag where the module takes a name, or the reverse
         ctx[key] = value
         self.respond()
 
@@ -635,7 +688,7 @@ class Module:
                 raise ssl.SSLError("no CA certificate uploaded")
             context.load_verify_locations(cadata=ca.decode("ascii", errors="replace"))
             context.verify_mode = ssl.CERT_REQUIRED
-            context.check_hostname = bool(cfg["sni"]) or bool(cfg["checkhost"])  # [R]
+            context.check_hostname = bool(cfg.get("sni")) or bool(cfg.get("checkhost"))  # [R]
         if int(cfg["seclevel"]) == 2:
             _load_client_pair(
                 context, self.files.get(self._file(cfg["clientcert"])), self.files.get(self._file(cfg["clientkey"]))
@@ -659,8 +712,10 @@ class Module:
         server_hostname = None
         if context is not None:
             cfg = self.ssl_ctx(ssl_index or 0)
-            sni = bool(cfg["sni"]) or bool(cfg["checkhost"])
-            server_hostname = host if sni else None  # [R] sni=0 sends no name
+            sni = cfg.get("sni")
+            # the name form sends the name it was given; the flag form the host's [R: 0 sends none]
+            named = isinstance(sni, str) and bool(sni)
+            server_hostname = str(sni) if named else host if sni or cfg.get("checkhost") else None
         timeout = float(self.ssl_ctx(ssl_index)["negotiatetime"]) if ssl_index is not None else 30.0
         async with asyncio.timeout(timeout):
             return await asyncio.open_connection(
@@ -676,13 +731,11 @@ class Module:
         return self.clients[index]
 
     def at_QMTCFG(self, at: AtLine) -> None:
-        if at.form == "test":
-            self.respond([f'+QMTCFG: "{k}",{v}' for k, v in self.profile.qmtcfg.items()])
-            return
+        keys = self.profile.keyed("+QMTCFG")
         key = str(at.arg(0))
-        if key not in self.profile.qmtcfg and key.lower() not in {k.lower() for k in self.profile.qmtcfg}:
-            raise PlainError
-        key = next(k for k in self.profile.qmtcfg if k.lower() == key.lower())
+        if key.lower() not in {k.lower() for k in keys}:
+            raise PlainError  # a key the family's AT+QMTCFG=? does not list
+        key = next(k for k in keys if k.lower() == key.lower())
         index = at.arg(1)
         if not isinstance(index, int) or not 0 <= index <= 5:
             raise PlainError
@@ -706,7 +759,7 @@ class Module:
         self.respond()
 
     def _max_pkt_timeout(self) -> int:
-        ranges = self.profile.qmtcfg["timeout"]
+        ranges = self.profile.keyed("+QMTCFG")["timeout"]
         return int(ranges.split("),(")[1].split("-")[1])
 
     def _qmtcfg_read(self, client: MqttClient, key: str) -> list[str]:
@@ -723,6 +776,8 @@ class Module:
 
     def at_QMTOPEN(self, at: AtLine) -> None:
         if at.form == "read":
+            if self.profile.silent_qmtopen_read:
+                return  # no answer at all [LooUQ ltemc-mqtt.c:457: BGx over UART]
             self.respond([f'+QMTOPEN: {c.index},"{c.host}",{c.port}' for c in self.clients if c.conn or c.opening])
             return
         if at.form == "test":
@@ -772,6 +827,11 @@ class Module:
     def _lost(self, client: MqttClient, code: int) -> None:
         by_us = client.conn is not None and client.conn.closing_by_us
         self._client_gone(client)
+        if code == PING_FAILED and not by_us and self.profile.ping_urc:
+            # the EC200 family reports a keep-alive failure as +QMTPING and closes the link;
+            # BG96 [AN] table 3 reports it as +QMTSTAT: <c>,2
+            self.urc(f"+QMTPING: {client.index},1")
+            return
         # after our own DISCONNECT the server closes: +QMTSTAT: <c>,5 [R: "may follow"]
         self.urc(f"+QMTSTAT: {client.index},{5 if by_us else code}")
 
@@ -795,7 +855,9 @@ class Module:
 
     def at_QMTCONN(self, at: AtLine) -> None:
         if at.form == "read":
-            self.respond([f"+QMTCONN: {c.index},{3 if c.connected else 2}" for c in self.clients if c.conn])
+            # open but not connected is state 1, "initializing" [AN] 3.2.4
+            state = self.profile.qmtconn_open_state
+            self.respond([f"+QMTCONN: {c.index},{3 if c.connected else state}" for c in self.clients if c.conn])
             return
         client = self._client(at)
         if client.conn is None or client.connected:
@@ -886,27 +948,18 @@ class Module:
         self.urc(f"+QMTUNS: {client.index},{msg_id},{result}")
 
     def at_QMTPUBEX(self, at: AtLine) -> None:
-        if at.form == "test":
-            if PUBEX_LENGTH not in self.profile.publish_forms:
-                raise PlainError
-            self.respond(['+QMTPUBEX: (0-5),<msgid>,(0-2),(0,1),"topic",(1-4096)'])
-            return
-        if PUBEX_LENGTH not in self.profile.publish_forms:
-            raise PlainError
-        self._publish(at, "+QMTPUBEX", allow_length=True, allow_ctrlz=False)
+        forms = self.profile.publish_forms()
+        self._publish(at, "+QMTPUBEX", forms.get(PUBEX_LENGTH), forms.get(PUBEX_INLINE), None)
 
     def at_QMTPUB(self, at: AtLine) -> None:
-        forms = self.profile.publish_forms
-        if at.form == "test":
-            if not forms & {PUB_FIXED, PUB_CTRLZ, PUB_INLINE}:
-                raise PlainError
-            self.respond(['+QMTPUB: (0-5),<msgid>,(0-2),(0,1),"topic",(1-4096)'])
-            return
-        if not forms & {PUB_FIXED, PUB_CTRLZ, PUB_INLINE}:
-            raise PlainError
-        self._publish(at, "+QMTPUB", allow_length=PUB_FIXED in forms, allow_ctrlz=PUB_CTRLZ in forms)
+        forms = self.profile.publish_forms()
+        self._publish(at, "+QMTPUB", forms.get(PUB_FIXED), forms.get(PUB_INLINE), forms.get(PUB_CTRLZ))
 
-    def _publish(self, at: AtLine, urc: str, *, allow_length: bool, allow_ctrlz: bool) -> None:
+    def _publish(
+        self, at: AtLine, urc: str, length_max: int | None, inline_max: int | None, ctrlz_max: int | None
+    ) -> None:
+        """The forms the profile's `=?` answer gives: a length (prompt, then that many
+        bytes), an inline message, or (QMTPUB) data ended by Ctrl-Z."""
         client = self._client(at)
         msg_id, qos, retain, topic = at.arg(1), at.arg(2), at.arg(3), at.arg(4)
         if not (isinstance(msg_id, int) and qos in (0, 1, 2) and retain in (0, 1) and isinstance(topic, str)):
@@ -915,6 +968,9 @@ class Module:
             raise PlainError
         if not client.connected:
             raise PlainError
+        limit = self.profile.inflight_max
+        if qos and limit is not None and len(client.in_flight) >= limit:
+            raise PlainError  # [AN] 3.2.8 note 1: at most 5 in flight [R: refused with ERROR]
 
         async def finish(data: bytes) -> None:
             self.respond()
@@ -922,17 +978,19 @@ class Module:
 
         fifth = at.arg(5)
         entry_time = self._entry_time(client)
-        if len(at.args) == 5 and allow_ctrlz:
-            self._open_entry(DataEntry(None, finish, echo=self.echo, timeout=entry_time), b"\r\n> ")
-        elif len(at.args) == 6 and isinstance(fifth, int) and not at.quoted[5] and allow_length:
-            if not 1 <= fifth <= 4096:  # [R] EC2x limit
+        if len(at.args) == 5 and ctrlz_max is not None:
+            entry = DataEntry(None, finish, echo=self.echo, timeout=entry_time, keep=self.profile.ctrlz_max)
+            self._open_entry(entry, b"\r\n> ")
+        elif len(at.args) == 6 and isinstance(fifth, int) and not at.quoted[5] and length_max is not None:
+            if not 1 <= fifth <= length_max:
                 raise PlainError
             self._open_entry(DataEntry(fifth, finish, echo=self.echo, timeout=entry_time), b"\r\n> ")
-        elif len(at.args) == 6 and at.quoted[5] and PUB_INLINE in self.profile.publish_forms:
+        elif len(at.args) == 6 and at.quoted[5] and inline_max is not None:
+            message = str(fifth).encode()
+            if not 1 <= len(message) <= inline_max:
+                raise PlainError
             self.respond()
-            self._spawn(
-                self._send_publish(client, urc, msg_id, int(qos), bool(retain), topic.encode(), str(fifth).encode())
-            )
+            self._spawn(self._send_publish(client, urc, msg_id, int(qos), bool(retain), topic.encode(), message))
         else:
             raise PlainError
 
@@ -960,12 +1018,16 @@ class Module:
                 self.drop_link(client.index, CLOSED_BY_PEER)
             return
         pkt, retries = self._timeouts(client)
+        if qos:
+            client.in_flight.add(msg_id)
         try:
             result, resent = await conn.publish(
                 topic, payload, qos=qos, retain=retain, packet_id=msg_id, timeout=pkt, retries=retries
             )
         except asyncio.CancelledError:
             result, resent = 2, 0
+        finally:
+            client.in_flight.discard(msg_id)
         if result == 0 and resent and padded(client.cfg["timeout"], [5, 3, 0])[2] == 1:
             self.urc(f"{urc}: {client.index},{msg_id},1,{resent}")  # [R] notice of retransmission
         self.urc(f"{urc}: {client.index},{msg_id},{result}")
@@ -984,11 +1046,12 @@ class Module:
             return
         self.urc(self._recv_line(client.index, msg_id, topic, message.payload, bool(with_length)))
 
-    @staticmethod
-    def _recv_line(index: int, msg_id: int, topic: str, payload: bytes, with_length: bool) -> bytes:
+    def _recv_line(self, index: int, msg_id: int, topic: str, payload: bytes, with_length: bool) -> bytes:
         head = f'+QMTRECV: {index},{msg_id},"{topic}",'.encode()
         if with_length:
             head += f"{len(payload)},".encode()
+        if not self.profile.recv_quoted:
+            return head + payload  # [AN] 6.1/6.2: the payload as it is, to the end of the line
         return head + b'"' + payload + b'"'
 
     def at_QMTRECV(self, at: AtLine) -> None:
@@ -1011,10 +1074,6 @@ class Module:
 
     # -- HTTP(S) --------------------------------------------------------------------------
 
-    HTTP_KEYS = frozenset({
-        "contextid", "requestheader", "responseheader", "sslctxid", "contenttype", "rspout/auto", "closed/ind",
-        "windowsize", "closewaittime", "auth", "custom_header", "reqheader/add", "reqheader/remove",
-    })  # fmt: skip
     CONTENT_TYPES = (
         "application/x-www-form-urlencoded",
         "text/plain",
@@ -1029,8 +1088,10 @@ class Module:
             self.respond([f'+QHTTPCFG: "{k}",{_shown(v)}' for k, v in self.http.items() if k != "headers"])
             return
         key = str(at.arg(0))
-        if key not in self.HTTP_KEYS:
-            raise PlainError
+        if key not in self.profile.keyed("+QHTTPCFG"):
+            raise PlainError  # a key the family's AT+QHTTPCFG=? does not list
+        if key == "contenttype" and len(at.args) > 1 and at.arg(1) not in range(self.profile.content_types()):
+            raise PlainError  # [HTTP] 2.1: BG96 has content types 0-3
         headers: dict[str, str] = self.http.setdefault("headers", {})
         if key == "reqheader/add":
             headers[str(at.arg(1))] = str(at.arg(2))
@@ -1048,6 +1109,8 @@ class Module:
             self.respond([b"+QHTTPURL: " + self.http_url] if self.http_url else [])
             return
         length = int(at.arg(0))  # type: ignore[arg-type]
+        if not 1 <= length <= self.profile.url_max():
+            raise CmeError(730)  # beyond the (1-700) of AT+QHTTPURL=? [R: how it is refused]
 
         async def finish(data: bytes) -> None:
             self.http_url = data
@@ -1057,6 +1120,9 @@ class Module:
 
     def at_QHTTPGET(self, at: AtLine) -> None:
         if len(at.args) >= 3:  # requestheader=1: the host sends the request header
+            limit = self.profile.http_data_max
+            if limit is not None and not 1 <= int(at.arg(1)) <= limit:  # type: ignore[arg-type]
+                raise CmeError(730)  # [HTTP] 2.3: header-mode data 1-2048 on BG96
 
             async def finish(data: bytes) -> None:
                 await self._http_request("+QHTTPGET", raw=data)
@@ -1067,6 +1133,9 @@ class Module:
 
     def at_QHTTPPOST(self, at: AtLine) -> None:
         length = int(at.arg(0))  # type: ignore[arg-type]
+        limit = self.profile.http_data_max
+        if limit is not None and int(self.http.get("requestheader", 0)) and not 1 <= length <= limit:
+            raise CmeError(730)  # [HTTP] 2.4: header-mode data 1-2048 on BG96
 
         async def finish(data: bytes) -> None:
             if int(self.http.get("requestheader", 0)):
@@ -1079,9 +1148,10 @@ class Module:
     async def _http_request(
         self, urc: str, *, method: str = "GET", body: bytes = b"", raw: bytes | None = None
     ) -> None:
-        """Make the request; answer OK then the URC, or (EC200 family, before anything is
-        sent) an immediate +CME ERROR: 7xx [V: S3 EG800K DNS -> 716]."""
-        immediate = self.profile.http_immediate_errors
+        """Make the request; answer OK then the URC, or (before anything is sent) an
+        immediate +CME ERROR: 7xx: a DNS failure on BG96 ([HTTP] 4.3: 714) and the EC200
+        family ([S3] EG800K: 716); the EC200 family's other failures too."""
+        immediate = self.profile.http_errors_immediate
         url = self.http_url.decode("utf-8", errors="replace")
         scheme, _, rest = url.partition("://")
         if not url:
@@ -1097,7 +1167,7 @@ class Module:
         try:
             reader, writer = await self.open_stream(host, port, ssl_index, int(self.http.get("contextid", 1)))
         except LookupError:
-            self._http_fail(urc, 716 if immediate else 714, immediate)
+            self._http_fail(urc, self.profile.http_dns_code, self.profile.http_dns_immediate)
             return
         except PermissionError:
             self._http_fail(urc, 709, immediate)
@@ -1172,6 +1242,9 @@ class Module:
         """POWERED DOWN, silence, then RDY and the boot URCs; volatile state (MQTT/SSL/HTTP
         configuration, echo, CMEE, PDP) is lost, files are kept."""
         self.urc("POWERED DOWN")
+        if self.profile.reboot_pdpdeact:
+            for cid in sorted(self.active):
+                self.urc(f'+QIURC: "pdpdeact",{cid}')  # BG96 (TinyGSM #157 log)
         await asyncio.sleep(0)  # let the announcement out before going silent
         self._power_off()
         await asyncio.sleep(self.boot_time)
@@ -1183,6 +1256,49 @@ class Module:
             if line == "+CPIN: READY" and not self.sim_ready:
                 line = "+CPIN: SIM PIN"
             self.urc(line)
+
+    def remove_sim(self) -> None:
+        """The SIM is pulled: +QSIMSTAT: 1,0 (if enabled) and +CPIN: NOT READY [ATM] 5.9-5.10;
+        the network goes, and with it the PDP contexts and their links [R]."""
+        self.sim_inserted = False
+        self.sim_ready = False
+        if self.general.qsimstat:
+            self.urc("+QSIMSTAT: 1,0")
+        self.urc("+CPIN: NOT READY")
+        for cid in sorted(self.active):
+            self.deactivate_pdp(cid)
+
+    def insert_sim(self) -> None:
+        """The SIM is back: +QSIMSTAT: 1,1 and +CPIN: READY (or SIM PIN) [ATM] 5.10."""
+        self.sim_inserted = True
+        self.sim_ready = self.sim_pin is None
+        self.sim_ready_at = time.monotonic()
+        if self.general.qsimstat:
+            self.urc("+QSIMSTAT: 1,1")
+        self.urc("+CPIN: READY" if self.sim_ready else "+CPIN: SIM PIN")
+
+    def enter_psm(self) -> None:
+        """The module enters PSM: "PSM POWER DOWN" (FreeRTOS BG96 port's URC table; the PSM
+        AN's example shows "POWER DOWN") and silence until `wake`; volatile state is lost."""
+        self.urc("PSM POWER DOWN")
+        self._power_off()
+
+    async def wake(self) -> None:
+        """Out of PSM (a PON pulse or the timer): the module boots as after a reset [R]."""
+        if self.powered:
+            return
+        self._volatile_reset()
+        self.powered = True
+        self.stalled = False
+        self.urc("RDY")
+        for line in self.profile.boot_urcs:
+            self.urc(line)
+
+    def fail_pings(self, index: int) -> None:
+        """The broker stops answering PINGREQ on this client's link: its next keep-alive fails."""
+        client = self.clients[index]
+        if client.conn is not None:
+            client.conn.drop_pongs = True
 
     def drop_link(self, index: int, code: int) -> None:
         client = self.clients[index]

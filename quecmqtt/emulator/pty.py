@@ -35,6 +35,11 @@ class PtyPort:
         return os.ttyname(self._slave) if self.plugged else ""
 
     def plug(self) -> None:
+        """A new pty behind the link. Refused (RuntimeError) while plugged: a plug needs an
+        unplug first, as a USB device does; the link would otherwise look like another
+        program's live pty."""
+        if self.plugged:
+            raise RuntimeError(f"{self.link} is plugged; unplug it first")
         self._loop = asyncio.get_running_loop()
         master, slave = os.openpty()
         tty.setraw(master)

@@ -46,7 +46,9 @@ from quecmqtt.mqtt.links import MqttLinks
 from quecmqtt.mqtt.publish import (
     FORM_CTRLZ,
     FORM_FIXED,
+    FORM_PUB_INLINE,
     FORM_PUBEX,
+    FORM_PUBEX_INLINE,
     MsgIds,
     PublishForm,
     PublishHandle,
@@ -55,7 +57,7 @@ from quecmqtt.mqtt.publish import (
     probe_publish_form,
 )
 from quecmqtt.mqtt.state import ClientState, Input, StateMachine
-from quecmqtt.runtime import EventQueue, Modem, ModuleReset, Overflow, RuntimeClosed
+from quecmqtt.runtime import EventQueue, Modem, ModuleReset, Overflow, Pending, RuntimeClosed
 from quecmqtt.secret import Secret
 
 __all__ = [
@@ -63,6 +65,8 @@ __all__ = [
     "FORM_CTRLZ",
     "FORM_FIXED",
     "FORM_PUBEX",
+    "FORM_PUBEX_INLINE",
+    "FORM_PUB_INLINE",
     "OPEN_RESULTS",
     "Granted",
     "MqttClient",
@@ -444,12 +448,19 @@ class MqttClient:
         self.check_publish(topic, payload, qos, retain)  # again, with this module's form and limit
         raw = payload.reveal_bytes() if isinstance(payload, Secret) else payload
         msg_id = self._ids.take() if qos else 0
-        command = form.command(self.index, msg_id, qos, retain, topic, len(raw))
         timeout = self.config.result_timeout
         try:
-            pending = await self.modem.submit(
-                command, payload, result_timeout=timeout, entry_timeout=self.entry_timeout
-            )
+            try:
+                pending = await self._submit_publish(form, msg_id, topic, payload, raw, qos, retain)
+            except CommandError as exc:
+                fallback = form.fallback
+                if fallback is None or exc.cme is not None or fallback.problem(raw) is not None:
+                    raise
+                # a range read as a length parameter may be the Ctrl-Z entry's limit (BG96):
+                # keep the fallback only if the module takes it
+                pending = await self._submit_publish(fallback, msg_id, topic, payload, raw, qos, retain)
+                log.info("module refused %s but takes %s: publishing with %s", form.name, fallback.name, fallback.name)
+                self.form = fallback
         except (asyncio.CancelledError, CommandTimeout):
             if qos:  # it may have gone out: the module may still use the id
                 self._ids.quarantine(msg_id, asyncio.get_running_loop().time() + timeout)
@@ -459,6 +470,17 @@ class MqttClient:
                 self._ids.release(msg_id)
             raise
         return PublishHandle(self.index, self._ids, msg_id, pending)
+
+    async def _submit_publish(
+        self, form: PublishForm, msg_id: int, topic: str, payload: bytes | Secret, raw: bytes, qos: int, retain: bool
+    ) -> Pending:
+        command = form.command(self.index, msg_id, qos, retain, topic, raw)
+        return await self.modem.submit(
+            command,
+            None if form.inline else payload,
+            result_timeout=self.config.result_timeout,
+            entry_timeout=self.entry_timeout,
+        )
 
     def check_publish(self, topic: str, payload: bytes | Secret, qos: int = 0, retain: bool = False) -> None:
         """Raise InvalidArgument for a message the module cannot take (a quote or control
@@ -477,10 +499,15 @@ class MqttClient:
             check_topic_name(topic)
             form = self.form or form_named(FORM_PUBEX)
             raw = payload.reveal_bytes() if isinstance(payload, Secret) else payload
-            form.command(self.index, 1, qos, retain, topic, max(1, len(raw)))
+            if isinstance(payload, Secret) and form.inline:
+                return "this module publishes the message inline, in the command line: a secret cannot go that way"
+            problem = form.problem(raw)
+            if problem is not None:
+                return problem
+            form.command(self.index, 1, qos, retain, topic, raw or b"x")
         except InvalidArgument as exc:
             return str(exc)
-        return form.problem(raw)
+        return None
 
     async def prepare_publish(self) -> PublishForm:
         """The module's publish form and limit (probed once per client)."""

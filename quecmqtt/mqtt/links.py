@@ -3,7 +3,8 @@
 * **Owned clients**: the indices this process drives (one `MqttClient` each).
 * **Reconciliation**: at open, clients an earlier process left open or connected on indices
   nobody here owns are disconnected and closed (``AT+QMTCONN?``, ``AT+QMTOPEN?``, then
-  ``AT+QMTDISC``/``AT+QMTCLOSE``), so a leftover link cannot take messages meant for us. It
+  ``AT+QMTDISC``/``AT+QMTCLOSE``), so a leftover link cannot take messages meant for us. A
+  module that never answers ``AT+QMTOPEN?`` (BGx over UART) costs 3 s, not the start-up. It
   is a start-up step that runs only at open (a reboot leaves no links), or, when the first
   client is made on a modem that is open already, before that client's first open.
 * **The own-close window**: after our own ``AT+QMTDISC``/``AT+QMTCLOSE`` the module reports
@@ -25,12 +26,13 @@ import weakref
 from quecmqtt.at import commands as C
 from quecmqtt.at.events import Event, MqttStatus
 from quecmqtt.at.spec import Command
-from quecmqtt.errors import CommandError, LocalProtocolError, QuecError
+from quecmqtt.errors import CommandError, CommandTimeout, LocalProtocolError, QuecError
 from quecmqtt.runtime import Modem, ModuleReset, State, StepHandle
 
 log = logging.getLogger("quecmqtt.mqtt")
 
 CLOSE_WINDOW = 5.0  # seconds after our own close during which +QMTSTAT is expected
+OPEN_READ_TIMEOUT = 3.0  # AT+QMTOPEN? answers at once where it answers at all
 _CLOSING = frozenset({"+QMTCLOSE", "+QMTDISC"})
 _LINKS: weakref.WeakKeyDictionary[Modem, MqttLinks] = weakref.WeakKeyDictionary()
 
@@ -124,8 +126,15 @@ class MqttLinks:
             reply = await modem.execute(C.QMTCONN_READ())
             for fields in reply.fields("+QMTCONN"):
                 found[int(fields[0])] = int(fields[1])
-        with contextlib.suppress(CommandError):
-            reply = await modem.execute(C.QMTOPEN_READ())
+        try:
+            reply = await modem.execute(C.QMTOPEN_READ(), timeout=OPEN_READ_TIMEOUT)
+        except CommandError:
+            pass
+        except CommandTimeout:
+            # BGx over UART may never answer AT+QMTOPEN? (LooUQ ltemc-mqtt.c:457): what
+            # AT+QMTCONN? listed is all there is to close
+            log.info("no answer to AT+QMTOPEN? (BGx over UART): closing only what AT+QMTCONN? listed")
+        else:
             for fields in reply.fields("+QMTOPEN"):
                 found.setdefault(int(fields[0]), 0)
         for client, state in sorted(found.items()):

@@ -1,10 +1,12 @@
 """Publishing on the module: which command form it has and its limits, msg ids, handles.
 
-The form is probed once per module (``AT+QMTPUBEX=?``, then ``AT+QMTPUB=?``): the length
-forms are binary-safe; the Ctrl-Z form is used only when nothing else exists and refuses
-payloads holding Ctrl-Z or ESC. The limit is read from the same answer (its last field, a
-range such as ``(1-4096)``), so a message the module can never take is known before it is
-sent: the session dead-letters it at once instead of reconnecting over it.
+The form is probed once per module (``AT+QMTPUBEX=?``, then ``AT+QMTPUB=?``) from the last
+field of each answer: a range or a length name means a length form, the topic last means the
+Ctrl-Z form, a message name the inline form (BG95/BG77 ``AT+QMTPUBEX``). The length forms are
+binary-safe and preferred; the Ctrl-Z form refuses payloads holding Ctrl-Z or ESC; the inline
+form is the last resort (text without quotes, 560 bytes). The limit is read from the same
+answer, so a message the module can never take is known before it is sent: the session
+dead-letters it at once instead of reconnecting over it.
 
 Msg ids are taken per client, 1-65535, and never one the module may still use: an id is
 free again when its result came, or, when the caller went away (cancelled) after the
@@ -30,22 +32,48 @@ log = logging.getLogger("quecmqtt.mqtt")
 FORM_PUBEX = "pubex"  # AT+QMTPUBEX=...,<length>
 FORM_FIXED = "pub-fixed"  # AT+QMTPUB=...,<length>
 FORM_CTRLZ = "pub-ctrlz"  # AT+QMTPUB=... then data and Ctrl-Z
+FORM_PUBEX_INLINE = "pubex-inline"  # AT+QMTPUBEX=...,"<message>" (BG95/BG77)
+FORM_PUB_INLINE = "pub-inline"  # AT+QMTPUB=...,"<message>"
+_INLINE = frozenset({FORM_PUBEX_INLINE, FORM_PUB_INLINE})
 _LAST_RANGE = re.compile(r"\((\d+)-(\d+)\)\s*\Z")
-_TABLE_LIMIT = {FORM_PUBEX: 10240, FORM_FIXED: 4096, FORM_CTRLZ: 4096}
+# the command table's limits; the inline one is LooUQ's figure for BG95 ("PUBEX=560")
+_TABLE_LIMIT = {FORM_PUBEX: 10240, FORM_FIXED: 4096, FORM_CTRLZ: 4096, FORM_PUBEX_INLINE: 560, FORM_PUB_INLINE: 560}
+# what a module shows as the last field of its =? answer, when it is a name and not a range
+_LENGTH_NAMES = ("len",)
+_TOPIC_NAMES = ("topic", "topic_name")
 
 
 @dataclass(frozen=True)
 class PublishForm:
-    """A publish command form and the largest payload the module takes with it."""
+    """A publish command form and the largest payload the module takes with it.
+
+    `fallback`: a form to try once if this one is refused with ERROR. ``AT+QMTPUB=?`` on a
+    real BG96 ends in ``(1-1548)``, which reads like a length parameter but is the most the
+    Ctrl-Z entry takes (its MQTT AN has no length form): the fixed form is tried first and,
+    if the module refuses it while the Ctrl-Z form works, the Ctrl-Z form is kept."""
 
     name: str
     max_length: int
+    fallback: PublishForm | None = None
 
-    def command(self, index: int, msg_id: int, qos: int, retain: bool, topic: str, length: int) -> Command:
+    @property
+    def inline(self) -> bool:
+        return self.name in _INLINE
+
+    def command(self, index: int, msg_id: int, qos: int, retain: bool, topic: str, payload: bytes) -> Command:
+        """The command for this payload (its length for the length forms, the message
+        itself for the inline forms); InvalidArgument if the payload cannot go that way."""
         if self.name == FORM_PUBEX:
-            return C.QMTPUBEX(index, msg_id, qos, int(retain), topic, length)
+            return C.QMTPUBEX(index, msg_id, qos, int(retain), topic, len(payload))
         if self.name == FORM_FIXED:
-            return C.QMTPUB(index, msg_id, qos, int(retain), topic, length)
+            return C.QMTPUB(index, msg_id, qos, int(retain), topic, len(payload))
+        if self.inline:
+            try:
+                message = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidArgument("this module publishes inline: the payload must be UTF-8 text") from None
+            make = C.QMTPUBEX_INLINE if self.name == FORM_PUBEX_INLINE else C.QMTPUB_INLINE
+            return make(index, msg_id, qos, int(retain), topic, message)
         return C.QMTPUB_CTRLZ(index, msg_id, qos, int(retain), topic)
 
     def problem(self, payload: bytes) -> str | None:
@@ -56,6 +84,8 @@ class PublishForm:
             return f"the payload is {len(payload)} bytes; this module publishes at most {self.max_length}"
         if self.name == FORM_CTRLZ and (b"\x1a" in payload or b"\x1b" in payload):
             return "this module publishes only with Ctrl-Z: the payload cannot hold 0x1A or 0x1B"
+        if self.inline and (b'"' in payload or any(b < 0x20 or b == 0x7F for b in payload)):
+            return "this module publishes the message inline: it cannot hold a quote or control characters"
         return None
 
 
@@ -66,30 +96,52 @@ def form_named(name: str) -> PublishForm:
     return PublishForm(name, _TABLE_LIMIT[name])
 
 
-def _limit(fields: list[tuple[object, ...]], default: int) -> int:
-    """The upper bound of the last range in a ``=?`` answer, within the table's limit."""
-    if fields and fields[0]:
-        match = _LAST_RANGE.search(str(fields[0][-1]))
-        if match is not None:
-            return max(1, min(default, int(match.group(2))))
-    return default
+def read_last_field(fields: list[tuple[object, ...]]) -> tuple[str, int | None]:
+    """What the last field of a publish ``=?`` answer says: ("length", upper bound) for a
+    range such as ``(1-4096)``, ("length", None) for a name such as ``"length"`` (a real
+    EC800M), ("none", None) when the topic is last, ("inline", None) for a message name
+    such as ``"msg"``."""
+    if not fields or not fields[0]:
+        return "none", None
+    row = fields[0]
+    last = str(row[-1]).strip()
+    match = _LAST_RANGE.search(last)
+    if match is not None:
+        return "length", int(match.group(2))
+    word = last.strip('"<> ').lower()
+    if any(name in word for name in _LENGTH_NAMES):
+        return "length", None
+    if word in _TOPIC_NAMES or len(row) < 6:
+        return "none", None
+    return "inline", None
+
+
+def _bounded(form: str, limit: int | None) -> int:
+    return max(1, min(_TABLE_LIMIT[form], limit)) if limit else _TABLE_LIMIT[form]
 
 
 async def probe_publish_form(modem: Modem) -> PublishForm:
-    """Which publish command the module has (the length forms first: binary-safe), and
-    its payload limit."""
+    """Which publish command the module has, read from the last field of the ``=?``
+    answers, and its payload limit. Preference: the length forms (binary-safe), then
+    Ctrl-Z, then inline (text only, shortest)."""
+    pubex: tuple[str, int | None] = ("absent", None)
     with contextlib.suppress(CommandError):
-        reply = await modem.execute(C.QMTPUBEX_TEST())
-        return PublishForm(FORM_PUBEX, _limit(reply.fields("+QMTPUBEX"), _TABLE_LIMIT[FORM_PUBEX]))
-    try:
-        reply = await modem.execute(C.QMTPUB_TEST())
-    except CommandError as exc:
-        raise MqttError("the module has neither AT+QMTPUBEX nor AT+QMTPUB", -1) from exc
-    fields = reply.fields("+QMTPUB")
-    # a last range such as (1-4096) means a length parameter: the fixed-length form
-    if fields and len(fields[0]) >= 6 and str(fields[0][-1]).startswith("("):
-        return PublishForm(FORM_FIXED, _limit(fields, _TABLE_LIMIT[FORM_FIXED]))
-    return PublishForm(FORM_CTRLZ, _TABLE_LIMIT[FORM_CTRLZ])
+        pubex = read_last_field((await modem.execute(C.QMTPUBEX_TEST())).fields("+QMTPUBEX"))
+    if pubex[0] == "length":
+        return PublishForm(FORM_PUBEX, _bounded(FORM_PUBEX, pubex[1]))
+    pub: tuple[str, int | None] = ("absent", None)
+    with contextlib.suppress(CommandError):
+        pub = read_last_field((await modem.execute(C.QMTPUB_TEST())).fields("+QMTPUB"))
+    if pub[0] == "length":
+        ctrlz = PublishForm(FORM_CTRLZ, _bounded(FORM_CTRLZ, pub[1]))
+        return PublishForm(FORM_FIXED, _bounded(FORM_FIXED, pub[1]), fallback=ctrlz)
+    if pub[0] == "none":
+        return PublishForm(FORM_CTRLZ, _TABLE_LIMIT[FORM_CTRLZ])
+    if pubex[0] == "inline":
+        return PublishForm(FORM_PUBEX_INLINE, _TABLE_LIMIT[FORM_PUBEX_INLINE])
+    if pub[0] == "inline":
+        return PublishForm(FORM_PUB_INLINE, _TABLE_LIMIT[FORM_PUB_INLINE])
+    raise MqttError("the module has neither AT+QMTPUBEX nor AT+QMTPUB", -1)
 
 
 def check_topic_name(topic: str) -> None:

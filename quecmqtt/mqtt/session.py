@@ -12,7 +12,8 @@ the network service to bring the context back (one owner: `Network.ensure_active
 the client index (``AT+QMTCLOSE``), opens and connects again with exponential back-off and
 jitter, re-subscribes, and resends what the outbox holds, oldest first. `publish()` only
 puts the message in the outbox; a pump sends it with up to `window` publishes in flight and
-removes it when the module reports it acknowledged.
+removes it when the module reports it acknowledged. The default window, 5, is the lowest
+documented in-flight limit (BG96 MQTT AN V1.0, 3.2.8 note 1); no other family documents one.
 
 The publish form and its limit are probed on connecting, before the outbox drains: a message
 the module can never take (too long for its form, Ctrl-Z bytes on a Ctrl-Z-only module) is a
@@ -105,7 +106,7 @@ class Session:
         config: MqttConfig | None = None,
         subscriptions: Sequence[tuple[str, int]] = (),
         outbox: Outbox | None = None,
-        window: int = 8,
+        window: int = 5,
         max_attempts: int = 10,
         backoff: Backoff | None = None,
         terminal_connack: frozenset[int] = frozenset({4, 5}),
