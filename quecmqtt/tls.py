@@ -22,6 +22,7 @@ from quecmqtt.at import commands as C
 from quecmqtt.at.spec import Command
 from quecmqtt.errors import CommandError, RemoteError
 from quecmqtt.network import set_module_clock
+from quecmqtt.probe import TestAnswers, last_field_is_name
 from quecmqtt.runtime import Modem, StepHandle
 from quecmqtt.secret import Secret
 
@@ -109,6 +110,7 @@ class SslContext:
     sni: bool | None = True
     ignore_local_time: bool | None = None
     negotiate_time: int | None = None
+    server_name: str | None = None  # for modules that take SNI as a name, not a flag
 
 
 class Tls:
@@ -147,11 +149,16 @@ class Tls:
         ignore_local_time: bool | None = None,
         negotiate_time: int | None = None,
         clock: str | None = "network",
+        server_name: str | None = None,
     ) -> SslContext:
         """Upload what is missing and configure context `index`. The security level is 2
         with a client certificate and key, 1 with a CA, 0 otherwise, unless given. When
         certificates will be checked, the module's clock is set first from `clock`
-        ("network", "host", or None to leave it)."""
+        ("network", "host", or None to leave it).
+
+        Only the settings the module lists in ``AT+QSSLCFG=?`` are sent, in the form listed:
+        SNI as a flag, or as `server_name` where the module takes a name; a module without
+        an SNI setting (BG96) sends none, and that is logged."""
         if (cert is None) != (key is None):
             raise ValueError("a client certificate and its key go together")
         # every value checked before anything is uploaded or registered
@@ -169,6 +176,7 @@ class Tls:
             sni=sni,
             ignore_local_time=ignore_local_time,
             negotiate_time=negotiate_time,
+            server_name=server_name,
         )
         if context.seclevel >= 1 and clock is not None:
             await set_module_clock(self.modem, clock)
@@ -183,7 +191,16 @@ class Tls:
         return context
 
     async def apply(self, context: SslContext) -> None:
+        listed = await TestAnswers.of(self.modem).keys(C.QSSLCFG_TEST())
         for command in self._commands(context):
+            key = str(command.values.get("key", ""))
+            if listed is not None and key not in listed:
+                log.info("the module has no SSL setting %r (AT+QSSLCFG=? does not list it): not sent", key)
+                continue
+            if key == "sni" and listed is not None and last_field_is_name(listed["sni"]):
+                if not context.sni or not context.server_name:
+                    continue  # the name form: no name, no SNI
+                command = C.QSSLCFG_SNI_NAME(context.index, context.server_name)
             await self.modem.execute(command)
 
     @staticmethod

@@ -123,10 +123,14 @@ def aliauth_config(product_key: str, device_name: str, device_secret: str | Secr
     return MqttConfig(aliauth=AliAuth(product_key, device_name, ds), **options)  # type: ignore[arg-type]
 
 
-async def _setup_tls(modem: Modem, ssl_context: int, ca: bytes | None, seclevel: int, clock: str | None) -> None:
+async def _setup_tls(
+    modem: Modem, ssl_context: int, ca: bytes | None, seclevel: int, clock: str | None, host: str
+) -> None:
     # for this registration only: the context's init step goes with the Tls object
     async with Tls(modem) as tls:
-        await tls.setup(ssl_context, ca=ca if ca is not None else shipped_roots(), seclevel=seclevel, clock=clock)
+        await tls.setup(
+            ssl_context, ca=ca if ca is not None else shipped_roots(), seclevel=seclevel, clock=clock, server_name=host
+        )
 
 
 def learn_registration_replies(modem: Modem) -> Callable[[], None]:
@@ -202,7 +206,7 @@ async def register_mqtt(
             "secret in clear; use TLS, or allow_plain_tcp=True for a test server"
         )
     if tls and configure_tls:
-        await _setup_tls(modem, ssl_context, ca, seclevel, clock)
+        await _setup_tls(modem, ssl_context, ca, seclevel, clock, host)
     credentials = registration_login(
         product.product_key,
         product.device_name,
@@ -280,7 +284,7 @@ async def register_https(
     if not target.startswith("https://"):
         raise InvalidArgument(f"{target}: registration must use HTTPS (the reply carries the DeviceSecret)")
     if configure_tls:
-        await _setup_tls(modem, ssl_context, ca, seclevel, clock)
+        await _setup_tls(modem, ssl_context, ca, seclevel, clock, target.split("/")[2].split(":")[0])
     form = https_registration(
         product.product_key,
         product.device_name,

@@ -710,6 +710,43 @@ _QSSLCFG_KEYS: list[tuple[str, Param]] = [
 ]
 QSSLCFG: dict[str, CommandSpec] = {}
 QSSLCFG_READ: dict[str, CommandSpec] = {}
+QSSLCFG_SNI_NAME = _add(
+    CommandSpec(
+        "QSSLCFG_SNI_NAME",
+        "+QSSLCFG",
+        WRITE,
+        "Server name to send (SNI), where AT+QSSLCFG=? lists sni with a name (Quectel SDK ql_ssl.c).",
+        params=(_key("sni"), SSL_CTX, _str("name", 255)),
+    )
+)
+
+
+def _test(spec_id: str, name: str, summary: str) -> CommandSpec:
+    """A ``=?`` test command: its answer lines say what the firmware has."""
+    return _add(CommandSpec(spec_id, name, TEST, summary, responses=(Resp(name, "*"),)))
+
+
+QSSLCFG_TEST = _test("QSSLCFG_TEST", "+QSSLCFG", "The SSL settings this firmware has.")
+QHTTPCFG_TEST = _test("QHTTPCFG_TEST", "+QHTTPCFG", "The HTTP settings this firmware has.")
+QHTTPURL_TEST = _test("QHTTPURL_TEST", "+QHTTPURL", "URL length and time-out ranges.")
+QHTTPSTOP_TEST = _add(CommandSpec("QHTTPSTOP_TEST", "+QHTTPSTOP", TEST, "OK where the firmware has AT+QHTTPSTOP."))
+QFUPL_TEST = _test("QFUPL_TEST", "+QFUPL", "Upload parameters.")
+QSIMSTAT_READ = _add(
+    CommandSpec(
+        "QSIMSTAT_READ",
+        "+QSIMSTAT",
+        READ,
+        "SIM insertion reports: <enable>,<inserted>.",
+        responses=(Resp("+QSIMSTAT", "*"),),
+    )
+)
+QSIMSTAT = _add(
+    CommandSpec(
+        "QSIMSTAT", "+QSIMSTAT", WRITE, "Report SIM removal and insertion (+QSIMSTAT).", params=(_int("enable", 0, 1),)
+    )
+)
+CIMI = _add(CommandSpec("CIMI", "+CIMI", EXEC, "IMSI as a plain line.", responses=(Resp("+CIMI", "x"),)))
+CGMI = _add(CommandSpec("CGMI", "+CGMI", EXEC, "Manufacturer as a plain line.", responses=(Resp("+CGMI", "x"),)))
 for _s_key, _s_param in _QSSLCFG_KEYS:
     QSSLCFG[_s_key] = _add(
         CommandSpec(

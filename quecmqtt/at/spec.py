@@ -204,6 +204,10 @@ class CommandSpec:
         return Command._create(self, values)
 
 
+# The longest command line sent, "AT" to CR. No manual found gives the number (BG96 AT manual
+# V2.2 2.15 table 3 only says an over-long line is answered ERROR); 4096 is the line buffer the
+# emulator's profiles model [R]. A longer line is refused here, before anything is written.
+MAX_LINE = 4096
 _HEX_RE = re.compile(r"0[xX][0-9A-Fa-f]{1,32}\Z")  # cipher suites, and band masks of 100+ bits
 _WORD_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,64}\Z")
 
@@ -308,6 +312,11 @@ class Command:
                 wire_text = shown_text = head
         else:
             wire_text = shown_text = head + spec.form.value
+        if len(wire_text.encode("utf-8")) > MAX_LINE:
+            raise InvalidArgument(
+                f"{spec.id}: the command line would be {len(wire_text.encode('utf-8'))} bytes; modules take at most "
+                f"{MAX_LINE} (give fewer or shorter arguments)"
+            )
         spans: list[tuple[int, int, str]] = []
         offset = len(head.encode()) + 1
         for index, part in enumerate(wire_parts):

@@ -219,7 +219,7 @@ async def _connect(args: argparse.Namespace, modem: Any) -> Any:
             ) from None
     ssl_context: int | bool = False
     if args.tls:
-        await Tls(modem).setup(args.ssl_context, ca=await _ca(args))
+        await Tls(modem).setup(args.ssl_context, ca=await _ca(args), server_name=args.endpoint)
         ssl_context = args.ssl_context
     if args.module_signs:
         from quecmqtt.aliyun.replies import Registered, Whitelisted

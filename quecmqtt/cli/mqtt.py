@@ -36,7 +36,7 @@ async def _connected(args: argparse.Namespace, modem: Any) -> Any:
     ssl_context: int | bool = False
     if args.tls or args.ca:
         ca = await read_file(args.ca, "the CA certificate") if args.ca else None
-        await Tls(modem).setup(args.ssl_context, ca=ca)
+        await Tls(modem).setup(args.ssl_context, ca=ca, server_name=host)
         ssl_context = args.ssl_context
     client = MqttClient(modem, args.index, MqttConfig(ssl_context=ssl_context, keepalive=args.keepalive))
     password = resolve_secret(args, "password", prompt=False) if given(args, "password") else None

@@ -1,0 +1,304 @@
+"""The thirteen findings of issue 12, one test each (or more), against the emulator's strict
+family profiles through a real pty and a real Mosquitto. Each asserts the fact the family has
+(as its manual or a real capture says, written out here) and what the driver does about it.
+Finding 12 (emulator robustness) is in tests/test_emulator_robustness.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from quecmqtt.at import commands as C
+from quecmqtt.at.spec import Command
+from quecmqtt.errors import CommandError, InvalidArgument
+from quecmqtt.mqtt.client import FORM_CTRLZ, FORM_FIXED, MqttClient
+from quecmqtt.mqtt.config import MqttConfig
+from quecmqtt.runtime import Modem
+from quecmqtt.tls import Tls
+from tests.broker import TLS_NAMES, Broker, Cloud
+from tests.mqtt_rig import BROKER_HOST, received, rig
+from tests.serialport import Port
+
+pytestmark = pytest.mark.broker
+
+
+def sent_lines(modem: Modem) -> list[bytes]:
+    """Every command line the driver writes from now on."""
+    lines: list[bytes] = []
+
+    def observe(command: Command, what: str) -> None:
+        if what == "sent":
+            lines.append(command.line)
+
+    modem.observe_commands(observe)
+    return lines
+
+
+async def raw(modem: Modem, line: str) -> tuple[str, ...]:
+    """A command as a console would send it, and its response lines."""
+    spec = C.QMTRECV_READ().spec
+    command = Command.raw(spec, line.encode(), {}, line)
+    reply = await modem.execute(command)
+    return reply.lines
+
+
+# -- 1. BG95/BG77 publishing ------------------------------------------------------------------
+
+
+async def test_01_bg95_publishes_with_a_form_it_has(broker: Broker, cloud: Cloud) -> None:
+    """BG95's AT+QMTPUBEX takes the message inline (Quectel SDK ql_mqtt.c:492-505): a
+    length-prompt QMTPUBEX is refused; the driver reads the =? answer and uses QMTPUB."""
+    cloud.subscribe("bg95/#")
+    async with rig(broker, model="BG95") as r:
+        answer = (await r.modem.execute(C.QMTPUBEX_TEST())).lines
+        assert answer[0].endswith('"topic","msg"')  # the last field: an inline message
+        client = MqttClient(r.modem, 0)
+        await client.open(BROKER_HOST, 1883)
+        await client.connect("dev-bg95")
+        with pytest.raises(CommandError):
+            await r.modem.execute(C.QMTPUBEX(0, 1, 1, 0, "bg95/t", 3), b"abc")  # what main sent
+        await client.publish("bg95/t", b"\x00binary, \r\n ok", qos=1)
+        assert client.publish_form == FORM_FIXED
+        assert [m.payload for m in await received(cloud, 1)] == [b"\x00binary, \r\n ok"]
+        await client.close()
+
+
+# -- 2. TLS set-up on BG96 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "sni_line"), [("BG96", None), ("EC25", b'"sni",1,1'), ("EG800K", b'"sni",1,"')])
+async def test_02_tls_sends_only_the_ssl_keys_the_module_lists(
+    broker: Broker, cloud: Cloud, model: str, sni_line: bytes | None
+) -> None:
+    """BG96's SSL manual has no sni/checkhost/session: AT+QSSLCFG="sni" is ERROR there, and
+    the set-up (and with it MQTT over TLS) must still work. EC25 takes sni as a flag, EG800K
+    [R] as a name."""
+    cloud.subscribe("tls/#")
+    async with rig(broker, model=model) as r:
+        if model == "BG96":
+            with pytest.raises(CommandError):
+                await r.modem.execute(C.QSSLCFG["sni"](1, 1))
+        lines = sent_lines(r.modem)
+        await Tls(r.modem).setup(1, ca=broker.ca_pem, clock=None, server_name=TLS_NAMES[0])
+        sni = [line for line in lines if b'"sni"' in line]
+        if sni_line is None:
+            assert sni == []
+        else:
+            assert len(sni) == 1 and sni_line in sni[0]
+        client = MqttClient(r.modem, 0, MqttConfig(ssl_context=1))
+        await client.open(TLS_NAMES[0], 8883)
+        await client.connect(f"dev-tls-{model}")
+        await client.publish("tls/t", b"over tls", qos=1)
+        assert [m.payload for m in await received(cloud, 1)] == [b"over tls"]
+        await client.close()
+
+
+# -- 3. BG96 publishing --------------------------------------------------------------------------
+
+
+async def test_03_bg96_ctrlz_only_1548_bytes_and_5_in_flight(broker: Broker, cloud: Cloud) -> None:
+    """BG96 (MQTT AN V1.0 3.2.8): only the Ctrl-Z form; input past 1548 bytes is dropped;
+    at most 5 publishes in flight."""
+    cloud.subscribe("bg96/#")
+    async with rig(broker, model="BG96", rtt=0.3) as r:
+        client = MqttClient(r.modem, 0)
+        await client.open(BROKER_HOST, 1883)
+        await client.connect("dev-bg96")
+        await client.publish("bg96/t", b"first", qos=1)
+        assert client.publish_form == FORM_CTRLZ
+        assert client.form is not None and client.form.max_length == 1548
+        with pytest.raises(InvalidArgument, match="at most 1548"):
+            await client.publish("bg96/t", b"x" * 1549, qos=1)  # refused here, not truncated there
+        await client.publish("bg96/t", b"y" * 1548, qos=1)
+        # the module keeps 5 in flight and refuses the 6th (rtt 0.3 s: no ack is back yet)
+        handles = [await client.publish_nowait("bg96/t", b"%d" % i, qos=1) for i in range(5)]
+        with pytest.raises(CommandError):
+            await client.publish_nowait("bg96/t", b"sixth", qos=1)
+        await asyncio.gather(*(h.result() for h in handles))
+        got = await received(cloud, 7)
+        assert [len(m.payload) for m in got[:2]] == [5, 1548]
+        await client.close()
+
+
+def test_03_bg96_emulator_drops_input_past_1548(broker: Broker, cloud: Cloud) -> None:
+    from quecmqtt.emulator import EmulatorThread
+
+    cloud.subscribe("drop/t")
+    with EmulatorThread(model="BG96", hosts=broker.hosts()) as emu:
+        port = Port(emu.path)
+        port.command("ATE0")
+        port.command('AT+QMTOPEN=0,"broker.test",1883', until=b"+QMTOPEN: 0,0\r\n")
+        port.command('AT+QMTCONN=0,"dev-drop"', until=b"+QMTCONN: 0,0,0\r\n")
+        port.command('AT+QMTPUB=0,1,1,0,"drop/t"', until=b"> ")
+        port.write(b"a" * 1548 + b"b" * 100 + b"\x1a")
+        port.read_until(b"+QMTPUB: 0,1,0\r\n")
+        assert cloud.messages.get(timeout=5).payload == b"a" * 1548
+        port.close()
+
+
+# -- 4. BGx silent on AT+QMTOPEN? ------------------------------------------------------------------
+
+
+async def test_04_reconciliation_survives_a_module_silent_on_qmtopen_read(broker: Broker) -> None:
+    async with rig(broker, model="BG95") as r:
+        with pytest.raises(Exception, match="timed out"):
+            await r.modem.execute(C.QMTOPEN_READ(), timeout=1.0)
+        client = MqttClient(r.modem, 1)  # reconciles before its first open
+        await client.open(BROKER_HOST, 1883)
+        await client.connect("dev-silent")
+        assert client.connected
+        await client.close()
+
+
+# -- 9. unquoted +QMTRECV payloads ---------------------------------------------------------------
+
+
+def test_09_bg96_pushes_the_payload_unquoted(broker: Broker, cloud: Cloud) -> None:
+    """The BG96 MQTT AN's examples (6.1, 6.2) show +QMTRECV with the payload unquoted."""
+    from quecmqtt.emulator import EmulatorThread
+
+    with EmulatorThread(model="BG96", hosts=broker.hosts()) as emu:
+        port = Port(emu.path)
+        port.command("ATE0")
+        port.command('AT+QMTOPEN=0,"broker.test",1883', until=b"+QMTOPEN: 0,0\r\n")
+        port.command('AT+QMTCONN=0,"dev-raw"', until=b"+QMTCONN: 0,0,0\r\n")
+        port.command('AT+QMTSUB=0,1,"raw/#",1', until=b"+QMTSUB: 0,1,0,1\r\n")
+        cloud.publish("raw/a", b"hello, world")
+        assert port.read_until(b"world\r\n").endswith(b'+QMTRECV: 0,1,"raw/a",hello, world\r\n')
+        port.close()
+
+
+async def test_09_unquoted_qmtrecv_payload_is_read_to_the_end_of_the_line(broker: Broker, cloud: Cloud) -> None:
+    async with rig(broker, model="BG96") as r:
+        client = MqttClient(r.modem, 0)
+        await client.open(BROKER_HOST, 1883)
+        await client.connect("dev-recv")
+        await client.subscribe([("down/#", 1)])
+        await asyncio.to_thread(cloud.publish, "down/a", b"This is test data, hello MQTT.")
+        message = await client.next_message(timeout=5)
+        assert message is not None and message.payload == b"This is test data, hello MQTT."
+        await client.close()
+
+
+# -- 10. general 3GPP commands and IMEIs ------------------------------------------------------------
+
+MODELS = ["EC200U", "EC600S", "EG800K", "EC25", "BG96", "BG95"]
+# what the manuals show (BG96 AT Commands Manual V2.2; EC2x AT manual): (command, expected answer)
+GENERAL: list[tuple[str, Callable[[bytes], bool]]] = [
+    ("ATZ", lambda a: a == b"\r\nOK\r\n"),
+    ("ATE0", lambda a: a == b"ATE0\r\r\nOK\r\n"),  # echoed: ATZ restored E1 (V.250)
+    ("AT&F", lambda a: a == b"\r\nOK\r\n"),
+    ("ATE0", lambda a: a == b"ATE0\r\r\nOK\r\n"),
+    ("AT&F0", lambda a: a == b"\r\nOK\r\n"),
+    ("ATE0", lambda a: a == b"ATE0\r\r\nOK\r\n"),
+    ("AT&V", lambda a: a.startswith(b"\r\n&C: 1\r\n&D: 2\r\n&F: 0\r\n") and b"\r\nS10: 15\r\nOK\r\n" in a),
+    ("AT&W", lambda a: a == b"\r\nOK\r\n"),
+    ("AT+CGMI", lambda a: a == b"\r\nQuectel\r\n\r\nOK\r\n"),
+    ("AT+CGMI=?", lambda a: a == b"\r\nOK\r\n"),
+    ("AT+GMI", lambda a: a == b"\r\nQuectel\r\n\r\nOK\r\n"),
+    ("AT+CIMI", lambda a: a == b"\r\n460023210226023\r\n\r\nOK\r\n"),
+    ("AT+CLAC", lambda a: b"\r\n&C\r\n" in a and b"\r\n+CGMI\r\n" in a and a.endswith(b"\r\nOK\r\n")),
+    ("AT+CMGF?", lambda a: a == b"\r\n+CMGF: 0\r\n\r\nOK\r\n"),
+    ("AT+CMGF=1", lambda a: a == b"\r\nOK\r\n"),
+    ("AT+CMGF?", lambda a: a == b"\r\n+CMGF: 1\r\n\r\nOK\r\n"),
+    ("AT+CSCA?", lambda a: a == b'\r\n+CSCA: "+8613800210500",145\r\n\r\nOK\r\n'),
+    ("AT+CNMI=2,1,0,0,0", lambda a: a == b"\r\nOK\r\n"),
+    ("AT+CNMI?", lambda a: a == b"\r\n+CNMI: 2,1,0,0,0\r\n\r\nOK\r\n"),
+    ("AT+CPMS?", lambda a: a == b'\r\n+CPMS: "ME",0,23,"ME",0,23,"ME",0,23\r\n\r\nOK\r\n'),
+    ('AT+CPMS="SM","SM","SM"', lambda a: a == b"\r\n+CPMS: 0,50,0,50,0,50\r\n\r\nOK\r\n"),
+    ("AT+CSCS?", lambda a: a == b'\r\n+CSCS: "GSM"\r\n\r\nOK\r\n'),
+    ("AT+CSQ", lambda a: a.startswith(b"\r\n+CSQ: ")),
+    ("AT+CREG?", lambda a: a.startswith(b"\r\n+CREG: 0,")),
+    ("AT+QSIMSTAT?", lambda a: a == b"\r\n+QSIMSTAT: 0,1\r\n\r\nOK\r\n"),
+    ("ATZ", lambda a: a == b"\r\nOK\r\n"),  # back to the defaults
+    ("AT+CMGF?", lambda a: a == b"AT+CMGF?\r\r\n+CMGF: 0\r\n\r\nOK\r\n"),
+]
+
+
+def ask(port: Port, line: str) -> bytes:
+    """Send a line; everything up to and including its final result."""
+    port.write(line.encode() + b"\r")
+    out = b""
+    while True:
+        out += port.read_until(b"\r\n", timeout=3)
+        last = out.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1]
+        if last in (b"OK", b"ERROR") or last.startswith((b"+CME ERROR", b"+CMS ERROR")):
+            return out
+
+
+def luhn(imei: bytes) -> bool:
+    digits = [int(c) for c in imei.decode()]
+    total = sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(digits)))
+    return len(digits) == 15 and total % 10 == 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_10_general_commands_answered_as_the_manuals_say(model: str) -> None:
+    from quecmqtt.emulator import EmulatorThread
+
+    with EmulatorThread(model=model) as emu:
+        port = Port(emu.path)
+        port.command("ATE0", until=b"OK\r\n")
+        for line, check in GENERAL:
+            answer = ask(port, line)
+            assert check(answer), f"{model} {line}: {answer!r}"
+        imei = port.command("AT+CGSN").split(b"\r\n")[1]
+        assert luhn(imei), f"{model}: IMEI {imei!r} fails its check digit"
+        port.close()
+
+
+# -- 11. over-long command lines -----------------------------------------------------------------
+
+
+def test_11_an_overlong_line_is_refused_whole_never_run_in_part() -> None:
+    """A line over the module's limit is ERROR ([ATM] 2.15 table 3: "command line maximum
+    length exceeded"); a command hidden past the limit never runs."""
+    from quecmqtt.emulator import EmulatorThread
+
+    with EmulatorThread(model="EC200U") as emu:
+        port = Port(emu.path)
+        port.command("ATE0", until=b"OK\r\n")
+        # where the old emulator cut its 4096-byte buffer, the rest ran as a new command
+        head = b'AT+QMTSUB=0,1,"'
+        line = head + b"t" * (4097 - len(head)) + b"AT+CFUN=1,1\r"
+        port.write(line)
+        assert port.read_until(b"\r\n", timeout=3) + port.read_until(b"\r\n") == b"\r\nERROR\r\n"
+        assert port.command("AT") == b"\r\nOK\r\n"
+        assert port.quiet(0.5) == b""  # no POWERED DOWN, no RDY: nothing ran
+        port.close()
+
+
+async def test_11_driver_refuses_a_command_line_over_the_limit(broker: Broker) -> None:
+    async with rig(broker) as r:
+        client = MqttClient(r.modem, 0)
+        await client.open(BROKER_HOST, 1883)
+        await client.connect("dev-long")
+        topics = [("t/" + "x" * 1000 + f"/{i}", 1) for i in range(5)]
+        lines = sent_lines(r.modem)
+        with pytest.raises(InvalidArgument, match="command line"):
+            await client.subscribe(topics)
+        assert not any(b"QMTSUB" in line for line in lines)
+        await client.subscribe(topics[:3])  # what fits is fine
+        await client.close()
+
+
+# -- 13. an echo without the host's leading blank ---------------------------------------------------
+
+
+def test_13_emulator_echoes_from_at_on() -> None:
+    from quecmqtt.emulator import EmulatorThread
+
+    with EmulatorThread(model="EC25") as emu:
+        port = Port(emu.path)
+        assert port.command(" AT") == b"AT\r\r\nOK\r\n"  # the blank the host sent is not echoed
+        port.close()
+
+
+async def test_13_echo_without_the_leading_blank_is_not_a_reply_line(broker: Broker) -> None:
+    async with rig(broker, echo=True) as r:
+        await r.modem.execute(C.ATE1())
+        lines = await raw(r.modem, " AT+QMTRECV?")
+        assert lines == ()  # the echo "AT+QMTRECV?" is not taken for an answer
+        await r.modem.execute(C.ATE0())
