@@ -23,6 +23,7 @@ from quecmqtt.at import commands as C
 from quecmqtt.at.cme import cme_description
 from quecmqtt.at.spec import Command
 from quecmqtt.errors import CommandError, HttpError, InvalidArgument
+from quecmqtt.probe import TestAnswers, first_range
 from quecmqtt.runtime import Modem, Reply, StepHandle
 from quecmqtt.secret import Secret
 
@@ -106,8 +107,25 @@ class Http:
         return commands
 
     async def configure(self) -> None:
+        keys = await TestAnswers.of(self.modem).keys(C.QHTTPCFG_TEST())
+        if keys is not None:
+            self._check_against(keys)
         for command in self._commands():
             await self.modem.execute(command)
+
+    def _check_against(self, keys: dict[str, str]) -> None:
+        """What the module's AT+QHTTPCFG=? allows (BG96: content types 0-3, no request
+        header settings): refused here with the reason, not as a bare ERROR there."""
+        types = first_range(keys.get("contenttype", ""))
+        if types is not None and not types[0] <= self.config.content_type <= types[1]:
+            raise InvalidArgument(
+                f"content type {self.config.content_type} is not one this module has ({types[0]}-{types[1]})"
+            )
+        if self.config.headers and "reqheader/add" not in keys:
+            raise InvalidArgument(
+                "this module cannot add request headers (AT+QHTTPCFG=? lists no reqheader/add): "
+                "send the whole request with request_header=True"
+            )
 
     async def _reapply(self, modem: Modem) -> None:
         await self.configure()
@@ -129,6 +147,10 @@ class Http:
         `on_body(body)` sees the response body in the reader, as it arrives and before the
         recorder writes it: the place to hand a secret it carries to the redactor."""
         if content_type is not None and content_type != self.config.content_type:
+            keys = await TestAnswers.of(self.modem).keys(C.QHTTPCFG_TEST())
+            types = first_range(keys.get("contenttype", "")) if keys is not None else None
+            if types is not None and not types[0] <= content_type <= types[1]:
+                raise InvalidArgument(f"content type {content_type} is not one this module has ({types[0]}-{types[1]})")
             await self.modem.execute(C.QHTTPCFG["contenttype"](content_type))
         await self._set_url(url)
         command = C.QHTTPPOST(len(body), timeout, timeout)
@@ -138,6 +160,13 @@ class Http:
         raw = url.encode("utf-8")
         if not raw or any(b < 0x21 for b in raw):
             raise InvalidArgument(f"not a URL: {url!r}")
+        answer = await TestAnswers.of(self.modem).lines(C.QHTTPURL_TEST())
+        limit = first_range(answer[0]) if answer else None
+        if limit is not None and len(raw) > limit[1]:
+            raise InvalidArgument(
+                f"the URL is {len(raw)} bytes; this module takes at most {limit[1]} (AT+QHTTPURL=?): "
+                f"shorten it, or move the query into a POST body"
+            )
         try:
             await self.modem.execute(C.QHTTPURL(len(raw), 60), raw)
         except CommandError as exc:
@@ -187,7 +216,10 @@ class Http:
         return http_error(code, what)
 
     async def _stop(self) -> None:
-        """Release the HTTP session after a failure (703/704 otherwise follow)."""
+        """Release the HTTP session after a failure (703/704 otherwise follow), where the
+        module has AT+QHTTPSTOP (the BG96 HTTP(S) manual V1.0 has none)."""
+        if not await TestAnswers.of(self.modem).has(C.QHTTPSTOP_TEST()):
+            return
         with contextlib.suppress(CommandError):
             await self.modem.execute(C.QHTTPSTOP())
 

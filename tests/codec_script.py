@@ -16,6 +16,8 @@ from quecmqtt.at.events import (
     MqttStatus,
     PoweredDown,
     Prompt,
+    PsmEntered,
+    SimStatus,
     UnsolicitedFinal,
     Urc,
 )
@@ -82,6 +84,10 @@ def simple(event: Event) -> tuple[object, ...]:
         return ("ready", event.banner)
     if isinstance(event, PoweredDown):
         return ("down", event.banner)
+    if isinstance(event, PsmEntered):
+        return ("psm", event.banner)
+    if isinstance(event, SimStatus):
+        return ("sim", event.inserted, event.ready)
     if isinstance(event, Prompt):
         return ("prompt", event.marker)
     if isinstance(event, UnsolicitedFinal):

@@ -368,9 +368,24 @@ def test_unprefixed_urcs_during_a_command() -> None:
     )
     assert got == [
         ("ready", "RDY"),
-        ("urc", "PSM POWER DOWN", ()),
+        ("psm", "PSM POWER DOWN"),
         ("down", "POWERED DOWN"),
         ("cmd", "AT+CGSN", "OK", ("864430010001091",), None),
+    ]
+
+
+def test_sim_reports_are_typed_and_a_pending_cpin_keeps_its_answer() -> None:
+    got = events_of(
+        Recv(b"\r\n+QSIMSTAT: 1,0\r\n\r\n+CPIN: NOT READY\r\n"),
+        Send(C.CPIN_READ()),
+        Recv(b"\r\n+CPIN: READY\r\n\r\nOK\r\n\r\n+QSIMSTAT: 1,1\r\n\r\n+CPIN: SIM PIN\r\n"),
+    )
+    assert got == [
+        ("sim", False, False),
+        ("sim", False, False),
+        ("cmd", "AT+CPIN?", "OK", ("+CPIN: READY",), None),
+        ("sim", True, False),
+        ("sim", True, False),
     ]
 
 

@@ -6,6 +6,7 @@ Finding 12 (emulator robustness) is in tests/test_emulator_robustness.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -19,6 +20,7 @@ from quecmqtt.runtime import Modem
 from quecmqtt.tls import Tls
 from tests.broker import TLS_NAMES, Broker, Cloud
 from tests.mqtt_rig import BROKER_HOST, received, rig
+from tests.peer import until
 from tests.serialport import Port
 
 pytestmark = pytest.mark.broker
@@ -150,6 +152,182 @@ async def test_04_reconciliation_survives_a_module_silent_on_qmtopen_read(broker
         await client.connect("dev-silent")
         assert client.connected
         await client.close()
+
+
+# -- 5. the URC port ------------------------------------------------------------------------------------
+
+
+async def test_05_urcs_on_another_port_are_warned_about_and_can_be_moved(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AT+QURCCFG="urcport" (BG96 AT manual 2.25) sends URCs to one port only: a host on the
+    UART of a module set to "usbat" sees none, so every MQTT open times out."""
+    from quecmqtt.emulator import EmulatorThread
+    from quecmqtt.transport.serial import SerialTransport
+
+    emulator = await asyncio.to_thread(EmulatorThread, model="BG96", hosts=broker.hosts(), host_port="uart1")
+    try:
+        caplog.set_level(logging.INFO, "quecmqtt.runtime")
+        modem = Modem(SerialTransport(emulator.path), port_kind="uart1")
+        await modem.open()
+        try:
+            warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert any("URCs to 'usbat'" in w and "urc_port='uart1'" in w for w in warnings), warnings
+            client = MqttClient(modem, 0)
+            with pytest.raises(TimeoutError):  # +QMTOPEN: 0,0 went to the USB port
+                await asyncio.wait_for(client.open(BROKER_HOST, 1883), 3.0)
+        finally:
+            await modem.close()
+        modem = Modem(SerialTransport(emulator.path), port_kind="uart1", urc_port="uart1")
+        await modem.open()
+        try:
+            client = MqttClient(modem, 0)
+            await client.open(BROKER_HOST, 1883)
+            await client.connect("dev-urcport")
+            assert client.connected
+            await client.close()
+        finally:
+            await modem.close()
+    finally:
+        await asyncio.to_thread(emulator.close)
+
+
+# -- 6. power and SIM events ------------------------------------------------------------------------
+
+
+async def test_06_sim_removal_and_psm_pause_the_session_and_their_end_resumes_it(broker: Broker, cloud: Cloud) -> None:
+    """+CPIN: NOT READY / +QSIMSTAT (BG96 AT manual 5.9-5.10) and PSM POWER DOWN are typed
+    events; the session pauses (no attempts that cannot work) and resumes on +CPIN: READY
+    and on the RDY after PSM, with what was published meanwhile."""
+    from quecmqtt.at.events import PsmEntered, SimStatus
+    from quecmqtt.mqtt.session import Backoff, Session, SessionState
+
+    cloud.subscribe("sim/#")
+    async with rig(broker, model="BG96") as r:
+        seen: list[object] = []
+        r.modem.add_listener(lambda e: seen.append(e) if isinstance(e, SimStatus | PsmEntered) else None)
+        await r.modem.execute(C.QSIMSTAT(1))
+        session = Session(r.modem, BROKER_HOST, 1883, "dev-sim", backoff=Backoff(initial=0.1, maximum=0.5))
+        states: list[SessionState] = []
+        session.on_state(states.append)
+        await session.start(timeout=20)
+        await asyncio.to_thread(r.emulator.remove_sim)
+        await until(lambda: session.state is SessionState.PAUSED, 10)
+        assert [type(e).__name__ for e in seen][:2] == ["SimStatus", "SimStatus"]
+        assert all(isinstance(e, SimStatus) and e.inserted is False for e in seen[:2])
+        await session.publish("sim/t", b"while the SIM was out", qos=1)
+        await asyncio.to_thread(r.emulator.insert_sim)
+        await session.wait_connected(20)
+        await session.flush(10)
+        assert [m.payload for m in await received(cloud, 1)] == [b"while the SIM was out"]
+
+        await asyncio.to_thread(r.emulator.enter_psm)
+        await until(lambda: session.state is SessionState.PAUSED, 10)
+        assert any(isinstance(e, PsmEntered) for e in seen)
+        await session.publish("sim/t", b"while asleep", qos=1)
+        await asyncio.to_thread(r.emulator.wake)
+        await session.wait_connected(20)
+        await session.flush(10)
+        assert [m.payload for m in await received(cloud, 1)] == [b"while asleep"]
+        await session.stop()
+        assert SessionState.PAUSED in states
+
+
+# -- 7. HTTP limits and error paths -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "immediate"), [("BG96", True), ("EC25", False), ("EC200U", True)])
+async def test_07_http_limits_and_the_dns_error_paths(broker: Broker, model: str, immediate: bool) -> None:
+    """BG96 HTTP(S) manual: URL at most 700 bytes (AT+QHTTPURL=?), content types 0-3, a DNS
+    failure answered at once with +CME ERROR: 714; EC25 answers OK and then +QHTTPGET: 714
+    [R]; the EC200 family at once with 716 (EG800K report). The driver refuses what the
+    module cannot take before sending, and reports either DNS path as HttpError."""
+    from quecmqtt.errors import HttpError
+    from quecmqtt.http import CONTENT_JSON, Http, HttpConfig
+
+    async with rig(broker, model=model) as r:
+        lines = sent_lines(r.modem)
+        http = Http(r.modem, HttpConfig())
+        long_url = "http://example.test/" + "a" * 700
+        if model in ("BG96", "EC25"):
+            with pytest.raises(InvalidArgument, match="at most 700"):
+                await http.get(long_url)
+            assert not any(line.startswith(b"AT+QHTTPURL=") and line != b"AT+QHTTPURL=?" for line in lines)
+        if model == "BG96":
+            with pytest.raises(InvalidArgument, match="content type 4"):
+                await http.post("http://example.test/", b"{}", content_type=CONTENT_JSON)
+        with pytest.raises(HttpError) as caught:
+            await http.get("http://nowhere.invalid/")
+        assert caught.value.code == (716 if model == "EC200U" else 714)
+        stops = [line for line in lines if line == b"AT+QHTTPSTOP"]
+        assert (stops == []) == (model == "BG96")  # BG96 has no AT+QHTTPSTOP (its =? probe said so)
+        http.close()
+
+
+# -- 8. smaller differences -----------------------------------------------------------------------
+
+
+async def test_08_qmtconn_read_shows_state_1_for_open_but_not_connected(broker: Broker) -> None:
+    async with rig(broker, model="BG96") as r:
+        client = MqttClient(r.modem, 2)
+        await client.open(BROKER_HOST, 1883)
+        reply = await r.modem.execute(C.QMTCONN_READ())
+        assert reply.fields("+QMTCONN") == [(2, 1)]  # MQTT AN 3.2.4: 1 = initializing
+        await client.close()
+
+
+@pytest.mark.parametrize(("model", "report"), [("EC200U", "+QMTPING: 0,1"), ("BG96", "+QMTSTAT: 0,2")])
+async def test_08_keepalive_failure_is_reported_as_the_family_does(broker: Broker, model: str, report: str) -> None:
+    from quecmqtt.errors import LinkLost
+
+    async with rig(broker, model=model) as r:
+        client = MqttClient(r.modem, 0, MqttConfig(keepalive=1, packet_timeout=1))
+        await client.open(BROKER_HOST, 1883)
+        await client.connect("dev-ping")
+        await asyncio.to_thread(r.emulator.fail_pings, 0)
+        with pytest.raises(LinkLost) as caught:
+            async for _ in client.messages():
+                pass
+        assert report.split(":")[0] in str(caught.value) or caught.value.code == int(report[-1])
+        assert not client.connected
+        await client.close()
+
+
+def test_08_bg96_reboot_prints_pdpdeact_between_powered_down_and_rdy() -> None:
+    from quecmqtt.emulator import EmulatorThread
+
+    with EmulatorThread(model="BG96", boot_time=0.2) as emu:
+        port = Port(emu.path)
+        port.command("ATE0")
+        port.write(b"AT+CFUN=1,1\r")
+        out = port.read_until(b"RDY\r\n", timeout=5)
+        assert b'POWERED DOWN\r\n\r\n+QIURC: "pdpdeact",1\r\n' in out
+        port.close()
+
+
+def test_08_qfupl_ack_mode_sends_an_a_per_kilobyte() -> None:
+    """BG96 FILE manual 2.4: with <ackmode> 1 the module answers "A" after each 1 KB."""
+    from quecmqtt.emulator import EmulatorThread
+
+    with EmulatorThread(model="BG96") as emu:
+        port = Port(emu.path)
+        port.command("ATE0")
+        port.command('AT+QFUPL="ack.bin",2500,10,1', until=b"CONNECT\r\n")
+        port.write(b"x" * 1024)
+        assert port.read_until(b"A", timeout=3) == b"A"
+        port.write(b"x" * 1024)
+        assert port.read_until(b"A", timeout=3) == b"A"
+        port.write(b"x" * 452)
+        assert port.read_until(b"OK\r\n").startswith(b"\r\n+QFUPL: 2500,")
+        port.close()
+
+
+def test_08_file_errors_are_named() -> None:
+    from quecmqtt.at.cme import cme_description
+
+    names = {407: "file already existed", 421: "time out", 402: "read zero byte", 426: "file already opened"}
+    for code, name in names.items():
+        assert (cme_description(code) or "").lower() == name, code  # BG96 FILE manual ch.4 table 1
 
 
 # -- 9. unquoted +QMTRECV payloads ---------------------------------------------------------------

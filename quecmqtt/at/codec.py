@@ -48,8 +48,10 @@ from quecmqtt.at.events import (
     MqttStatus,
     PoweredDown,
     Prompt,
+    PsmEntered,
     Response,
     ResponseOverflow,
+    SimStatus,
     UnsolicitedFinal,
     Urc,
 )
@@ -79,7 +81,8 @@ _JUNK = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
 BANNERS_READY = frozenset({"RDY", "APP RDY"})
 BANNERS_DOWN = frozenset({"POWERED DOWN", "NORMAL POWER DOWN"})
 # Unprefixed URCs that are neither of the above: reported as Urc(prefix=banner).
-BANNERS_OTHER = frozenset({"PSM POWER DOWN", "RING"})
+BANNERS_PSM = frozenset({"PSM POWER DOWN", "POWER DOWN"})
+BANNERS_OTHER = frozenset({"RING"})
 _FINALS_PLAIN = frozenset({"OK", "ERROR", "NO CARRIER", "SEND OK", "SEND FAIL", "BUSY", "NO ANSWER", "NO DIALTONE"})
 _HTTP_RESULT_PREFIXES = frozenset({"+QHTTPGET", "+QHTTPPOST", "+QHTTPPUT", "+QHTTPPOSTFILE"})
 
@@ -427,6 +430,9 @@ class AtCodec:
         if text in BANNERS_DOWN:
             self._events.append(PoweredDown(text))
             return
+        if text in BANNERS_PSM:
+            self._events.append(PsmEntered(text))
+            return
         if text in BANNERS_OTHER:
             self._events.append(Urc(text, (), text))
             return
@@ -481,6 +487,10 @@ class AtCodec:
                     self._secrets.extend(v for v in values if isinstance(v, Secret))
                 self._keep(pending, Response(prefix, values, text), len(text))
                 return
+        sim = _sim_status(prefix, values, text)
+        if sim is not None:
+            self._events.append(sim)
+            return
         if prefix == "+QMTSTAT" and kinds == (INT, INT):
             client, code = values
             assert isinstance(client, int) and isinstance(code, int)
@@ -912,6 +922,19 @@ class AtCodec:
         self._scan = self._off
 
 
+def _sim_status(prefix: str, values: tuple[FieldValue, ...], text: str) -> SimStatus | None:
+    """An unsolicited ``+CPIN: <state>`` or ``+QSIMSTAT: <en>,<inserted>`` (a pending
+    ``AT+CPIN?`` takes its own answer before this is asked)."""
+    if prefix == "+CPIN" and len(values) == 1 and isinstance(values[0], str):
+        state = values[0].strip()
+        if state == "NOT READY":
+            return SimStatus(False, False, text)
+        return SimStatus(True, state == "READY", text)
+    if prefix == "+QSIMSTAT" and len(values) == 2 and isinstance(values[1], int) and values[1] in (0, 1, 2):
+        return SimStatus({0: False, 1: True, 2: None}[values[1]], False, text)
+    return None
+
+
 def _echo_forms(line: bytes) -> tuple[bytes, ...]:
     """The echo of a command line as a module may show it: whole, or from its ``AT`` on
     (a module may drop what the host sent before ``AT``, such as a leading blank)."""
@@ -919,7 +942,9 @@ def _echo_forms(line: bytes) -> tuple[bytes, ...]:
     return (line, line[start:]) if start > 0 else (line,)
 
 
-_SALVAGE_BANNERS = sorted((w.encode() for w in (*BANNERS_READY, *BANNERS_DOWN, *BANNERS_OTHER)), key=len, reverse=True)
+_SALVAGE_BANNERS = sorted(
+    (w.encode() for w in (*BANNERS_READY, *BANNERS_DOWN, *BANNERS_PSM, *BANNERS_OTHER)), key=len, reverse=True
+)
 _PREFIXED_TAIL = re.compile(rb"\+[A-Z][A-Z0-9]*: ?[ -~]*\Z")
 
 

@@ -112,6 +112,26 @@ class PoweredDown(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PsmEntered(Event):
+    """``PSM POWER DOWN``: the module enters power saving mode and answers nothing until it
+    wakes (PON or its timer) with ``RDY``. (FreeRTOS's BG96 port; the BG96 PSM AN's
+    example shows ``POWER DOWN`` after ``+QPSMTIMER``, which is taken the same way.)"""
+
+    banner: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimStatus(Event):
+    """The SIM changed: ``+CPIN: NOT READY`` or ``+QSIMSTAT: <en>,0`` (removed), ``+CPIN:
+    READY`` or ``+QSIMSTAT: <en>,1`` (back), ``+CPIN: SIM PIN`` (back, locked). BG96 AT
+    manual 5.9, 5.10. `inserted` is None for ``+QSIMSTAT: <en>,2`` (not known yet)."""
+
+    inserted: bool | None
+    ready: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt(Event):
     """The module waits for the pending command's data: ``> `` or ``CONNECT``.
     Answer with `AtCodec.send_data` (or `abort_data` for Ctrl-Z entry)."""

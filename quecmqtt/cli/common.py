@@ -27,6 +27,9 @@ T = TypeVar("T")
 PORT_ENV = "QUECMQTT_PORT"
 
 
+URC_PORTS = ("usbat", "usbmodem", "uart1", "all")  # BG96 AT manual 2.25; "all" on EC2x
+
+
 def add_port_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
@@ -36,6 +39,17 @@ def add_port_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200; USB ports ignore it)")
     parser.add_argument("--record", metavar="FILE", help="also write a redacted transcript of the session")
+    parser.add_argument(
+        "--urc-port",
+        choices=URC_PORTS,
+        help="set the module's URC port (AT+QURCCFG, kept in NV) to this at start-up; without it, a warning "
+        "says when URCs go to another port than this one",
+    )
+    parser.add_argument(
+        "--port-kind",
+        choices=URC_PORTS[:-1],
+        help="which module port --port is, when its name does not say (a USB-serial adapter on the UART: uart1)",
+    )
 
 
 def positive(text: str) -> int:
@@ -95,7 +109,12 @@ async def open_modem(args: argparse.Namespace) -> AsyncIterator[Modem]:
     if args.port.startswith("replay:") and not await asyncio.to_thread(os.path.isfile, transcript):
         raise UsageError(f"{transcript}: no such transcript")
     options: dict[str, Any] = {} if args.port.startswith(("socket://", "replay:")) else {"baudrate": args.baud}
-    modem = Modem(open_transport(args.port, **options), record=getattr(args, "record", None))
+    modem = Modem(
+        open_transport(args.port, **options),
+        record=getattr(args, "record", None),
+        urc_port=getattr(args, "urc_port", None),
+        port_kind=getattr(args, "port_kind", None),
+    )
     await modem.open()
     try:
         yield modem

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from quecmqtt.emulator.families import PROFILES
 from quecmqtt.emulator.module import Module, Network
+from quecmqtt.emulator.profiles import Profile, load_profile
 from quecmqtt.emulator.pty import PtyPort
 
 T = TypeVar("T")
@@ -64,9 +65,19 @@ class Emulator:
         sim_busy: float = 0.0,
         register_delay: float = 0.0,
         imei: str | None = None,
+        profile: Profile | str | Path | None = None,
+        host_port: str = "usbat",
+        urcport: str | None = None,
     ) -> None:
-        if model not in PROFILES:
-            raise ValueError(f"unknown model {model!r}; known: {', '.join(PROFILES)}")
+        """`profile`: a `Profile` or a profile file (`quecmqtt doctor` writes them) instead
+        of a shipped `model`. `host_port`: which module port the pty stands for; URCs go to
+        the module's `urcport` (AT+QURCCFG, saved in NV), so a host on another port sees none."""
+        if profile is None:
+            if model not in PROFILES:
+                raise ValueError(f"unknown model {model!r}; known: {', '.join(PROFILES)}")
+            chosen = PROFILES[model]
+        else:
+            chosen = profile if isinstance(profile, Profile) else load_profile(profile)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if link is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="quecmqtt-emu-")
@@ -76,7 +87,7 @@ class Emulator:
         self.network.rtt = rtt
         self.port = PtyPort(self.path, self._from_host)
         self.module = Module(
-            dataclasses.replace(PROFILES[model], imei=imei) if imei else PROFILES[model],
+            dataclasses.replace(chosen, imei=imei) if imei else chosen,
             self.network,
             self.port.write,
             echo=echo,
@@ -85,6 +96,8 @@ class Emulator:
             boot_time=boot_time,
             sim_busy=sim_busy,
             register_delay=register_delay,
+            host_port=host_port,
+            urcport=urcport,
         )
         self.announce_boot = announce_boot
 
@@ -124,6 +137,26 @@ class Emulator:
     def unplug(self) -> None:
         """The USB device disappears: the driver's port fails, the path dangles."""
         self.port.unplug()
+
+    def remove_sim(self) -> None:
+        """The SIM is pulled: +CPIN: NOT READY (and +QSIMSTAT: 1,0 if enabled); PDP contexts drop."""
+        self.module.remove_sim()
+
+    def insert_sim(self) -> None:
+        """The SIM is back: +CPIN: READY (and +QSIMSTAT: 1,1 if enabled)."""
+        self.module.insert_sim()
+
+    def enter_psm(self) -> None:
+        """PSM POWER DOWN, then silence until `wake`."""
+        self.module.enter_psm()
+
+    async def wake(self) -> None:
+        """Out of PSM: RDY and the boot URCs, volatile state gone."""
+        await self.module.wake()
+
+    def fail_pings(self, client: int) -> None:
+        """The broker stops answering PINGREQ on this client's link: its keep-alive fails."""
+        self.module.fail_pings(_client_index(client))
 
     def replug(self) -> None:
         """A new pty behind the same path (the module kept running). Only after `unplug`:

@@ -43,6 +43,11 @@ FAULTS: dict[str, tuple[str, tuple[Callable[[str], Any], ...], str]] = {
     "burst": ("burst", (int, str, int), "CLIENT TOPIC COUNT: deliver COUNT messages to CLIENT at once"),
     "refuse-topic": ("refuse_topic", (str,), "TOPIC: the far side closes the link on a publish to TOPIC"),
     "corrupt-upload": ("corrupt_next_upload", (), "the next AT+QFUPL stores one byte less than it received"),
+    "sim-remove": ("remove_sim", (), "the SIM is pulled: +CPIN: NOT READY (+QSIMSTAT: 1,0 if enabled)"),
+    "sim-insert": ("insert_sim", (), "the SIM is back: +CPIN: READY (+QSIMSTAT: 1,1 if enabled)"),
+    "psm": ("enter_psm", (), "the module enters PSM: PSM POWER DOWN, then silence until 'wake'"),
+    "wake": ("wake", (), "out of PSM: RDY and the boot URCs"),
+    "ping-fail": ("fail_pings", (int,), "CLIENT: the broker stops answering PINGREQ; the keep-alive fails"),
 }
 
 

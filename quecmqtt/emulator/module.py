@@ -1225,6 +1225,9 @@ class Module:
         self.urc("+QHTTPREAD: 0")
 
     def at_QHTTPSTOP(self, at: AtLine) -> None:
+        if at.form == "test":
+            self.respond()
+            return
         self.http_response = None  # the session is released [R]: a read now finds nothing
         self.respond()
 

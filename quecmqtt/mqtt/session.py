@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from quecmqtt.at.events import MqttMessage
+from quecmqtt.at.events import Event, ModuleReady, MqttMessage, PsmEntered, SimStatus
 from quecmqtt.errors import (
     ConnectRefused,
     InternalError,
@@ -65,6 +65,7 @@ class SessionState(Enum):
     CONNECTING = "connecting"  # first connection or a reconnection in progress
     CONNECTED = "connected"
     WAITING = "waiting"  # backing off before the next attempt
+    PAUSED = "paused"  # the SIM is out, or the module sleeps in PSM: waiting for it to come back
     STOPPED = "stopped"  # stop() was called
     FAILED = "failed"  # a terminal error; see Session.error
 
@@ -147,7 +148,11 @@ class Session:
         self._suspects: set[int] = set()  # in flight when the link went: sent alone from now on
         self._outstanding: set[int] = set()  # sent on this connection, no answer yet
         self._state_callbacks: list[Callable[[SessionState], None]] = []
-        self._removers = [self.client.on_link_event(self._on_link_event)]
+        self._sim_in = asyncio.Event()  # cleared while the SIM is out
+        self._sim_in.set()
+        self._awake = asyncio.Event()  # cleared while the module sleeps in PSM
+        self._awake.set()
+        self._removers = [self.client.on_link_event(self._on_link_event), modem.add_listener(self._on_module_event)]
         self._pdp_watch: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -206,6 +211,33 @@ class Session:
             log.warning("session %d: link lost (%s)", self.client.index, reason)
         self._lost.set()
         self._wake.set()
+
+    def _on_module_event(self, event: Event) -> None:
+        """SIM removal and PSM pause the session (no attempts that cannot work); the SIM's
+        return and the module's RDY resume it."""
+        if isinstance(event, SimStatus):
+            if event.inserted is False and self._sim_in.is_set():
+                log.warning(
+                    "session %d: the SIM was removed (%s): paused until it is back", self.client.index, event.text
+                )
+                self._sim_in.clear()
+                self._on_link_event("SIM removed")
+            elif event.inserted and not self._sim_in.is_set():
+                log.info("session %d: the SIM is back (%s): resuming", self.client.index, event.text)
+                self._sim_in.set()
+        elif isinstance(event, PsmEntered):
+            log.info("session %d: the module entered PSM: paused until it wakes", self.client.index)
+            self._awake.clear()
+        elif isinstance(event, ModuleReady) and not self._awake.is_set():
+            log.info("session %d: the module woke up (%s): resuming", self.client.index, event.banner)
+            self._awake.set()
+
+    async def _wait_until_usable(self) -> None:
+        if self._sim_in.is_set() and self._awake.is_set():
+            return
+        self._set_state(SessionState.PAUSED)
+        while not (self._sim_in.is_set() and self._awake.is_set()):
+            await (self._sim_in if not self._sim_in.is_set() else self._awake).wait()
 
     async def _watch_pdp(self) -> None:
         """A lost context takes the link with it: reconnect (the network brings it back)."""
@@ -325,6 +357,7 @@ class Session:
         failures = 0
         connections = 0
         while True:
+            await self._wait_until_usable()
             self._set_state(SessionState.CONNECTING)
             try:
                 await self._connect()

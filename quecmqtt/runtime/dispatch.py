@@ -15,6 +15,7 @@ from quecmqtt.at.events import (
     ModuleReady,
     PoweredDown,
     Prompt,
+    PsmEntered,
     ResponseOverflow,
     UnsolicitedFinal,
     Urc,
@@ -62,6 +63,9 @@ class Dispatcher:
                 self._modem.bus.publish(event)
             case PoweredDown():
                 self._modem.supervisor.powered_down(event.banner)
+                self._modem.bus.publish(event)
+            case PsmEntered():
+                self._modem.supervisor.psm_entered(event.banner)
                 self._modem.bus.publish(event)
             case UnsolicitedFinal():
                 log.debug("late final result ignored: %s", event.final.text)

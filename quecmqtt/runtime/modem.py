@@ -66,6 +66,9 @@ class Modem:
     * `init_script`: run ``ATE0``, ``AT+CMEE=<cmee>`` (and ``AT+QURCCFG`` when `urc_port`
       is given) plus every step added with `add_init_step`, after open and after every
       reboot or reopen. Off for replaying a recorded session as recorded.
+    * `urc_port` / `port_kind`: without `urc_port`, the module's URC port is read at start-up
+      and a warning says when it is not the port this host is on (`port_kind`, else guessed
+      from the device path; see `quecmqtt.runtime.urcport`).
     * `reconcile`: at open, run the steps layers registered to clean up what an earlier
       process left on the module (`first_only` steps).
     * `max_timeouts`: consecutive command time-outs that declare the module unresponsive.
@@ -85,6 +88,7 @@ class Modem:
         reconcile: bool = True,
         cmee: int = 2,
         urc_port: str | None = None,
+        port_kind: str | None = None,
         max_timeouts: int = 3,
         reset_hook: ResetHook | None = None,
         reset_backoff: Sequence[float] = (0.0, 600.0, 1800.0, 3600.0),
@@ -108,7 +112,9 @@ class Modem:
         self.init_script = init_script
         self.reconcile = reconcile
         self.cmee = cmee
-        self.urc_port = urc_port
+        self.urc_port = urc_port  # set AT+QURCCFG="urcport" to this at every start-up
+        self.port_kind = port_kind  # which module port this is ("uart1", "usbat"); else guessed
+        self.urc_port_warned: str | None = None
         self.recovery_wait = recovery_wait
         self.codec = AtCodec(**(codec_options or {}))
         self.bus = EventBus()

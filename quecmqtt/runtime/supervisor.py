@@ -38,6 +38,7 @@ from quecmqtt.errors import (
     QuecError,
 )
 from quecmqtt.runtime.marker import EntryKind, OpenEntry
+from quecmqtt.runtime.urcport import check_urc_port
 
 if TYPE_CHECKING:
     from quecmqtt.runtime.modem import Modem
@@ -199,6 +200,7 @@ class Supervisor:
         self.port_up = asyncio.Event()
         self._changed = asyncio.Event()
         self._rdy = asyncio.Event()  # set by RDY, cleared by POWERED DOWN and resets
+        self._asleep = False  # PSM: no grace period for the RDY, it comes when it comes
         self._rdy.set()
         self._last_ready_banner = -1e9
         self._expect_reboot = False
@@ -290,12 +292,19 @@ class Supervisor:
             log.debug("%s after RDY: same reboot", banner)
             return
         self._last_ready_banner = now
+        self._asleep = False
         self._rdy.set()
         self._module_restarted(banner)
 
     def powered_down(self, banner: str) -> None:
         self._rdy.clear()  # recovery waits (a while) for the RDY that follows
         self._module_restarted(banner)
+
+    def psm_entered(self, banner: str) -> None:
+        """The module sleeps until something wakes it: recovery waits for its RDY, however
+        long, instead of probing a module that cannot answer and then resetting it."""
+        self._asleep = True
+        self.powered_down(banner)
 
     def _module_restarted(self, banner: str) -> None:
         if self.state in (State.CLOSED, State.CLOSING, State.OPENING):
@@ -473,6 +482,10 @@ class Supervisor:
         follows either way (a module may come back without a banner)."""
         if self._rdy.is_set():
             return
+        if self._asleep:
+            log.info("the module is in PSM: waiting for it to wake (RDY)")
+            await self._rdy.wait()
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await self._rdy.wait()
@@ -523,6 +536,8 @@ class Supervisor:
                 await modem.execute_internal(C.CMEE(modem.cmee))
                 if modem.urc_port is not None:
                     await modem.execute_internal(C.QURCCFG_URCPORT(modem.urc_port))
+                else:
+                    await check_urc_port(modem)
                 await modem.steps.run(modem, first_only=False)
         finally:
             IN_START_UP.reset(token)

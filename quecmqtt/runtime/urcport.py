@@ -1,0 +1,80 @@
+"""Which port the module prints its URCs on (``AT+QURCCFG="urcport"``, saved in NV).
+
+A host on the UART sees **no** URCs at all when the module sends them to its USB AT port
+(BG96 AT Commands Manual V2.2, 2.25): no ``+QMTRECV``, no ``+QMTSTAT``, no two-phase
+results, and every MQTT open times out. Nothing in the answers says which port the host is on,
+so it is told (`Modem(port_kind=...)`) or guessed from the device path; when the module's
+setting does not fit, a warning says so once and names the fix (`Modem(urc_port=...)`, or
+``--urc-port`` on the command line), which sets it at every start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import TYPE_CHECKING
+
+from quecmqtt.at import commands as C
+from quecmqtt.errors import QuecError
+
+if TYPE_CHECKING:
+    from quecmqtt.runtime.modem import Modem
+
+log = logging.getLogger("quecmqtt.runtime")
+
+# what each kind of host port receives URCs from
+_FITS = {
+    "uart1": {"uart1", "all"},
+    "uart2": {"uart2", "all"},
+    "usbat": {"usbat", "all"},
+    "usbmodem": {"usbmodem", "all"},
+    "usb": {"usbat", "usbmodem", "all"},  # a USB interface whose role is not known
+}
+_UART = re.compile(r"tty(S|AMA|THS|SAC|mxc|LP|O|PS|HS)\d+|serial\d+|ttyUSB\d+-uart")
+_USB = re.compile(r"tty(USB|ACM)\d+|/dev/serial/by-id/usb-")
+
+
+def guess_port_kind(path: str | None) -> str | None:
+    """'uart1' for an on-board UART (ttyS0, ttyAMA0, serial0), 'usb' for a USB interface
+    (ttyUSB2, ttyACM0, /dev/serial/by-id/usb-...), None when the name says nothing. A
+    USB-to-serial adapter on the module's UART looks like USB: tell it with `port_kind`."""
+    if not path:
+        return None
+    name = os.path.realpath(path) if os.path.islink(path) else path
+    if _UART.search(name):
+        return "uart1"
+    if _USB.search(path) or _USB.search(name):
+        return "usb"
+    return None
+
+
+async def check_urc_port(modem: Modem) -> str | None:
+    """Read the module's URC port; warn (once per value) if the host's port is not it.
+    Returns the module's setting, or None where the family has no such command."""
+    try:
+        reply = await modem.execute_internal(C.QURCCFG_URCPORT_READ())
+    except QuecError:
+        return None
+    fields = reply.fields("+QURCCFG")
+    if not fields or len(fields[0]) < 2:
+        return None
+    setting = str(fields[0][1])
+    if modem.urc_port_warned == setting:
+        return setting  # said once per value
+    modem.urc_port_warned = setting
+    kind = modem.port_kind or guess_port_kind(getattr(modem.transport, "marker_key", None))
+    if kind in _FITS and setting not in _FITS[kind]:
+        fix = kind if kind != "usb" else "usbat"
+        log.warning(
+            "the module sends its URCs to %r, but this port is %s: no +QMTRECV, +QMTSTAT or command "
+            "results will arrive here. Set it with Modem(urc_port=%r) (quecmqtt --urc-port %s); the module "
+            "keeps it in NV",
+            setting,
+            "a UART" if kind.startswith("uart") else "USB",
+            fix,
+            fix,
+        )
+    else:
+        log.info("the module sends its URCs to %r", setting)
+    return setting
