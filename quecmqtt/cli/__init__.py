@@ -64,6 +64,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             sim_pin=args.sim_pin,
             announce_boot=args.boot,
             imei=args.imei,
+            profile=args.profile,
+            host_port=args.host_port,
+            urcport=args.urc_port,
         )
         await emulator.start()
         control = ControlServer(emulator, args.control or emulator.path + ".control")
@@ -74,7 +77,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             raise
         print(f"device: {emulator.path}", flush=True)
         print(f"control: {control.path}  (quecmqtt fault --control {control.path} reboot)", flush=True)
-        print(f"model: {args.model}, echo {args.echo}; Ctrl-C stops", flush=True)
+        profile = emulator.module.profile
+        based = f" (a doctor profile based on {profile.based_on})" if profile.based_on else ""
+        print(f"model: {profile.name}{based}, echo {args.echo}; Ctrl-C stops", flush=True)
         stop = stop_on_signals()
         try:
             await stop.wait()
@@ -149,6 +154,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emu.add_argument("--model", choices=sorted(PROFILES), default="EC200U", help="model profile (default EC200U)")
     emu.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="a profile file instead of --model: what 'quecmqtt doctor' learned from a real module",
+    )
+    emu.add_argument(
+        "--host-port",
+        choices=("usbat", "usbmodem", "uart1"),
+        default="usbat",
+        help="which module port the pty stands for (default usbat); URCs go to the module's URC port only",
+    )
+    emu.add_argument(
+        "--urc-port",
+        choices=("usbat", "usbmodem", "uart1", "all"),
+        help="the URC port the module has in NV at start (default: the profile's factory value)",
+    )
+    emu.add_argument(
         "--hosts",
         nargs="+",
         default=[],
@@ -209,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     from quecmqtt.cli.ports import add_parser as add_ports
 
     add_ports(sub)
+
+    from quecmqtt.cli.doctor import add_parser as add_doctor
+
+    add_doctor(sub)
     return parser
 
 

@@ -99,7 +99,7 @@ class UsageError(Exception):
 
 
 @asynccontextmanager
-async def open_modem(args: argparse.Namespace) -> AsyncIterator[Modem]:
+async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIterator[Modem]:
     if not args.port:
         raise UsageError(f"give --port DEVICE (or set {PORT_ENV}); 'quecmqtt ports' lists candidates")
     device = not args.port.startswith(("socket://", "rfc2217://", "replay:"))
@@ -114,6 +114,7 @@ async def open_modem(args: argparse.Namespace) -> AsyncIterator[Modem]:
         record=getattr(args, "record", None),
         urc_port=getattr(args, "urc_port", None),
         port_kind=getattr(args, "port_kind", None),
+        **modem_options,
     )
     await modem.open()
     try:
