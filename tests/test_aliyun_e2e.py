@@ -91,8 +91,17 @@ def no_secrets_logged() -> Iterator[list[str]]:
         assert value not in text, f"a secret or token appeared in the log: {value[:4]}..."
 
 
+FAMILIES = ["EC200U", "EC25", "BG96", "BG95"]  # the flows that must work on every family
+
+
+@pytest.fixture
+def model() -> str:
+    """The emulated family; a test parametrised over "model" overrides it."""
+    return "EC200U"
+
+
 @pytest_asyncio.fixture
-async def rig(broker: Broker, tmp_path: Path, no_secrets_logged: list[str]) -> AsyncIterator[Rig]:
+async def rig(broker: Broker, tmp_path: Path, no_secrets_logged: list[str], model: str) -> AsyncIterator[Rig]:
     twin = CloudTwin(broker=("127.0.0.1", broker.port))
     registry = twin.registry
     registry.add_product(PK_411, "not-used-here")
@@ -103,7 +112,7 @@ async def rig(broker: Broker, tmp_path: Path, no_secrets_logged: list[str]) -> A
     registry.add_product(PK_423, PS_423)
     registry.add_device(PK_423, "device001")
     await twin.start()
-    emulator = await asyncio.to_thread(EmulatorThread, hosts=twin.hosts())
+    emulator = await asyncio.to_thread(EmulatorThread, model=model, hosts=twin.hosts())
     modem = Modem(SerialTransport(emulator.path))
     try:
         await modem.open()
@@ -144,6 +153,7 @@ async def test_4_1_2_host_signed_login_with_the_seeds_timestamp(rig: Rig) -> Non
     await client.close()
 
 
+@pytest.mark.parametrize("model", FAMILIES)
 async def test_4_1_3_property_post_and_the_thing_model(rig: Rig) -> None:
     client = await aliauth_login(rig, PK_411, "device001", Secret(DS_411))
     thing = Thing(client, PK_411, "device001")
@@ -192,6 +202,7 @@ async def aliauth_login_on(r: Rig, client: MqttClient) -> None:
 # -- 4.2: one product, one secret -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("model", FAMILIES)
 async def test_4_2_1_register_over_tls_then_log_in(rig: Rig) -> None:
     product = rig.product(PK_421, PS_421, "meter001")
     result = await register_mqtt(
@@ -246,6 +257,7 @@ async def test_4_2_2_regnwl_twice_then_connwl(rig: Rig) -> None:
     await client.close()
 
 
+@pytest.mark.parametrize("model", FAMILIES)
 async def test_4_2_3_https_registration_then_log_in(rig: Rig) -> None:
     product = rig.product(PK_423, PS_423, "device001")
     steps = len(rig.modem.steps)

@@ -9,6 +9,7 @@ chunks."""
 from __future__ import annotations
 
 import random
+import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,9 +34,16 @@ def _quoted_payload_ok(payload: bytes) -> bool:
     return b'"\r' not in payload and b'"\n' not in payload
 
 
+def _unquoted_payload_ok(text: str) -> bool:
+    # what the unquoted form cannot carry (docs/codec.md): a leading quote (the quoted form),
+    # a leading "<n>," (a length field), digits alone (a split header during a buffered read)
+    return not (text.startswith(('"', ' "')) or re.match(r"\d+ ?,", text) or text.isdigit() or text != text.strip())
+
+
 @st.composite
 def urc(draw: st.DrawFn) -> Piece:
-    kind = draw(st.sampled_from(["stat", "pubex", "qiurc", "ready", "recv_len", "recv_quoted", "garbage", "open"]))
+    kinds = ["stat", "pubex", "qiurc", "ready", "recv_len", "recv_quoted", "recv_unquoted", "garbage", "open"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "stat":
         c, code = draw(CLIENT), draw(st.integers(1, 8))
         return b"\r\n+QMTSTAT: %d,%d\r\n" % (c, code), [("stat", c, code)]
@@ -66,6 +74,10 @@ def urc(draw: st.DrawFn) -> Piece:
         payload = draw(st.binary(max_size=300))
         header = b'+QMTRECV: %d,%d,"%s",%d,"' % (c, m, topic.encode(), len(payload))
         return b"\r\n" + header + payload + b'"\r\n', [("msg", c, m, topic, payload, False)]
+    if kind == "recv_unquoted":  # BG96: the payload to the end of the line, JSON and all
+        text = draw(st.text(alphabet='ab,{}:" []0123\\', min_size=1, max_size=120).filter(_unquoted_payload_ok))
+        line = b'+QMTRECV: %d,%d,"%s",%s' % (c, m, topic.encode(), text.encode())
+        return b"\r\n" + line + b"\r\n", [("msg", c, m, topic, text.encode(), False)]
     payload = draw(st.binary(max_size=200).filter(_quoted_payload_ok))
     header = b'+QMTRECV: %d,%d,"%s","' % (c, m, topic.encode())
     return b"\r\n" + header + payload + b'"\r\n', [("msg", c, m, topic, payload, False)]

@@ -163,8 +163,15 @@ async def test_05_urcs_on_another_port_are_warned_about_and_can_be_moved(
     """AT+QURCCFG="urcport" (BG96 AT manual 2.25) sends URCs to one port only: a host on the
     UART of a module set to "usbat" sees none, so every MQTT open times out."""
     from quecmqtt.emulator import EmulatorThread
+    from quecmqtt.runtime.urcport import guess_port_kind
     from quecmqtt.transport.serial import SerialTransport
 
+    assert [guess_port_kind(p) for p in ("/dev/ttyS0", "/dev/ttyAMA0", "/dev/ttyUSB2", "/tmp/e/ttyQUEC0")] == [
+        "uart1",
+        "uart1",
+        "usb",
+        None,  # not known: nothing is asked
+    ]
     emulator = await asyncio.to_thread(EmulatorThread, model="BG96", hosts=broker.hosts(), host_port="uart1")
     try:
         caplog.set_level(logging.INFO, "quecmqtt.runtime")

@@ -110,10 +110,22 @@ BREAKS_THE_LINK = {name for name in FAULTS if name.startswith("drop-link")} | {
 @pytest.mark.parametrize("window", [1, 8])
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 async def test_stream_survives(broker: Broker, cloud: Cloud, fault: str, window: int) -> None:
+    await _stream_survives(broker, cloud, fault, window, "EC200U")
+
+
+# a representative subset of the matrix on the other families (the whole one would take the
+# suite past its time budget): a lost link, a reboot, a lost context, and fragmented output
+@pytest.mark.parametrize("model", ["EC25", "BG96", "BG95"])
+@pytest.mark.parametrize("fault", ["drop-link-1", "reboot", "pdp-loss", "fragment"])
+async def test_stream_survives_on_every_family(broker: Broker, cloud: Cloud, fault: str, model: str) -> None:
+    await _stream_survives(broker, cloud, fault, 5, model)
+
+
+async def _stream_survives(broker: Broker, cloud: Cloud, fault: str, window: int, model: str) -> None:
     errors = catch_loop_errors()
     name = f"s{next(_names)}"
     cloud.subscribe(f"up/{name}")
-    async with rig(broker, rtt=0.05) as r:
+    async with rig(broker, rtt=0.05, model=model) as r:
         session = Session(
             r.modem,
             BROKER_HOST,

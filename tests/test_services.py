@@ -136,10 +136,15 @@ async def test_radio_settings_are_refused_where_the_family_has_none(rig: Any) ->
 # -- HTTP(S) and TLS -------------------------------------------------------------------------
 
 
-@pytest.mark.emulator
-async def test_https_post_and_get_with_the_ca_verified(rig: Any, servers: HttpServers) -> None:
+FAMILIES = ["EC200U", "EC25", "BG96", "BG95"]
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.emulator(model=m)) for m in FAMILIES])
+async def test_https_post_and_get_with_the_ca_verified(rig: Any, servers: HttpServers, model: str) -> None:
     _, modem = rig
-    await Tls(modem).setup(1, ca=servers.ca.cert_pem.bytes(), clock="host")
+    await Tls(modem).setup(
+        1, ca=servers.ca.cert_pem.bytes(), clock="host", server_name="iot-auth.cn-shanghai.aliyuncs.com"
+    )
     http = Http(modem, HttpConfig(ssl_context=1))
     await http.configure()
     response = await http.post(REGISTER_URL, REGISTER_BODY)
@@ -151,8 +156,8 @@ async def test_https_post_and_get_with_the_ca_verified(rig: Any, servers: HttpSe
     assert response.body == b'{"chunked":"yes, in pieces"}'
 
 
-@pytest.mark.emulator
-async def test_https_with_a_wrong_ca_is_a_clear_tls_error(rig: Any, servers: HttpServers) -> None:
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.emulator(model=m)) for m in FAMILIES])
+async def test_https_with_a_wrong_ca_is_a_clear_tls_error(rig: Any, servers: HttpServers, model: str) -> None:
     _, modem = rig
     await Tls(modem).setup(1, ca=servers.wrong_ca.cert_pem.bytes())
     http = Http(modem, HttpConfig(ssl_context=1))

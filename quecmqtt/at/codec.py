@@ -62,15 +62,17 @@ from quecmqtt.secret import REDACTED, Secret
 
 CR, LF = 0x0D, 0x0A
 _TERMINATOR = re.compile(rb"[\r\n]")
-# A received message header. The topic may hold quotes (nothing forbids them in MQTT);
-# the first `",` that is followed by `<len>,"` or `"` ends it.
-_RECV_HEADER = re.compile(rb'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"([^\r\n]{0,1024}?)" ?, ?(?:(\d{1,7}) ?, ?)?"')
+# A received message header. The topic may hold quotes, but the first `",` ends it: an
+# unquoted payload (BG96) is often JSON, full of `",` and `,"`, and must not be taken for the
+# rest of a topic.
+_TOPIC = rb'"((?:[^"\r\n]|"(?! ?,)){0,1024})" ?,'
+_RECV_HEADER = re.compile(rb"\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?" + _TOPIC + rb' ?(?:(\d{1,7}) ?, ?)?"')
 # EC200U firmware is reported to put the payload of a buffered read on the next line [R]:
 # +QMTRECV: <c>,<id>,"<topic>",<len>  CR LF  <len bytes>
-_RECV_SPLIT = re.compile(r'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"(.{0,1024})" ?, ?(\d{1,7})\Z')
+_RECV_SPLIT = re.compile(r'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"((?:[^"]|"(?! ?,)){0,1024})" ?, ?(\d{1,7})\Z')
 _RECV_PREFIX = b"+QMTRECV:"
 # +QMTRECV: <c>,<id>,"<topic>",<payload to the end of the line>  (unquoted payload)
-_RECV_UNQUOTED = re.compile(rb'\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?"([^\r\n]{0,1024}?)" ?,(?!")(.*)\Z', re.S)
+_RECV_UNQUOTED = re.compile(rb"\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?" + _TOPIC + rb'(?! ?")(.*)\Z', re.S)
 _COUNTED = re.compile(rb"(\d{1,7}),(.*)\Z", re.S)
 _HEADER_MAX = 1100  # longest header _RECV_HEADER can match
 _HTTP_END = b"\r\nOK\r\n"

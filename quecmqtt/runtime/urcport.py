@@ -3,8 +3,9 @@
 A host on the UART sees **no** URCs at all when the module sends them to its USB AT port
 (BG96 AT Commands Manual V2.2, 2.25): no ``+QMTRECV``, no ``+QMTSTAT``, no two-phase
 results, and every MQTT open times out. Nothing in the answers says which port the host is on,
-so it is told (`Modem(port_kind=...)`) or guessed from the device path; when the module's
-setting does not fit, a warning says so once and names the fix (`Modem(urc_port=...)`, or
+so it is told (`Modem(port_kind=...)`) or guessed from the device path (when neither says,
+nothing is asked); when the module's setting does not fit, a warning says so once and names
+the fix (`Modem(urc_port=...)`, or
 ``--urc-port`` on the command line), which sets it at every start-up.
 """
 
@@ -51,7 +52,11 @@ def guess_port_kind(path: str | None) -> str | None:
 
 async def check_urc_port(modem: Modem) -> str | None:
     """Read the module's URC port; warn (once per value) if the host's port is not it.
-    Returns the module's setting, or None where the family has no such command."""
+    Returns the module's setting, or None where the family has no such command or the
+    host's port kind is not known (then nothing is asked: there is nothing to compare)."""
+    kind = modem.port_kind or guess_port_kind(getattr(modem.transport, "marker_key", None))
+    if kind not in _FITS:
+        return None
     try:
         reply = await modem.execute_internal(C.QURCCFG_URCPORT_READ())
     except QuecError:
@@ -63,8 +68,7 @@ async def check_urc_port(modem: Modem) -> str | None:
     if modem.urc_port_warned == setting:
         return setting  # said once per value
     modem.urc_port_warned = setting
-    kind = modem.port_kind or guess_port_kind(getattr(modem.transport, "marker_key", None))
-    if kind in _FITS and setting not in _FITS[kind]:
+    if setting not in _FITS[kind]:
         fix = kind if kind != "usb" else "usbat"
         log.warning(
             "the module sends its URCs to %r, but this port is %s: no +QMTRECV, +QMTSTAT or command "
