@@ -124,6 +124,25 @@ async def test_03_bg96_ctrlz_only_1548_bytes_and_5_in_flight(broker: Broker, clo
         await client.close()
 
 
+async def test_03_a_session_learns_the_in_flight_window_the_module_has(broker: Broker, cloud: Cloud) -> None:
+    """Asked for 8 in flight on a BG96 (5): the 6th is refused with ERROR; the session keeps
+    5 from then on, without a reconnect or a dead letter."""
+    from quecmqtt.mqtt.session import Session
+
+    cloud.subscribe("win/#")
+    async with rig(broker, model="BG96", rtt=0.3) as r:
+        session = Session(r.modem, BROKER_HOST, 1883, "dev-window", window=8)
+        await session.start(timeout=20)
+        for i in range(12):
+            await session.publish("win/t", b"%02d" % i, qos=1)
+        await session.flush(30)
+        got = await received(cloud, 12)
+        assert sorted(m.payload for m in got) == [b"%02d" % i for i in range(12)]
+        assert session.window == 5
+        assert session.reconnects == 0 and session.dead_letters() == []
+        await session.stop()
+
+
 def test_03_bg96_emulator_drops_input_past_1548(broker: Broker, cloud: Cloud) -> None:
     from quecmqtt.emulator import EmulatorThread
 

@@ -14,6 +14,8 @@ jitter, re-subscribes, and resends what the outbox holds, oldest first. `publish
 puts the message in the outbox; a pump sends it with up to `window` publishes in flight and
 removes it when the module reports it acknowledged. The default window, 5, is the lowest
 documented in-flight limit (BG96 MQTT AN V1.0, 3.2.8 note 1); no other family documents one.
+A publish the module refuses with a plain ERROR while others are out sets the window to what
+was out: the module's own limit, learned without a reconnect.
 
 The publish form and its limit are probed on connecting, before the outbox drains: a message
 the module can never take (too long for its form, Ctrl-Z bytes on a Ctrl-Z-only module) is a
@@ -38,6 +40,7 @@ from enum import Enum
 
 from quecmqtt.at.events import Event, ModuleReady, MqttMessage, PsmEntered, SimStatus
 from quecmqtt.errors import (
+    CommandError,
     ConnectRefused,
     InternalError,
     InvalidArgument,
@@ -472,7 +475,21 @@ class Session:
                         suspect = entry.id in self._suspects
                         if suspect and in_flight:
                             break  # a suspect goes alone: wait for what is out
-                        sent = await self._send(entry)
+                        try:
+                            sent = await self._send(entry)
+                        except CommandError as exc:
+                            if exc.cme is not None or not in_flight or self._lost.is_set() or not self.client.connected:
+                                raise
+                            # a plain ERROR with publishes out: the module's in-flight window is
+                            # full (BG96: 5). Learn it, and send this one when one is answered
+                            self.window = len(in_flight)
+                            log.warning(
+                                "session %d: the module refused a publish with %d in flight: window now %d",
+                                self.client.index,
+                                len(in_flight),
+                                self.window,
+                            )
+                            break
                         if sent is None:
                             continue  # refused before it was sent: buried, look at the next
                         in_flight[entry.id] = sent
