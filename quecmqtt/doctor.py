@@ -153,9 +153,10 @@ class DoctorReport:
 
     # -- the profile -----------------------------------------------------------------------------
 
-    def profile(self) -> Any:
+    def profile(self, *, keep_imei: bool = False) -> Any:
         """A `Profile` for `quecmqtt emulate --profile`: what the module answered, plus what
-        no answer shows from the closest shipped profile."""
+        no answer shows from the closest shipped profile. A profile is made to be shared:
+        the module's IMEI is replaced by the shipped profile's unless `keep_imei`."""
         from quecmqtt.emulator.families import PROFILES
 
         tests = {key: self.answers[f"{key}=?"] for key in _TEST_KEYS if f"{key}=?" in self.answers}
@@ -173,10 +174,15 @@ class DoctorReport:
 
         base = PROFILES[max(PROFILES, key=closeness)]
         general = dict(base.general)
+        imei = self._first("+CGSN")
         for key in _IDENTITY_KEYS:
             answer = self.answers.get(key)
             if answer is not None and answer.ok:
                 general[key] = answer.lines
+        if imei and not keep_imei:
+            general["+CGSN"] = tuple(line.replace(imei, base.imei) for line in general["+CGSN"])
+            imei = base.imei
+        general["+GSN"] = general.get("+CGSN", ())
         model = self._first("+CGMM") or base.model
         urcport = self._first('+QURCCFG="urcport"')
         port_match = re.search(r'"urcport","([^"]+)"', urcport)
@@ -186,7 +192,7 @@ class DoctorReport:
             name=model,
             model=model,
             revision=self._first("+CGMR") or base.revision,
-            imei=self._first("+CGSN") or base.imei,
+            imei=imei or base.imei,
             test_answers=test_answers,
             lacks=frozenset(lacks | (base.lacks - set(_TEST_KEYS) - {"+QHTTPSTOP"})),
             general=general,

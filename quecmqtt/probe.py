@@ -14,6 +14,7 @@ import asyncio
 import re
 import weakref
 
+from quecmqtt.at.events import Event, ModuleReady
 from quecmqtt.at.spec import Command
 from quecmqtt.errors import CommandError
 from quecmqtt.runtime import Modem
@@ -24,7 +25,13 @@ _ANSWERS: weakref.WeakKeyDictionary[Modem, TestAnswers] = weakref.WeakKeyDiction
 
 
 class TestAnswers:
-    """The ``=?`` answers of one modem; `of(modem)` gives its one instance."""
+    """The ``=?`` answers of one modem; `of(modem)` gives its one instance.
+
+    A plain ``ERROR`` (or ``+CME ERROR: 4``, not supported) means the module lacks the
+    command and is kept; any other error is not kept, the question is asked again next time.
+    Everything is forgotten when the module restarts (a firmware update comes with one).
+    Concurrent askers of one question share one exchange; different questions never wait
+    for each other (a start-up step may ask while a caller's question waits for recovery)."""
 
     __test__ = False  # not a pytest test class
 
@@ -38,24 +45,48 @@ class TestAnswers:
     def __init__(self, modem: Modem) -> None:
         self.modem = modem
         self._cache: dict[bytes, tuple[str, ...] | None] = {}
-        self._lock = asyncio.Lock()
+        self._asking: dict[bytes, asyncio.Future[tuple[str, ...] | None]] = {}
+        modem.add_listener(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, ModuleReady):
+            self._cache.clear()
 
     async def lines(self, command: Command) -> tuple[str, ...] | None:
-        """The answer's lines, or None if the module answered ERROR (it lacks the command)."""
-        async with self._lock:
-            if command.line not in self._cache:
-                try:
-                    reply = await self.modem.execute(command)
-                except CommandError:
-                    self._cache[command.line] = None
-                else:
-                    self._cache[command.line] = reply.lines
-            return self._cache[command.line]
+        """The answer's lines, or None if the module lacks the command."""
+        key = command.line
+        if key in self._cache:
+            return self._cache[key]
+        asking = self._asking.get(key)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        future: asyncio.Future[tuple[str, ...] | None] = asyncio.get_running_loop().create_future()
+        self._asking[key] = future
+        try:
+            try:
+                reply = await self.modem.execute(command)
+            except CommandError as exc:
+                lacks = exc.cme is None or exc.cme == 4
+                answer: tuple[str, ...] | None = None
+                if lacks:
+                    self._cache[key] = None
+            else:
+                answer = self._cache[key] = reply.lines
+            future.set_result(answer)
+            return answer
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the ones sharing it get it through their await
+            raise
+        finally:
+            del self._asking[key]
 
     async def keys(self, command: Command) -> dict[str, str] | None:
-        """For keyed answers (``+QSSLCFG: "sni",(0-5),(0,1)``): key -> the rest of its line."""
+        """For keyed answers (``+QSSLCFG: "sni",(0-5),(0,1)``): key -> the rest of its line.
+        None when the module lacks the command or its answer lists no key at all."""
         lines = await self.lines(command)
-        return None if lines is None else keyed(lines)
+        found = keyed(lines) if lines is not None else {}
+        return found or None
 
     async def has(self, command: Command) -> bool:
         return await self.lines(command) is not None

@@ -27,6 +27,11 @@ from quecmqtt.runtime import Modem, StepHandle
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.tls")
+_SECURITY = frozenset({"seclevel", "cacert", "clientcert", "clientkey"})  # never skipped
+
+
+class TlsError(RemoteError):
+    """The module cannot be set up for TLS as asked (a security setting it does not have)."""
 
 
 class UploadError(RemoteError):
@@ -194,6 +199,9 @@ class Tls:
         listed = await TestAnswers.of(self.modem).keys(C.QSSLCFG_TEST())
         for command in self._commands(context):
             key = str(command.values.get("key", ""))
+            if listed is not None and key not in listed and key in _SECURITY:
+                # never weaker than asked: without these the module keeps its own (maybe no) check
+                raise TlsError(f"the module has no SSL setting {key!r} (AT+QSSLCFG=? does not list it)")
             if listed is not None and key not in listed:
                 log.info("the module has no SSL setting %r (AT+QSSLCFG=? does not list it): not sent", key)
                 continue

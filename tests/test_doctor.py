@@ -125,6 +125,20 @@ def test_doctor_and_emulate_profile_on_the_command_line(tmp_path: Path) -> None:
         assert "no answer to AT+QMTOPEN?" in text
         assert oct(out.stat().st_mode & 0o777) == "0o600"
         assert load_profile(out).silent_qmtopen_read
+        transcript = Transcript.load(tmp_path / "quecmqtt-doctor.txt")
+        assert all(SAFE_LINE.match(line) for line in transcript.host_bytes().split(b"\r") if line)
+        doc = pexpect.spawn(
+            sys.executable,
+            ["-m", "quecmqtt", "doctor", "--port", device, "--profile-out", str(out), "--json"],
+            cwd=tmp_path,
+            env=env,
+            timeout=60,
+        )
+        doc.expect(pexpect.EOF)
+        doc.close()
+        data = json.loads(doc.before.decode().strip().splitlines()[-1])
+        assert data["answers"]["+QMTOPEN?"]["final"] == "timeout"
+        assert data["findings"]["publish"].startswith("AT+QMTPUBEX: inline")
     finally:
         emulate.sendintr()
         emulate.expect(pexpect.EOF)

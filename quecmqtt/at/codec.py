@@ -924,12 +924,15 @@ class AtCodec:
         self._scan = self._off
 
 
+_SIM_GONE = frozenset({"NOT READY", "NOT INSERTED", "SIM REMOVED", "NO SIM"})
+
+
 def _sim_status(prefix: str, values: tuple[FieldValue, ...], text: str) -> SimStatus | None:
     """An unsolicited ``+CPIN: <state>`` or ``+QSIMSTAT: <en>,<inserted>`` (a pending
     ``AT+CPIN?`` takes its own answer before this is asked)."""
     if prefix == "+CPIN" and len(values) == 1 and isinstance(values[0], str):
-        state = values[0].strip()
-        if state == "NOT READY":
+        state = values[0].strip().upper()
+        if state in _SIM_GONE:
             return SimStatus(False, False, text)
         return SimStatus(True, state == "READY", text)
     if prefix == "+QSIMSTAT" and len(values) == 2 and isinstance(values[1], int) and values[1] in (0, 1, 2):

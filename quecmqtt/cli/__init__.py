@@ -160,13 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emu.add_argument(
         "--host-port",
-        choices=("usbat", "usbmodem", "uart1"),
-        default="usbat",
-        help="which module port the pty stands for (default usbat); URCs go to the module's URC port only",
+        choices=("usbat", "usbmodem", "uart1", "uart2"),
+        help="which module port the pty stands for (default: the one the module sends URCs to at start); "
+        "URCs go to the module's URC port only",
     )
     emu.add_argument(
         "--urc-port",
-        choices=("usbat", "usbmodem", "uart1", "all"),
+        choices=("usbat", "usbmodem", "uart1", "uart2", "all"),
         help="the URC port the module has in NV at start (default: the profile's factory value)",
     )
     emu.add_argument(

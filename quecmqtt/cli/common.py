@@ -27,7 +27,7 @@ T = TypeVar("T")
 PORT_ENV = "QUECMQTT_PORT"
 
 
-URC_PORTS = ("usbat", "usbmodem", "uart1", "all")  # BG96 AT manual 2.25; "all" on EC2x
+URC_PORTS = ("usbat", "usbmodem", "uart1", "uart2", "all")  # BG96 AT manual 2.25; uart2, all on EC2x
 
 
 def add_port_options(parser: argparse.ArgumentParser) -> None:

@@ -36,7 +36,7 @@ async def doctor_command(args: argparse.Namespace) -> int:
         report = await doctor(modem, progress=progress)
     if not args.json and sys.stderr.isatty():
         print("\r" + " " * 40 + "\r", end="", file=sys.stderr, flush=True)
-    profile = report.profile()
+    profile = report.profile(keep_imei=args.keep_imei)
     await asyncio.to_thread(_write_private, args.profile_out, profile.to_json())
     data: dict[str, Any] = report.as_dict() | {"profile": args.profile_out, "transcript": args.record}
     if args.json:
@@ -74,6 +74,11 @@ def add_parser(sub: Any) -> None:
         default="quecmqtt-doctor.txt",
         metavar="FILE",
         help="where to write the redacted transcript (default quecmqtt-doctor.txt; --record is the same)",
+    )
+    parser.add_argument(
+        "--keep-imei",
+        action="store_true",
+        help="keep the module's IMEI in the profile file (default: the shipped profile's, so the file can be shared)",
     )
     parser.add_argument("--json", action="store_true", help="print the answers and findings as one JSON object")
     parser.set_defaults(func=lambda args: run("doctor", lambda: doctor_command(args)))

@@ -66,12 +66,13 @@ class Emulator:
         register_delay: float = 0.0,
         imei: str | None = None,
         profile: Profile | str | Path | None = None,
-        host_port: str = "usbat",
+        host_port: str | None = None,
         urcport: str | None = None,
     ) -> None:
         """`profile`: a `Profile` or a profile file (`quecmqtt doctor` writes them) instead
-        of a shipped `model`. `host_port`: which module port the pty stands for; URCs go to
-        the module's `urcport` (AT+QURCCFG, saved in NV), so a host on another port sees none."""
+        of a shipped `model`. `host_port`: which module port the pty stands for (default: the
+        port the module sends its URCs to at start); URCs go to the module's `urcport`
+        (AT+QURCCFG, saved in NV), so a host on another port sees none."""
         if profile is None:
             if model not in PROFILES:
                 raise ValueError(f"unknown model {model!r}; known: {', '.join(PROFILES)}")
@@ -96,7 +97,7 @@ class Emulator:
             boot_time=boot_time,
             sim_busy=sim_busy,
             register_delay=register_delay,
-            host_port=host_port,
+            host_port=host_port or urcport or chosen.urcport,
             urcport=urcport,
         )
         self.announce_boot = announce_boot

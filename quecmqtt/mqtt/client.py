@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -452,9 +453,12 @@ class MqttClient:
         try:
             try:
                 pending = await self._submit_publish(form, msg_id, topic, payload, raw, qos, retain)
+                if form.fallback is not None:  # the length form works here: no fallback from now on
+                    self.form = dataclasses.replace(form, fallback=None)
             except CommandError as exc:
                 fallback = form.fallback
-                if fallback is None or exc.cme is not None or fallback.problem(raw) is not None:
+                refused = exc.cme is None or exc.cme in (4, 50)  # ERROR, not supported, bad parameters
+                if fallback is None or not refused or fallback.problem(raw) is not None:
                     raise
                 # a range read as a length parameter may be the Ctrl-Z entry's limit (BG96):
                 # keep the fallback only if the module takes it

@@ -14,8 +14,9 @@ jitter, re-subscribes, and resends what the outbox holds, oldest first. `publish
 puts the message in the outbox; a pump sends it with up to `window` publishes in flight and
 removes it when the module reports it acknowledged. The default window, 5, is the lowest
 documented in-flight limit (BG96 MQTT AN V1.0, 3.2.8 note 1); no other family documents one.
-A publish the module refuses with a plain ERROR while others are out sets the window to what
-was out: the module's own limit, learned without a reconnect.
+A publish the module refuses with a plain ERROR while two or more are out sets the window to
+what was out, for the rest of that connection: the module's own limit, learned without a
+reconnect.
 
 The publish form and its limit are probed on connecting, before the outbox drains: a message
 the module can never take (too long for its form, Ctrl-Z bytes on a Ctrl-Z-only module) is a
@@ -59,6 +60,7 @@ from quecmqtt.runtime import Modem, Overflow, State
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.session")
+SIM_POLL = 30.0  # seconds between AT+CPIN? while paused for a removed SIM
 
 PDP_RESULT = 3  # +QMTOPEN: <c>,3: the PDP context could not be activated
 
@@ -133,6 +135,7 @@ class Session:
         self.rejected: list[str] = []  # topics the broker refused (granted 128) at the last subscribe
         self.outbox = outbox if outbox is not None else MemoryOutbox()
         self.window = window
+        self._window_asked = window  # the window learned from a refusal lasts one connection
         self.max_attempts = max_attempts
         self.backoff = backoff or Backoff()
         self.terminal_connack = terminal_connack
@@ -236,11 +239,29 @@ class Session:
             self._awake.set()
 
     async def _wait_until_usable(self) -> None:
+        """Paused: the SIM's return (its URC, or AT+CPIN? answering READY, asked every
+        `SIM_POLL` s in case the URC went unseen) and the module's wake (RDY, or the runtime
+        ready again) resume it."""
         if self._sim_in.is_set() and self._awake.is_set():
             return
         self._set_state(SessionState.PAUSED)
-        while not (self._sim_in.is_set() and self._awake.is_set()):
-            await (self._sim_in if not self._sim_in.is_set() else self._awake).wait()
+        while not self._sim_in.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SIM_POLL):
+                    await self._sim_in.wait()
+            if not self._sim_in.is_set() and await self._sim_ready_now():
+                log.info("session %d: the SIM answers READY: resuming", self.client.index)
+                self._sim_in.set()
+        while not self._awake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await self.modem.wait_ready(self.ready_timeout)
+                self._awake.set()
+
+    async def _sim_ready_now(self) -> bool:
+        try:
+            return await self.network.sim_state() == "READY"
+        except (QuecError, TimeoutError):
+            return False
 
     async def _watch_pdp(self) -> None:
         """A lost context takes the link with it: reconnect (the network brings it back)."""
@@ -360,9 +381,9 @@ class Session:
         failures = 0
         connections = 0
         while True:
-            await self._wait_until_usable()
-            self._set_state(SessionState.CONNECTING)
             try:
+                await self._wait_until_usable()
+                self._set_state(SessionState.CONNECTING)
                 await self._connect()
             except ConnectRefused as exc:
                 if exc.return_code in self.terminal_connack:
@@ -386,6 +407,7 @@ class Session:
                 if connections > 1:
                     self.reconnects += 1
                 failures = 0
+                self.window = self._window_asked
                 self._set_state(SessionState.CONNECTED)
                 try:
                     await self._pump()
@@ -478,7 +500,12 @@ class Session:
                         try:
                             sent = await self._send(entry)
                         except CommandError as exc:
-                            if exc.cme is not None or not in_flight or self._lost.is_set() or not self.client.connected:
+                            if (
+                                exc.cme is not None
+                                or len(in_flight) < 2
+                                or self._lost.is_set()
+                                or not self.client.connected
+                            ):
                                 raise
                             # a plain ERROR with publishes out: the module's in-flight window is
                             # full (BG96: 5). Learn it, and send this one when one is answered

@@ -449,6 +449,7 @@ class Supervisor:
                 delay = min(limit, delay * 2)
                 continue
             self._modem.codec.reset()
+            self._asleep = False  # a USB module re-enumerates when it wakes: its RDY is gone
             self.port_up.set()
             log.info("port %s reopened", transport.name)
             self.fire(Trigger.PORT_BACK)
@@ -483,8 +484,7 @@ class Supervisor:
         if self._rdy.is_set():
             return
         if self._asleep:
-            log.info("the module is in PSM: waiting for it to wake (RDY)")
-            await self._rdy.wait()
+            await wait_for_wake(self)
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
@@ -564,6 +564,25 @@ class Supervisor:
                 last = exc
                 continue
         raise ModuleUnresponsive(f"no answer to AT after {self.sync_attempts} attempts ({last})")
+
+
+async def wait_for_wake(supervisor: Supervisor) -> None:
+    """A module in PSM answers nothing until something wakes it, which may be hours: wait for
+    its RDY, and every `recovery_wait` seconds send one AT in case the RDY went unseen (it
+    went to another port, or came while the port was away). No reset: that would end PSM."""
+    log.info("the module is in PSM: waiting for it to wake (RDY)")
+    while supervisor._asleep and not supervisor._rdy.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(supervisor._modem.recovery_wait):
+                await supervisor._rdy.wait()
+                return
+        try:
+            await supervisor._modem.execute_internal(C.AT(), timeout=2.0)
+        except QuecError:
+            continue
+        log.info("the module answers AT: awake")
+        supervisor._asleep = False
+        supervisor._rdy.set()
 
 
 async def wait_out(supervisor: Supervisor, entry: OpenEntry | None) -> None:
