@@ -17,9 +17,12 @@ from quecmqtt.at.events import (
     MqttMessage,
     MqttStatus,
     PoweredDown,
+    PsmEntered,
+    SimStatus,
     UnsolicitedFinal,
     Urc,
 )
+from quecmqtt.at.fields import tokenize
 from quecmqtt.at.parse import parse_command
 from quecmqtt.secret import REDACTED, Secret
 from quecmqtt.transcript import Chunking, Transcript, rechunk
@@ -132,6 +135,11 @@ def describe(event: Event) -> JsonObject | None:
         return {"event": "powered_down", "banner": event.banner}
     if isinstance(event, Urc):
         return {"event": "urc", "prefix": event.prefix, "fields": [_field(f) for f in event.fields]}
+    if isinstance(event, PsmEntered):  # typed for the runtime; a URC in the decode contract
+        return {"event": "urc", "prefix": event.banner, "fields": []}
+    if isinstance(event, SimStatus):
+        prefix, _, rest = event.text.partition(":")
+        return {"event": "urc", "prefix": prefix.strip(), "fields": [_field(v) for _, v in tokenize(rest.lstrip())]}
     if isinstance(event, UnsolicitedFinal):
         return {"event": "final", "final": event.final.text}
     if isinstance(event, Garbage):

@@ -506,3 +506,16 @@ async def test_13_echo_without_the_leading_blank_is_not_a_reply_line(broker: Bro
         lines = await raw(r.modem, " AT+QMTRECV?")
         assert lines == ()  # the echo "AT+QMTRECV?" is not taken for an answer
         await r.modem.execute(C.ATE0())
+
+
+def test_06_decode_keeps_its_contract_for_the_typed_power_and_sim_events() -> None:
+    """decode prints PSM POWER DOWN and SIM reports as the "urc" events docs/decode.md lists."""
+    from quecmqtt.at.events import PsmEntered, SimStatus
+    from quecmqtt.decode import describe
+
+    assert describe(PsmEntered("PSM POWER DOWN")) == {"event": "urc", "prefix": "PSM POWER DOWN", "fields": []}
+    assert describe(SimStatus(False, False, "+QSIMSTAT: 1,0")) == {
+        "event": "urc",
+        "prefix": "+QSIMSTAT",
+        "fields": [1, 0],
+    }

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from quecmqtt.at import commands as C
-from quecmqtt.at.events import Garbage, ModuleReady, MqttMessage, MqttStatus, Urc
+from quecmqtt.at.events import Garbage, ModuleReady, MqttMessage, MqttStatus, PsmEntered, Urc
 from quecmqtt.errors import (
     CommandError,
     CommandTimeout,
@@ -155,14 +155,26 @@ async def test_powered_down_then_rdy(peer: ScriptedPeer) -> None:
         await modem.close()
 
 
-async def test_psm_power_down_is_not_a_reboot(peer: ScriptedPeer) -> None:
+async def test_psm_power_down_waits_for_the_wake_without_probing(peer: ScriptedPeer) -> None:
+    """PSM POWER DOWN: the module sleeps until something wakes it. A typed event; what was in
+    flight fails (the module will not answer it); the runtime waits for RDY, sending nothing
+    that could look like a dead module to reset, then starts up again."""
     modem = await open_modem(peer)
     try:
-        with modem.subscribe("PSM POWER DOWN") as sub:
-            peer.send(b"\r\nPSM POWER DOWN\r\n")
-            event = await sub.get(timeout=2)
-        assert isinstance(event, Urc) and event.prefix == "PSM POWER DOWN"
-        assert modem.generation == 0 and modem.state is State.READY
+        seen: list[object] = []
+        modem.add_listener(lambda e: seen.append(e) if isinstance(e, PsmEntered) else None)
+        pending = asyncio.create_task(modem.execute(C.CSQ()))
+        await peer.expect_command(b"AT+CSQ")
+        peer.send(b"\r\nPSM POWER DOWN\r\n")
+        with pytest.raises(ModuleRebooted):
+            await pending
+        assert [type(e).__name__ for e in seen] == ["PsmEntered"]
+        assert modem.generation == 1 and modem.state is not State.READY
+        await settled(peer, modem)
+        assert peer.received.endswith(b"AT+CSQ\r")  # nothing sent to the sleeping module
+        peer.send(b"\r\nRDY\r\n")
+        await peer.serve_init()
+        await wait_state(modem, State.READY)
     finally:
         await modem.close()
 
