@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from quecmqtt.at import commands as C
-from quecmqtt.at.events import Garbage, ModuleReady, MqttMessage, MqttStatus, PsmEntered, Urc
+from quecmqtt.at.events import Garbage, ModuleReady, MqttMessage, MqttStatus, PsmEntered
 from quecmqtt.errors import (
     CommandError,
     CommandTimeout,

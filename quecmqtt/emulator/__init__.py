@@ -14,7 +14,6 @@ lines its own way, so a parser bug cannot hide by being the same on both sides.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import tempfile
 import threading
 from collections.abc import Coroutine, Mapping
@@ -88,7 +87,7 @@ class Emulator:
         self.network.rtt = rtt
         self.port = PtyPort(self.path, self._from_host)
         self.module = Module(
-            dataclasses.replace(chosen, imei=imei) if imei else chosen,
+            chosen.with_imei(imei) if imei else chosen,
             self.network,
             self.port.write,
             echo=echo,

@@ -127,6 +127,14 @@ class Profile:
         match = _RANGE.search(ranges)
         return int(match.group(2)) + 1 if match else 4
 
+    def with_imei(self, imei: str) -> Profile:
+        """The same module with another IMEI (in its identity answers too)."""
+        general = {
+            key: tuple(line.replace(self.imei, imei) for line in lines) if key in ("+CGSN", "+GSN") else lines
+            for key, lines in self.general.items()
+        }
+        return dataclasses.replace(self, imei=imei, general=general)
+
     # -- files ---------------------------------------------------------------------------
 
     def to_json(self) -> str:
