@@ -78,8 +78,9 @@ async def check_urc_port(modem: Modem) -> str | None:
     Returns the module's setting, or None where the family has no such command or the
     host's port kind is not known (then nothing is asked: there is nothing to compare)."""
     kind = modem.port_kind
-    if kind is None:
-        kind = await asyncio.to_thread(guess_port_kind, getattr(modem.transport, "marker_key", None))
+    path = getattr(modem.transport, "marker_key", None)
+    if kind is None and path and (_UART.search(path) or _USB.search(path) or path.startswith("/dev/")):
+        kind = await asyncio.to_thread(guess_port_kind, path)  # realpath and sysfs: off the loop
     if kind not in _FITS:
         return None
     try:
