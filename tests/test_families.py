@@ -124,6 +124,22 @@ async def test_03_bg96_ctrlz_only_1548_bytes_and_5_in_flight(broker: Broker, clo
         await client.close()
 
 
+async def test_03_a_first_payload_no_bg96_form_can_carry_is_refused_not_retried(broker: Broker, cloud: Cloud) -> None:
+    """Before the form is learned, a payload with Ctrl-Z bytes meets BG96's refusal of the
+    length form: a clear InvalidArgument (a session dead-letters it), not a reconnect loop."""
+    cloud.subscribe("first/#")
+    async with rig(broker, model="BG96") as r:
+        client = MqttClient(r.modem, 0)
+        await client.open(BROKER_HOST, 1883)
+        await client.connect("dev-first")
+        with pytest.raises(InvalidArgument, match="0x1A or 0x1B"):
+            await client.publish("first/t", b"a\x1ab", qos=1)
+        await client.publish("first/t", b"plain", qos=1)
+        assert client.publish_form == FORM_CTRLZ
+        assert [m.payload for m in await received(cloud, 1)] == [b"plain"]
+        await client.close()
+
+
 async def test_03_a_session_learns_the_in_flight_window_the_module_has(broker: Broker, cloud: Cloud) -> None:
     """Asked for 8 in flight on a BG96 (5): the 6th is refused with ERROR; the session keeps
     5 from then on, without a reconnect or a dead letter."""

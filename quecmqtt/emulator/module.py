@@ -1236,6 +1236,7 @@ class Module:
     def _power_off(self) -> None:
         self._cancel_entry()
         self._line.clear()
+        self._line_overflow = False
         for client in self.clients:
             if client.conn is not None:
                 client.conn.close()

@@ -458,8 +458,12 @@ class MqttClient:
             except CommandError as exc:
                 fallback = form.fallback
                 refused = exc.cme is None or exc.cme in (4, 50)  # ERROR, not supported, bad parameters
-                if fallback is None or not refused or fallback.problem(raw) is not None:
+                if fallback is None or not refused:
                     raise
+                problem = fallback.problem(raw)
+                if problem is not None:
+                    # not a reconnect over a message that can go no way this module has (so far)
+                    raise InvalidArgument(f"the module refused {form.name} ({exc.final.text}) and {problem}") from exc
                 # a range read as a length parameter may be the Ctrl-Z entry's limit (BG96):
                 # keep the fallback only if the module takes it
                 pending = await self._submit_publish(fallback, msg_id, topic, payload, raw, qos, retain)
