@@ -65,7 +65,9 @@ _TERMINATOR = re.compile(rb"[\r\n]")
 # A received message header. The topic may hold quotes, but the first `",` ends it: an
 # unquoted payload (BG96) is often JSON, full of `",` and `,"`, and must not be taken for the
 # rest of a topic.
-_TOPIC = rb'"((?:[^"\r\n]|"(?! ?,)){0,1024})" ?,'
+# (possessive: a topic can end one way only, so nothing is ever tried twice)
+_TOPIC = rb'"([^"\r\n]*+(?:"(?! ?,)[^"\r\n]*+)*+)" ?,'
+_TOPIC_MAX = 1024
 _RECV_HEADER = re.compile(rb"\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?" + _TOPIC + rb' ?(?:(\d{1,7}) ?, ?)?"')
 # EC200U firmware is reported to put the payload of a buffered read on the next line [R]:
 # +QMTRECV: <c>,<id>,"<topic>",<len>  CR LF  <len bytes>
@@ -74,7 +76,7 @@ _RECV_PREFIX = b"+QMTRECV:"
 # +QMTRECV: <c>,<id>,"<topic>",<payload to the end of the line>  (unquoted payload)
 _RECV_UNQUOTED = re.compile(rb"\+QMTRECV: ?(\d{1,2}) ?, ?(\d{1,5}) ?, ?" + _TOPIC + rb'(?! ?")(.*)\Z', re.S)
 _COUNTED = re.compile(rb"(\d{1,7}),(.*)\Z", re.S)
-_HEADER_MAX = 1100  # longest header _RECV_HEADER can match
+_HEADER_MAX = 1100  # longest header _RECV_HEADER is tried on (a topic of _TOPIC_MAX and the rest)
 _HTTP_END = b"\r\nOK\r\n"
 _HTTP_READ_RESULT = b"+QHTTPREAD:"
 # Control bytes that never occur in a text line (TAB is tolerated).
@@ -340,8 +342,8 @@ class AtCodec:
         first = buf[off]
         maybe_header = False
         if first == 0x2B and buf.startswith(_RECV_PREFIX, off):  # '+'
-            match = _RECV_HEADER.match(buf, off)
-            if match is not None:
+            match = _RECV_HEADER.match(buf, off, off + _HEADER_MAX)
+            if match is not None and len(match.group(3)) <= _TOPIC_MAX:
                 self._start_message(match)
                 return True
             maybe_header = True
@@ -781,7 +783,7 @@ class AtCodec:
         never gets here (the scanner took it); a buffered read's header with its length
         (the split form) is left to `_prefixed`."""
         match = _RECV_UNQUOTED.match(line)
-        if match is None:
+        if match is None or len(match.group(3)) > _TOPIC_MAX:
             return False
         rest = match.group(4)
         if not rest and self._buffered_read_pending():
