@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -236,8 +238,22 @@ async def _connect(args: argparse.Namespace, modem: Any) -> Any:
     return client
 
 
+@contextlib.asynccontextmanager
+async def _aliauth_cleared(args: argparse.Namespace, modem: Any) -> AsyncIterator[None]:
+    """With --module-signs, the module holds the device's triple: clear it on the way out, so
+    no later CONNECT (another program's, another broker's) is signed with it."""
+    try:
+        yield
+    finally:
+        if args.module_signs:
+            from quecmqtt.at import commands as C
+
+            with contextlib.suppress(QuecError):
+                await modem.execute(C.QMTCFG["aliauth"](0, "", "", ""))
+
+
 async def _connect_cmd(args: argparse.Namespace) -> int:
-    async with open_modem(args) as modem:
+    async with open_modem(args) as modem, _aliauth_cleared(args, modem):
         started = time.monotonic()
         client = await _connect(args, modem)
         seconds = time.monotonic() - started
@@ -260,7 +276,7 @@ async def _post(args: argparse.Namespace) -> int:
         raise UsageError(f"--params is not JSON: {exc}") from None
     if not isinstance(params, dict):
         raise UsageError("--params must be a JSON object, e.g. '{\"Temp\": 21.5}'")
-    async with open_modem(args) as modem:
+    async with open_modem(args) as modem, _aliauth_cleared(args, modem):
         client = await _connect(args, modem)
         thing = Thing(client, args.product_key, args.device_name)
         await thing.start()

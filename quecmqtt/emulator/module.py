@@ -753,7 +753,10 @@ class Module:
         elif key == "aliauth":
             if len(values) != 3:
                 raise PlainError
-            client.cfg[key] = tuple(str(v) for v in values)
+            # an empty triple clears it, as the read-back of an unset one shows it empty
+            # (seed 4.2.1 '+QMTCFG: "aliauth",,,') [R: how a module clears it is undocumented]
+            triple = tuple(str(v) for v in values)
+            client.cfg[key] = triple if any(triple) else None
         else:
             client.cfg[key] = values[0] if len(values) == 1 else tuple(values)
         self.respond()

@@ -47,7 +47,9 @@ class MqttConfig:
     will: Will | Literal[False] | None = False
     recv_buffer: bool | None = False
     recv_length: bool | None = True
-    aliauth: AliAuth | None = None
+    # False (the default) clears the module's "aliauth": a triple an Aliyun login left set would
+    # otherwise sign this client's CONNECT, and send the device's login to any broker
+    aliauth: AliAuth | Literal[False] | None = False
     ping_interval: int | None = None  # "qmtping" [!]
     # "edit/timeout" (EC200 family): the module gives a data entry up after this many seconds.
     # On by default where the module has it: a process that dies between a publish's prompt and
@@ -99,7 +101,9 @@ class MqttConfig:
             out.append(C.QMTCFG["qmtping"](client, self.ping_interval))
         if self.edit_timeout is not None and ok("edit/timeout"):
             out.append(C.QMTCFG["edit/timeout"](client, 1, self.edit_timeout))
-        if self.aliauth is not None and ok("aliauth"):
+        if self.aliauth is False and ok("aliauth"):
+            out.append(C.QMTCFG["aliauth"](client, "", "", ""))  # empty: cleared
+        elif self.aliauth is not None and self.aliauth is not False and ok("aliauth"):
             a = self.aliauth
             out.append(C.QMTCFG["aliauth"](client, a.product_key, a.device_name, a.device_secret))
         return out

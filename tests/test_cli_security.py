@@ -1,0 +1,55 @@
+"""Secure defaults of the command line (issue 13), under a real pty with pexpect, against the
+emulator, the cloud twin and a real Mosquitto whose log shows what reached it."""
+
+from __future__ import annotations
+
+import re
+
+import pexpect
+import pytest
+
+from quecmqtt.emulator import EmulatorThread
+from tests.broker import Broker
+from tests.serialport import Port
+from tests.test_cli import run_cli
+from tests.test_cli_module import DS2, ENDPOINT, PK, PS, spawn
+
+pytestmark = pytest.mark.broker
+
+
+def connections(broker: Broker) -> list[str]:
+    """The broker's "New client connected ... as <id> (..., u'<user>')" lines."""
+    return [line for line in broker.log.read_text(errors="replace").splitlines() if "New client connected" in line]
+
+
+def test_an_aliyun_login_the_module_signed_never_reaches_another_broker(broker: Broker, tmp_path: object) -> None:
+    """`aliyun connect --module-signs` sets the module's aliauth; a later `mqtt pub` with no user
+    name to another broker must not be signed with it (client id "|securemode=...|", user
+    name dn&pk, an HMAC password: the device's login, replayable)."""
+    cloud = spawn("cloud", "--product", f"{PK}:{PS}", "--device", f"{PK}:dev2:{DS2}")
+    try:
+        cloud.expect(r"ca: (\S+)")
+        ca = cloud.match.group(1)
+        cloud.expect(r"--hosts ([^\r\n]+)\r\n")
+        hosts = {**broker.hosts(), **dict(item.split("=", 1) for item in cloud.match.group(1).split())}
+        with EmulatorThread(hosts=hosts) as emu:
+            status, output = run_cli(
+                "aliyun", "connect", "--port", emu.path, "--product-key", PK, "--endpoint", ENDPOINT, "--ca", ca,
+                "--device-name", "dev2", "--device-secret", DS2, "--module-signs",
+            )  # fmt: skip
+            assert status == 0, output
+            port = Port(emu.path)  # the Aliyun command cleared what it set
+            assert port.command('AT+QMTCFG="aliauth",0').startswith(b'\r\n+QMTCFG: "aliauth",,,')
+            port.close()
+            status, output = run_cli(
+                "mqtt", "pub", "--port", emu.path, "--broker", "broker.test:1883", "--client-id", "innocent",
+                "--topic", "t/innocent", "--message", "hi",
+            )  # fmt: skip
+            assert status == 0, output
+    finally:
+        cloud.sendintr()
+        cloud.expect(pexpect.EOF)
+    seen = [line for line in connections(broker) if " as innocent" in line]
+    assert seen, connections(broker)
+    assert all("securemode" not in line and "u'" not in line for line in seen), seen
+    assert not any(re.search(rf"dev2&{PK}", line) for line in connections(broker))
