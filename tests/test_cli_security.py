@@ -53,3 +53,20 @@ def test_an_aliyun_login_the_module_signed_never_reaches_another_broker(broker: 
     assert seen, connections(broker)
     assert all("securemode" not in line and "u'" not in line for line in seen), seen
     assert not any(re.search(rf"dev2&{PK}", line) for line in connections(broker))
+
+
+def test_tls_without_ca_verifies_against_the_shipped_roots(broker: Broker, tmp_path: object) -> None:
+    """`mqtt pub --tls` without `--ca` used to connect with seclevel 0 (no check at all). Now the
+    broker's certificate is checked against the shipped public roots: a broker with a private
+    CA is refused with a message that names the certificate, and nothing reaches it.
+    `--insecure` is the explicit opt-out, with a warning."""
+    with EmulatorThread(hosts=broker.hosts()) as emu:
+        base = ["mqtt", "pub", "--port", emu.path, "--broker", "broker.test:8883", "--topic", "t/tls", "-m", "x"]
+        status, output = run_cli(*base, "--tls", "--client-id", "cli-tls-checked")
+        assert status == 1, output
+        assert "certificate" in output and "Traceback" not in output, output
+        assert not any(" as cli-tls-checked " in line for line in connections(broker))
+        status, output = run_cli(*base, "--insecure", "--client-id", "cli-tls-insecure")
+        assert status == 0, output
+        assert "--insecure: the broker's certificate is not checked" in output
+        assert any(" as cli-tls-insecure " in line for line in connections(broker))

@@ -152,8 +152,11 @@ def _store(args: argparse.Namespace) -> Any:
     return SecretStore(args.store or STORE)
 
 
-async def _ca(args: argparse.Namespace) -> bytes | None:
-    return await read_file(args.ca, "the CA certificate") if args.ca else None
+async def _ca(args: argparse.Namespace) -> bytes:
+    """The CA to verify the server with: --ca, else the shipped public roots (never none)."""
+    from quecmqtt.aliyun.device import shipped_roots
+
+    return await read_file(args.ca, "the CA certificate") if args.ca else shipped_roots()
 
 
 async def _register(args: argparse.Namespace) -> int:

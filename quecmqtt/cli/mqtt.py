@@ -28,15 +28,20 @@ class SubscriptionEnded(QuecError):
 
 
 async def _connected(args: argparse.Namespace, modem: Any) -> Any:
+    from quecmqtt.aliyun.device import shipped_roots
     from quecmqtt.mqtt.client import MqttClient
     from quecmqtt.mqtt.config import MqttConfig
     from quecmqtt.tls import Tls
 
     host, port = args.broker
     ssl_context: int | bool = False
-    if args.tls or args.ca:
-        ca = await read_file(args.ca, "the CA certificate") if args.ca else None
-        await Tls(modem).setup(args.ssl_context, ca=ca, server_name=host)
+    if args.tls or args.ca or args.insecure:
+        if args.insecure:
+            print("warning: --insecure: the broker's certificate is not checked", file=sys.stderr, flush=True)
+            await Tls(modem).setup(args.ssl_context, seclevel=0, server_name=host)
+        else:
+            ca = await read_file(args.ca, "the CA certificate") if args.ca else shipped_roots()
+            await Tls(modem).setup(args.ssl_context, ca=ca, server_name=host)  # seclevel 1: verified
         ssl_context = args.ssl_context
     client = MqttClient(modem, args.index, MqttConfig(ssl_context=ssl_context, keepalive=args.keepalive))
     password = resolve_secret(args, "password", prompt=False) if given(args, "password") else None
@@ -121,8 +126,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-id", default="quecmqtt-cli", metavar="ID", help="MQTT client id")
     parser.add_argument("--username", metavar="USER")
     add_secret_option(parser, "password", "the MQTT password", missing="none is sent")
-    parser.add_argument("--tls", action="store_true", help="connect with TLS (context --ssl-context)")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect with TLS, the broker's certificate checked against the shipped public roots (or --ca)",
+    )
     parser.add_argument("--ca", metavar="FILE", help="CA certificate to verify the broker (implies --tls)")
+    parser.add_argument(
+        "--insecure", action="store_true", help="TLS without checking the broker's certificate (implies --tls; warns)"
+    )
     parser.add_argument("--ssl-context", type=int, default=2, help="SSL context index (default 2)")
     parser.add_argument("--index", type=int, default=0, help="the module's MQTT client index 0-5 (default 0)")
     parser.add_argument("--keepalive", type=int, default=120, help="seconds (default 120)")

@@ -352,6 +352,12 @@ class MqttClient:
         if result != 0:
             self._machine.process(Input.OPEN_FAILED)
             text = OPEN_RESULTS.get(result, "unknown result")
+            if result == -1 and self.config.ssl_context not in (None, False):
+                # modules report a failed handshake or certificate check as -1, like a refused port
+                text = (
+                    "the TLS connection failed: the server's certificate did not verify (wrong CA? the module's "
+                    "clock?), the handshake failed, or the server is not reachable"
+                )
             raise MqttOpenError(f"opening client {self.index} to {host}:{port} failed: {result} ({text})", result)
         self._machine.process(Input.OPENED)
 
