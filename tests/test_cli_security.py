@@ -70,3 +70,19 @@ def test_tls_without_ca_verifies_against_the_shipped_roots(broker: Broker, tmp_p
         assert status == 0, output
         assert "--insecure: the broker's certificate is not checked" in output
         assert any(" as cli-tls-insecure " in line for line in connections(broker))
+
+
+def test_info_changes_nothing_on_the_module(broker: Broker) -> None:
+    """`info` says "Nothing is changed": another program's client stays connected and the
+    module's echo and error format stay as they were."""
+    with EmulatorThread(hosts=broker.hosts()) as emu:
+        port = Port(emu.path)
+        port.command("ATE1")  # echo on, as another program left it
+        port.command("AT+CMEE=0")
+        port.command('AT+QMTOPEN=1,"broker.test",1883', until=b"+QMTOPEN: 1,0\r\n")
+        port.command('AT+QMTCONN=1,"someone-else"', until=b"+QMTCONN: 1,0,0\r\n")
+        status, output = run_cli("info", "--port", emu.path)
+        assert status == 0 and "IMEI" in output, output
+        assert port.command("AT+QMTCONN?") == b"AT+QMTCONN?\r\r\n+QMTCONN: 1,3\r\n\r\nOK\r\n"  # echoed, connected
+        assert port.command("AT+CMEE?").endswith(b"+CMEE: 0\r\n\r\nOK\r\n")
+        port.close()

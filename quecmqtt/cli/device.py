@@ -14,7 +14,8 @@ async def info(args: argparse.Namespace) -> int:
     from quecmqtt.errors import CommandError
     from quecmqtt.network import Network
 
-    async with open_modem(args) as modem:
+    # read-only: no init script (no ATE0, no AT+CMEE), no reconciliation: nothing changes
+    async with open_modem(args, init_script=False, reconcile=False) as modem:
         network = Network(modem)
         identity = await network.identity()
         sim = await network.sim_state()
