@@ -86,3 +86,10 @@ def test_info_changes_nothing_on_the_module(broker: Broker) -> None:
         assert port.command("AT+QMTCONN?") == b"AT+QMTCONN?\r\r\n+QMTCONN: 1,3\r\n\r\nOK\r\n"  # echoed, connected
         assert port.command("AT+CMEE?").endswith(b"+CMEE: 0\r\n\r\nOK\r\n")
         port.close()
+
+
+def test_version() -> None:
+    from quecmqtt import __version__
+
+    status, output = run_cli("--version")
+    assert status == 0 and output.strip() == f"quecmqtt {__version__}" and __version__[0].isdigit()

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="quecmqtt",
         description="Drive Quectel cellular modules over AT: MQTT, HTTP(S), Aliyun IoT, transcripts.",
     )
+    from quecmqtt import __version__
+
+    parser.add_argument("--version", action="version", version=f"quecmqtt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     dec = sub.add_parser(
         "decode",

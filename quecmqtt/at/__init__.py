@@ -1,0 +1,1 @@
+"""The sans-I/O AT codec, the command table and their events."""

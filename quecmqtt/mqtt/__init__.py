@@ -1,0 +1,1 @@
+"""MQTT on the module: client, session, outbox, publish forms, links."""
