@@ -9,7 +9,7 @@ import pexpect
 import pytest
 
 from quecmqtt.emulator import EmulatorThread
-from tests.broker import Broker
+from tests.broker import Broker, Cloud
 from tests.serialport import Port
 from tests.test_cli import run_cli
 from tests.test_cli_module import DS2, ENDPOINT, PK, PS, spawn
@@ -93,3 +93,33 @@ def test_version() -> None:
 
     status, output = run_cli("--version")
     assert status == 0 and output.strip() == f"quecmqtt {__version__}" and __version__[0].isdigit()
+
+
+def test_a_reader_that_goes_away_ends_mqtt_sub_quietly(broker: Broker, cloud: Cloud) -> None:
+    """`quecmqtt mqtt sub ... | head -1`: no BrokenPipeError, exit 0."""
+    import subprocess
+    import sys
+    import time
+
+    with EmulatorThread(hosts=broker.hosts()) as emu:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quecmqtt", "mqtt", "sub", "--port", emu.path, "--broker", "broker.test:1883",
+             "--client-id", "cli-pipe", "--topic", "pipe/#"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stderr is not None and proc.stdout is not None
+        err = b""
+        while b"subscribed to" not in err:
+            line = proc.stderr.readline()
+            assert line, err
+            err += line
+        cloud.publish("pipe/a", b"first")
+        assert proc.stdout.readline() != b""
+        proc.stdout.close()  # what `head -1` does after its line
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            cloud.publish("pipe/a", b"more")  # the next write finds the pipe closed
+            time.sleep(0.2)
+        assert proc.wait(timeout=5) == 0
+        rest = proc.stderr.read()
+        assert b"BrokenPipe" not in err + rest and b"Traceback" not in rest, rest

@@ -133,6 +133,12 @@ def run(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     except (UsageError, SecretMissing, InvalidArgument) as exc:
         print(f"quecmqtt {command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`| head -1`): the end of the job, quietly; stdout points at
+        # /dev/null so the interpreter's last flush finds no broken pipe either
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (QuecError, OSError) as exc:  # OSError includes TimeoutError
         print(f"quecmqtt {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
