@@ -123,3 +123,15 @@ def test_a_reader_that_goes_away_ends_mqtt_sub_quietly(broker: Broker, cloud: Cl
         assert proc.wait(timeout=5) == 0
         rest = proc.stderr.read()
         assert b"BrokenPipe" not in err + rest and b"Traceback" not in rest, rest
+
+
+def test_the_default_client_id_is_random(broker: Broker) -> None:
+    """Two devices run with the defaults must not take each other's session on the broker."""
+    with EmulatorThread(hosts=broker.hosts()) as emu:
+        for _ in range(2):
+            status, output = run_cli(
+                "mqtt", "pub", "--port", emu.path, "--broker", "broker.test:1883", "--topic", "t/id", "-m", "x"
+            )
+            assert status == 0, output
+    ids = [m.group(1) for line in connections(broker) if (m := re.search(r" as (quecmqtt-[0-9a-f]{8}) ", line))]
+    assert len(ids) >= 2 and len(set(ids[-2:])) == 2, ids

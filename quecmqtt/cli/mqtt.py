@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 import time
 from typing import Any
@@ -34,6 +35,8 @@ async def _connected(args: argparse.Namespace, modem: Any) -> Any:
     from quecmqtt.tls import Tls
 
     host, port = args.broker
+    if not args.client_id:
+        args.client_id = f"quecmqtt-{secrets.token_hex(4)}"
     ssl_context: int | bool = False
     if args.tls or args.ca or args.insecure:
         if args.insecure:
@@ -123,7 +126,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--broker", type=host_port, required=True, metavar="HOST:PORT", help="the broker, as the module resolves it"
     )
-    parser.add_argument("--client-id", default="quecmqtt-cli", metavar="ID", help="MQTT client id")
+    parser.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="MQTT client id (default: quecmqtt- and 8 random hex digits, so two devices never collide)",
+    )
     parser.add_argument("--username", metavar="USER")
     add_secret_option(parser, "password", "the MQTT password", missing="none is sent")
     parser.add_argument(
