@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dec.set_defaults(func=_cmd_decode)
 
+    from quecmqtt.cli.common import imei, not_negative
     from quecmqtt.emulator.control import FAULTS
     from quecmqtt.emulator.families import PROFILES
 
@@ -185,11 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument(
         "--echo", choices=("on", "off"), default="on", help="command echo at start (a module's default is on)"
     )
-    emu.add_argument("--rtt", type=float, default=0.0, metavar="SECONDS", help="network round-trip time to add")
+    emu.add_argument("--rtt", type=not_negative, default=0.0, metavar="SECONDS", help="network round-trip time to add")
     emu.add_argument("--sim-pin", metavar="PIN", help="the SIM asks for this PIN (default: no PIN)")
     emu.add_argument("--no-pdp", action="store_true", help="start with no PDP context active (AT+QIACT needed)")
     emu.add_argument("--boot", action="store_true", help="print RDY and the boot URCs at start")
-    emu.add_argument("--imei", help="the IMEI to report (default: the model profile's)")
+    emu.add_argument("--imei", type=imei, help="the IMEI to report (default: the model profile's)")
     emu.add_argument("--control", metavar="SOCKET", help="control socket path (default: DEVICE.control)")
     emu.set_defaults(func=_cmd_emulate)
 

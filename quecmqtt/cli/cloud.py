@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from quecmqtt.cli.common import host_port, stop_on_signals
+from quecmqtt.cli.common import host_port, listen_port, stop_on_signals
 from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
 from quecmqtt.cloud.registry import Registry
 
@@ -102,8 +102,12 @@ def add_parser(sub: Any) -> None:
         "--broker", type=host_port, metavar="HOST:PORT", help="the MQTT broker behind the twin (default: embedded)"
     )
     cloud.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    cloud.add_argument("--mqtt-port", type=int, default=0, metavar="PORT", help="MQTT/TLS port (default: any free)")
-    cloud.add_argument("--https-port", type=int, default=0, metavar="PORT", help="HTTPS port (default: any free)")
+    cloud.add_argument(
+        "--mqtt-port", type=listen_port, default=0, metavar="PORT", help="MQTT/TLS port (default: any free)"
+    )
+    cloud.add_argument(
+        "--https-port", type=listen_port, default=0, metavar="PORT", help="HTTPS port (default: any free)"
+    )
     cloud.add_argument(
         "--endpoint", default=DEFAULT_ENDPOINT, help=f"the MQTT endpoint name (default {DEFAULT_ENDPOINT})"
     )

@@ -37,7 +37,7 @@ def add_port_options(parser: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help=f"the module's AT port: /dev/ttyUSB2, /dev/serial/by-id/..., socket://HOST:PORT (default: ${PORT_ENV})",
     )
-    parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200; USB ports ignore it)")
+    parser.add_argument("--baud", type=positive, default=115200, help="baud rate (default 115200; USB ports ignore it)")
     parser.add_argument("--record", metavar="FILE", help="also write a redacted transcript of the session")
     parser.add_argument(
         "--urc-port",
@@ -61,6 +61,37 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"want 1 or more, got {value}")
     return value
+
+
+def listen_port(text: str) -> int:
+    """An argparse type for a port to listen on: 1-65535, or 0 for any free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535 (0: any free one), not {value}")
+    return value
+
+
+def not_negative(text: str) -> float:
+    """An argparse type for a duration that may be zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"want 0 or more seconds, got {text}")
+    return value
+
+
+def imei(text: str) -> str:
+    """An argparse type for an IMEI: 15 digits whose last is the Luhn check digit."""
+    from quecmqtt.emulator.profiles import luhn_ok
+
+    if not luhn_ok(text):
+        raise argparse.ArgumentTypeError(f"an IMEI is 15 digits, the last a Luhn check digit; {text!r} is not one")
+    return text
 
 
 def seconds(text: str) -> float:

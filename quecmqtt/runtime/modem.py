@@ -372,7 +372,10 @@ class Modem:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not isinstance(exc, PortLost):  # a transport failing some other way: lost, loudly
+                if isinstance(exc, QuecError) and not isinstance(exc, PortLost):
+                    log.error("reading from %s failed: %s", self.transport.name, exc)  # says what it is
+                    exc = PortLost(f"{self.transport.name}: {exc}")
+                elif not isinstance(exc, PortLost):  # a transport failing some other way: lost, loudly
                     log.error("reading from %s failed: %r", self.transport.name, exc, exc_info=True)
                     exc = PortLost(f"{self.transport.name}: {exc}")
                 supervisor.port_lost(exc)

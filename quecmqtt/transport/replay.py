@@ -14,6 +14,7 @@ import random
 from collections import deque
 from collections.abc import Mapping
 
+from quecmqtt.errors import QuecError
 from quecmqtt.secret import Secret
 from quecmqtt.transcript import Chunking, Placeholder, Record, Transcript, escape, rechunk
 from quecmqtt.transport.base import Transport
@@ -21,8 +22,8 @@ from quecmqtt.transport.base import Transport
 CONTEXT = 40
 
 
-class ReplayMismatch(AssertionError):
-    """The driver did not write what the transcript recorded."""
+class ReplayMismatch(QuecError, AssertionError):
+    """The driver did not write what the transcript recorded (an AssertionError too, for tests)."""
 
 
 class ReplayTransport(Transport):
