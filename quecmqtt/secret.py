@@ -11,6 +11,8 @@ import hmac
 import os
 from pathlib import Path
 
+from quecmqtt.errors import InvalidArgument
+
 REDACTED = "***"
 
 
@@ -24,7 +26,13 @@ class Secret:
         if isinstance(value, Secret):
             value = value._value
         if isinstance(value, str):
-            value = value.encode("utf-8")
+            try:
+                value = value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                # the exception would carry the whole value (exc.object): say where, not what
+                raise InvalidArgument(
+                    f"the {name} is not valid text: an unpaired surrogate at position {exc.start}"
+                ) from None
         if not isinstance(value, bytes):
             raise TypeError(f"Secret value must be str or bytes, not {type(value).__name__}")
         self._value: bytes = value

@@ -71,6 +71,11 @@ class Product:
     device_name: str
     product_secret: Secret
 
+    def __post_init__(self) -> None:
+        # a secret given as a plain str would show in repr(), logs and tracebacks: wrap it
+        if not isinstance(self.product_secret, Secret):
+            object.__setattr__(self, "product_secret", Secret(self.product_secret, "product_secret"))
+
 
 def login_credentials(
     product_key: str,

@@ -24,6 +24,11 @@ class Registered:
     device_name: str
     device_secret: Secret
 
+    def __post_init__(self) -> None:
+        # a secret given as a plain str would show in repr(), logs and tracebacks: wrap it
+        if not isinstance(self.device_secret, Secret):
+            object.__setattr__(self, "device_secret", Secret(self.device_secret, "device_secret"))
+
 
 @dataclass(frozen=True)
 class Whitelisted:
@@ -33,6 +38,11 @@ class Whitelisted:
     device_name: str
     client_id: str
     device_token: Secret
+
+    def __post_init__(self) -> None:
+        # a secret given as a plain str would show in repr(), logs and tracebacks: wrap it
+        if not isinstance(self.device_token, Secret):
+            object.__setattr__(self, "device_token", Secret(self.device_token, "device_token"))
 
 
 Registration = Registered | Whitelisted

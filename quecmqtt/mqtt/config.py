@@ -27,6 +27,11 @@ class AliAuth:
     device_name: str
     device_secret: Secret
 
+    def __post_init__(self) -> None:
+        # a secret given as a plain str would show in repr(), logs and tracebacks: wrap it
+        if not isinstance(self.device_secret, Secret):
+            object.__setattr__(self, "device_secret", Secret(self.device_secret, "device_secret"))
+
 
 @dataclass(frozen=True)
 class MqttConfig:

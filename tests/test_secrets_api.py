@@ -1,0 +1,40 @@
+"""Secrets that enter through the Python API never show (issue 13): not in repr() of the
+objects that hold them, not in the error for a value that is not text."""
+
+from __future__ import annotations
+
+import pytest
+
+from quecmqtt.aliyun.device import Product
+from quecmqtt.aliyun.replies import Registered, Whitelisted
+from quecmqtt.errors import InvalidArgument
+from quecmqtt.mqtt.config import AliAuth
+from quecmqtt.secret import Secret
+
+SECRET = "s3cr3t-value-9f1c"
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        lambda: Product("pk", "dn", SECRET),  # type: ignore[arg-type]
+        lambda: AliAuth("pk", "dn", SECRET),  # type: ignore[arg-type]
+        lambda: Registered("pk", "dn", SECRET),  # type: ignore[arg-type]
+        lambda: Whitelisted("pk", "dn", "cid", SECRET),  # type: ignore[arg-type]
+    ],
+    ids=["Product", "AliAuth", "Registered", "Whitelisted"],
+)
+def test_a_secret_given_as_a_plain_string_is_wrapped(holder: object) -> None:
+    made = holder()  # type: ignore[operator]
+    assert SECRET not in repr(made) and SECRET not in str(made)
+    held = [v for v in vars(made).values() if isinstance(v, Secret)] if hasattr(made, "__dict__") else []
+    assert held and held[0].reveal() == SECRET  # still usable where it leaves for the module
+
+
+def test_a_secret_that_is_not_text_is_refused_without_showing_it() -> None:
+    value = "abc\ud800" + SECRET
+    with pytest.raises(InvalidArgument) as caught:
+        Secret(value, "device_secret")
+    text = str(caught.value)
+    assert "device_secret" in text and "position 3" in text
+    assert SECRET not in text and SECRET not in repr(caught.value.args) and caught.value.__cause__ is None
