@@ -38,3 +38,29 @@ def test_a_secret_that_is_not_text_is_refused_without_showing_it() -> None:
     text = str(caught.value)
     assert "device_secret" in text and "position 3" in text
     assert SECRET not in text and SECRET not in repr(caught.value.args) and caught.value.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("a\ud800b", "not valid text"), ("topic\u0085x", "control character 0x85"), ("x\x9fy", "control character 0x9f")],
+)
+def test_api_strings_are_checked_up_front(value: str, expected: str) -> None:
+    from quecmqtt.at import commands as C
+
+    with pytest.raises(InvalidArgument, match=expected):
+        C.QMTSUB(0, 1, value, 1)
+    with pytest.raises(InvalidArgument, match=expected):
+        C.QMTCONN(0, value)
+
+
+async def test_an_empty_subscription_topic_is_refused_before_anything_is_sent() -> None:
+    from quecmqtt.modem import Modem
+    from quecmqtt.mqtt.client import MqttClient
+    from quecmqtt.transport.memory import MemoryPort
+
+    modem = Modem(MemoryPort().transport)
+    client = MqttClient(modem, 0)
+    with pytest.raises(InvalidArgument, match="cannot be empty"):
+        await client.subscribe("")
+    with pytest.raises(InvalidArgument, match="cannot be empty"):
+        await client.subscribe([("a/b", 1), ("", 0)])

@@ -228,7 +228,10 @@ def encode_arg(spec_id: str, p: Param, value: Any) -> tuple[str, str, Secret | N
         secret = value if value.name != "secret" or not p.secret else Secret(value, p.name)
         raw = value.reveal_bytes()
     elif isinstance(value, str):
-        raw = value.encode("utf-8")
+        try:
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # an unpaired surrogate: say where, never what (a secret?)
+            raise InvalidArgument(f"{spec_id}: {p.name} is not valid text (position {exc.start})") from None
         if p.secret:
             secret = Secret(raw, p.name)
     elif isinstance(value, bytes):
@@ -249,7 +252,8 @@ def encode_arg(spec_id: str, p: Param, value: Any) -> tuple[str, str, Secret | N
         if not _WORD_RE.match(text):
             raise InvalidArgument(f"{spec_id}: {p.name} must be a bare word")
         return text, text, None
-    bad = next((c for c in text if c == '"' or ord(c) < 0x20 or ord(c) == 0x7F), None)
+    # C0 and C1 controls too: a broker drops the link over U+0085 in a topic or client id
+    bad = next((c for c in text if c == '"' or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F), None)
     if bad is not None:
         what = "a quote" if bad == '"' else f"control character {ord(bad):#04x}"
         shown = REDACTED if secret else repr(text if len(text) <= 60 else text[:57] + "...")

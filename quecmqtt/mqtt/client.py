@@ -400,6 +400,8 @@ class MqttClient:
         """Subscribe (five topics per command, the module's limit); the granted QoS of each,
         128 where the broker rejected it."""
         pairs = [(topics, qos)] if isinstance(topics, str) else list(topics)
+        if not pairs or any(not topic for topic, _ in pairs):
+            raise InvalidArgument("subscribe to what? a topic filter cannot be empty")
         batches = [pairs[start : start + 5] for start in range(0, len(pairs), 5)]
         for batch in batches:  # every topic checked before anything is sent
             C.QMTSUB(self.index, 1, *[x for pair in batch for x in pair])
