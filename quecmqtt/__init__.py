@@ -9,11 +9,8 @@ none of them: `quecmqtt --help` stays fast.
 
 from __future__ import annotations
 
-from importlib import metadata
-
-try:
-    __version__ = metadata.version("quecmqtt")
-except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+# the one place the version is written (pyproject.toml reads it): importlib.metadata would
+# cost more than the rest of `quecmqtt --help`
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

@@ -7,7 +7,6 @@ argument encoder, the signer) calls `reveal()`, which makes every such place eas
 
 from __future__ import annotations
 
-import hmac
 import os
 from pathlib import Path
 
@@ -62,6 +61,8 @@ class Secret:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Secret):
+            import hmac  # here: a command's --help need not load it
+
             return hmac.compare_digest(self._value, other._value)
         return NotImplemented
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from quecmqtt.errors import TranscriptError
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
+    import json
+
     from quecmqtt.decode import decode_raw, decode_transcript
+    from quecmqtt.errors import TranscriptError
     from quecmqtt.transcript import Transcript
 
     try:
@@ -109,15 +113,56 @@ def _cmd_fault(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="quecmqtt",
-        description="Drive Quectel cellular modules over AT: MQTT, HTTP(S), Aliyun IoT, transcripts.",
-    )
-    from quecmqtt import __version__
+# name -> (the module that adds its parser, the function, the one-line help). `quecmqtt --help`
+# lists these without importing any of them; a command's own module is imported only when that
+# command runs (or asks for its --help): the start stays fast.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "decode": ("quecmqtt.cli", "_add_decode", "print the events of a transcript as JSON lines"),
+    "emulate": ("quecmqtt.cli", "_add_emulate", "run an emulated Quectel module on a pseudo-terminal"),
+    "fault": ("quecmqtt.cli", "_add_fault", "inject a fault into a running 'quecmqtt emulate'"),
+    "aliyun": ("quecmqtt.cli.aliyun", "add_parser", "Aliyun IoT: credentials, registration, login"),
+    "cloud": (
+        "quecmqtt.cli.cloud",
+        "add_parser",
+        "run the local Aliyun cloud twin (auth, registration, Alink replies) in front of a broker",
+    ),
+    "demo": (
+        "quecmqtt.cli.demo",
+        "add_parser",
+        "the whole stack on this machine: cloud twin, emulated module, registration, login, property post",
+    ),
+    "at": ("quecmqtt.cli.console", "add_parser", "interactive AT console with live URCs, history and redaction"),
+    "record": (
+        "quecmqtt.cli.sessions",
+        "add_parsers",
+        "a serial proxy: offer a pty to another program and record its session with the module",
+    ),
+    "replay": ("quecmqtt.cli.sessions", "add_parsers", "serve a transcript on a pty as a fake module"),
+    "info": (
+        "quecmqtt.cli.device",
+        "add_parsers",
+        "the module at a glance: identity, SIM, signal, registration, operator, PDP",
+    ),
+    "attach": (
+        "quecmqtt.cli.device",
+        "add_parsers",
+        "get online: SIM ready, registered, PDP context active (says which step failed)",
+    ),
+    "mqtt": ("quecmqtt.cli.mqtt", "add_parser", "publish or subscribe with the module's MQTT client"),
+    "ports": (
+        "quecmqtt.cli.ports",
+        "add_parser",
+        "list serial ports, mark Quectel modules' AT ports, warn about processes holding them",
+    ),
+    "doctor": (
+        "quecmqtt.cli.doctor",
+        "add_parser",
+        "learn a module without changing it: what works, what the driver will use, a profile file",
+    ),
+}
 
-    parser.add_argument("--version", action="version", version=f"quecmqtt {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+def _add_decode(sub: Any) -> None:
     dec = sub.add_parser(
         "decode",
         help="print the events of a transcript as JSON lines",
@@ -138,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dec.set_defaults(func=_cmd_decode)
 
+
+def _add_emulate(sub: Any) -> None:
     from quecmqtt.cli.common import imei, not_negative
-    from quecmqtt.emulator.control import FAULTS
     from quecmqtt.emulator.families import PROFILES
 
     emu = sub.add_parser(
@@ -194,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--control", metavar="SOCKET", help="control socket path (default: DEVICE.control)")
     emu.set_defaults(func=_cmd_emulate)
 
+
+def _add_fault(sub: Any) -> None:
+    from quecmqtt.emulator.control import FAULTS
+
     fault = sub.add_parser(
         "fault",
         help="inject a fault into a running 'quecmqtt emulate'",
@@ -207,43 +257,38 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("args", nargs="*", help="the fault's arguments (see above)")
     fault.set_defaults(func=_cmd_fault)
 
-    from quecmqtt.cli.aliyun import add_parser as add_aliyun
 
-    add_aliyun(sub)
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. With `argv`, only the command it names is built in full (the others are
+    listed by name and help); without, every command is (for tests and docs)."""
+    import importlib
 
-    from quecmqtt.cli.cloud import add_parser as add_cloud
+    parser = argparse.ArgumentParser(
+        prog="quecmqtt",
+        description="Drive Quectel cellular modules over AT: MQTT, HTTP(S), Aliyun IoT, transcripts.",
+        epilog="Exit status: 0 success, 1 a failure, 2 a command line that cannot work, 130 interrupted.",
+    )
+    from quecmqtt import __version__
 
-    add_cloud(sub)
-
-    from quecmqtt.cli.demo import add_parser as add_demo
-
-    add_demo(sub)
-
-    from quecmqtt.cli.console import add_parser as add_console
-    from quecmqtt.cli.sessions import add_parsers as add_sessions
-
-    add_console(sub)
-    add_sessions(sub)
-
-    from quecmqtt.cli.device import add_parsers as add_device
-    from quecmqtt.cli.mqtt import add_parser as add_mqtt
-
-    add_device(sub)
-    add_mqtt(sub)
-
-    from quecmqtt.cli.ports import add_parser as add_ports
-
-    add_ports(sub)
-
-    from quecmqtt.cli.doctor import add_parser as add_doctor
-
-    add_doctor(sub)
+    parser.add_argument("--version", action="version", version=f"quecmqtt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((word for word in argv if not word.startswith("-")), None) if argv is not None else None
+    wanted_adder = COMMANDS[wanted][:2] if wanted in COMMANDS else None
+    built: set[tuple[str, str]] = set()
+    for name, (module, function, help_text) in COMMANDS.items():
+        if argv is None or (module, function) == wanted_adder:
+            if (module, function) not in built:  # one adder may add several commands (record, replay)
+                built.add((module, function))
+                getattr(importlib.import_module(module), function)(sub)
+        else:
+            sub.add_parser(name, help=help_text)  # listed; built in full when it runs
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

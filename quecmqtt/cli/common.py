@@ -5,23 +5,23 @@ up Ctrl-C, JSON or text output, and step-by-step progress with timings."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from quecmqtt.cli.secrets import SecretMissing
 from quecmqtt.errors import InvalidArgument, QuecError
-from quecmqtt.modem import Modem
-from quecmqtt.transport import open_transport
+
+if TYPE_CHECKING:  # the runtime is imported by the commands that open a port, not by --help
+    import asyncio
+
+    from quecmqtt.modem import Modem
 
 T = TypeVar("T")
 PORT_ENV = "QUECMQTT_PORT"
@@ -131,6 +131,11 @@ class UsageError(Exception):
 
 @asynccontextmanager
 async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIterator[Modem]:
+    import asyncio
+
+    from quecmqtt.modem import Modem
+    from quecmqtt.transport import open_transport
+
     if not args.port:
         raise UsageError(f"give --port DEVICE (or set {PORT_ENV}); 'quecmqtt ports' lists candidates")
     device = not args.port.startswith(("socket://", "rfc2217://", "replay:"))
@@ -158,6 +163,8 @@ def run(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run an async command body; errors become one line and an exit status instead of a
     traceback: 2 for a command line that cannot work, 1 for a failure, 130 for Ctrl-C.
     QUECMQTT_DEBUG=1 shows the traceback of an unexpected error."""
+    import asyncio
+
     saved = _terminal_state()
     try:
         return asyncio.run(main())
@@ -219,6 +226,8 @@ async def read_stdin(what: str) -> bytes:
 
 async def read_file(path: str, what: str) -> bytes:
     """A file named on the command line; a missing or unreadable one is a usage error."""
+    import asyncio
+
     try:
         return await asyncio.to_thread(Path(path).read_bytes)
     except OSError as exc:
@@ -226,6 +235,8 @@ async def read_file(path: str, what: str) -> bytes:
 
 
 async def _in_daemon_thread(work: Callable[[], T]) -> T:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -245,6 +256,8 @@ async def _in_daemon_thread(work: Callable[[], T]) -> T:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
             loop.call_soon_threadsafe(settle, value, error)
 
+    import threading
+
     threading.Thread(target=target, name="quecmqtt-input", daemon=True).start()
     return await future
 
@@ -259,8 +272,12 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM, for the commands that serve until stopped: they can then
     clean up (links, ptys, brokers) instead of dying inside a KeyboardInterrupt."""
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    import signal
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop

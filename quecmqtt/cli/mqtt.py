@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import secrets
+import os
 import sys
 import time
 from typing import Any
@@ -36,7 +35,7 @@ async def _connected(args: argparse.Namespace, modem: Any) -> Any:
 
     host, port = args.broker
     if not args.client_id:
-        args.client_id = f"quecmqtt-{secrets.token_hex(4)}"
+        args.client_id = f"quecmqtt-{os.urandom(4).hex()}"
     ssl_context: int | bool = False
     if args.tls or args.ca or args.insecure:
         if args.insecure:
@@ -56,6 +55,8 @@ async def _connected(args: argparse.Namespace, modem: Any) -> Any:
 
 
 async def pub(args: argparse.Namespace) -> int:
+    from asyncio import gather
+
     if args.file:
         payload = await read_file(args.file, "the message")
     elif args.message is not None:
@@ -66,7 +67,7 @@ async def pub(args: argparse.Namespace) -> int:
         client = await _connected(args, modem)
         started = time.monotonic()
         handles = [await client.publish_nowait(args.topic, payload, args.qos, args.retain) for _ in range(args.count)]
-        await asyncio.gather(*(h.result() for h in handles))
+        await gather(*(h.result() for h in handles))
         seconds = time.monotonic() - started
         report = {"topic": args.topic, "messages": args.count, "bytes": len(payload), "qos": args.qos,
                   "seconds": round(seconds, 3)}  # fmt: skip

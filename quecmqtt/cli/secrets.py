@@ -8,7 +8,6 @@ environment variable, or a prompt, so it need not appear in a process list or sh
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 
@@ -60,6 +59,8 @@ def resolve_secret(args: argparse.Namespace, name: str, *, prompt: bool = True) 
             raise SecretMissing(f"--{name}: the value is empty")  # signing with an empty key helps nobody
         return secret
     if prompt and sys.stdin.isatty():
+        import getpass
+
         value = getpass.getpass(f"{name.replace('-', ' ')}: ")
         if value:
             return Secret(value, dest)
