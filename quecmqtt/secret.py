@@ -8,7 +8,6 @@ argument encoder, the signer) calls `reveal()`, which makes every such place eas
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from quecmqtt.errors import InvalidArgument
 
@@ -96,6 +95,8 @@ def load_secret(
     if value is not None:
         return Secret(value, name)
     if file is not None:
+        from pathlib import Path
+
         data = Path(file).read_bytes()
         return Secret(data[:-1] if data.endswith(b"\n") else data, name)
     if env is not None and os.environ.get(env):

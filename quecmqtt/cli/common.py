@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from quecmqtt.cli.secrets import SecretMissing
@@ -229,6 +227,8 @@ async def read_file(path: str, what: str) -> bytes:
     import asyncio
 
     try:
+        from pathlib import Path
+
         return await asyncio.to_thread(Path(path).read_bytes)
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
@@ -264,6 +264,8 @@ async def _in_daemon_thread(work: Callable[[], T]) -> T:
 
 def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
+        import json
+
         print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
     else:
         print(text, flush=True)

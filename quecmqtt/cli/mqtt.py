@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -72,6 +71,8 @@ async def pub(args: argparse.Namespace) -> int:
         report = {"topic": args.topic, "messages": args.count, "bytes": len(payload), "qos": args.qos,
                   "seconds": round(seconds, 3)}  # fmt: skip
         if args.json:
+            import json
+
             print(json.dumps(report))
         else:
             print(f"published {args.count} x {len(payload)} bytes to {args.topic} (QoS {args.qos}) in {seconds:.2f} s")
@@ -111,6 +112,8 @@ async def sub(args: argparse.Namespace) -> int:
 
 def _print_message(args: argparse.Namespace, message: Any) -> None:
     if args.json:
+        import json
+
         try:
             text: Any = message.payload.decode("utf-8")
         except UnicodeDecodeError:
