@@ -83,8 +83,9 @@ class CommandError(RemoteError):
         return self.final.cme
 
 
-class CommandTimeout(RemoteError):
-    """No final result (or no two-phase result) within the command's time-out."""
+class CommandTimeout(RemoteError, TimeoutError):
+    """No final result (or no two-phase result) within the command's time-out. A
+    `TimeoutError` too: one `except TimeoutError` covers it and the session's own time-outs."""
 
     def __init__(self, command: str, timeout: float, waiting_for: str = "its final result") -> None:
         self.command = command
@@ -166,11 +167,20 @@ class OutboxFull(QuecError):
 
 
 class HttpError(RemoteError):
-    """An HTTP(S) operation failed with a module error code (7xx) or an HTTP status."""
+    """An HTTP(S) operation failed: `code` is the module's error (7xx), or for the subclass
+    `HttpStatusError` the server's HTTP status."""
 
     def __init__(self, message: str, code: int) -> None:
         self.code = code
         super().__init__(message)
+
+
+class HttpStatusError(HttpError):
+    """The server answered with an error status (`raise_for_status`): the module did its part."""
+
+    @property
+    def status(self) -> int:
+        return self.code
 
 
 class TranscriptError(QuecError, ValueError):

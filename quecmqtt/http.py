@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from quecmqtt.at import commands as C
 from quecmqtt.at.cme import cme_description
 from quecmqtt.at.spec import Command
-from quecmqtt.errors import CommandError, HttpError, InvalidArgument
+from quecmqtt.errors import CommandError, HttpError, HttpStatusError, InvalidArgument
 from quecmqtt.probe import TestAnswers, first_range
 from quecmqtt.runtime import Modem, Reply, StepHandle
 from quecmqtt.secret import Secret
@@ -53,7 +53,7 @@ class HttpResponse:
 
     def raise_for_status(self) -> None:
         if self.status >= 400:
-            raise HttpError(f"HTTP status {self.status}", self.status)
+            raise HttpStatusError(f"HTTP status {self.status}", self.status)
 
     def __repr__(self) -> str:  # bodies may hold secrets (a registration reply)
         return f"HttpResponse(status={self.status}, length={self.length}, body=<{len(self.body)} bytes>)"

@@ -23,7 +23,7 @@ from quecmqtt.aliyun.credentials import (
 )
 from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, emit, open_modem, read_file, run, seconds
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, given, resolve_secret
-from quecmqtt.errors import InvalidArgument, QuecError
+from quecmqtt.errors import CommandTimeout, InvalidArgument, QuecError
 
 SIGN_EPILOG = """\
 Three forms, chosen by the secret you give:
@@ -286,6 +286,8 @@ async def _post(args: argparse.Namespace) -> int:
         started = time.monotonic()
         try:
             code = await thing.post_properties(params, timeout=args.timeout)
+        except CommandTimeout:
+            raise  # the module did not answer: not the platform's silence
         except TimeoutError:
             raise PostUnanswered(f"no post_reply within {args.timeout:g} s") from None
         seconds = time.monotonic() - started
