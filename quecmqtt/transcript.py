@@ -21,7 +21,6 @@ import random
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Literal
 
 from quecmqtt.errors import TranscriptError
@@ -129,7 +128,11 @@ class Transcript:
         return out.getvalue()
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(self.dumps(), encoding="utf-8", newline="")
+        """Write the transcript, readable by its owner only (0600)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.write(self.dumps())
 
     # -- views ------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ BAD: list[tuple[list[str], int, str]] = [
     (["info", "--port", "/dev/null", "--baud", "0"], 2, "want 1 or more"),
     (["info", "--port", f"replay:{SEED}"], 1, "ReplayMismatch"),
     (["doctor", "--port", "/nonexistent/ttyUSB9"], 2, "no such device"),
+    # a port that is no serial port: no empty transcript left, no "recorded 0 bytes"
+    (["record", "--port", "/dev/null", "--output", "session.txt"], 1, "cannot open /dev/null"),
 ]
 
 
@@ -42,3 +44,4 @@ def test_a_bad_command_line_gets_one_clear_message(argv: list[str], status: int,
     assert message in err, err
     assert "Traceback" not in err and "QUECMQTT_DEBUG" not in err, err
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+    assert "recorded 0 bytes" not in done.stdout.decode(errors="replace")

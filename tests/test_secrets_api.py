@@ -64,3 +64,25 @@ async def test_an_empty_subscription_topic_is_refused_before_anything_is_sent() 
         await client.subscribe("")
     with pytest.raises(InvalidArgument, match="cannot be empty"):
         await client.subscribe([("a/b", 1), ("", 0)])
+
+
+def test_transcripts_are_written_for_their_owner_only(tmp_path: object) -> None:
+    """A transcript is redacted, but it is a session's record: 0600, also over an older file."""
+    import os
+    import stat
+    from pathlib import Path
+
+    from quecmqtt.modem import Modem
+    from quecmqtt.transcript import Transcript
+    from quecmqtt.transport.memory import MemoryPort
+
+    assert isinstance(tmp_path, Path)
+    old = tmp_path / "old.txt"
+    old.write_text("")
+    os.chmod(old, 0o644)
+    for path in (tmp_path / "new.txt", old):
+        Modem(MemoryPort().transport, record=path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    saved = tmp_path / "saved.txt"
+    Transcript.load(Path(__file__).parent.parent / "fixtures" / "seed" / "4.1.3-topic.txt").save(saved)
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -54,8 +55,15 @@ def _cmd_record(args: argparse.Namespace) -> int:
             print(f"recording to {args.output}; Ctrl-C stops", flush=True)
         try:
             await task
-        finally:  # also when the module's port vanished: what was recorded is kept and counted
-            print(f"recorded {proxy.host_bytes} bytes from the host, {proxy.module_bytes} from the module", flush=True)
+        finally:
+            if proxy.ready.is_set():  # also when the module's port vanished: what was recorded is kept
+                print(
+                    f"recorded {proxy.host_bytes} bytes from the host, {proxy.module_bytes} from the module", flush=True
+                )
+            else:  # the port never opened: nothing was recorded, and no empty transcript is left
+                proxy.recorder.close_file()
+                with contextlib.suppress(OSError):
+                    os.unlink(args.output)
 
     try:
         with _link_path(args.link, "ttyREC0") as link:

@@ -24,6 +24,18 @@ from quecmqtt.transcript import HOST, MODULE, Placeholder, Record, Segment, Tran
 from quecmqtt.transport.base import Transport
 
 
+def open_private(path: str | os.PathLike[str]) -> IO[str]:
+    """A transcript for writing, readable by its owner only (0600, also when it existed): it
+    is redacted, but what a module sent in a form no rule knew may still be in it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "w", encoding="utf-8", newline="")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class RecorderTransport(Transport):
     def __init__(
         self,
@@ -39,7 +51,7 @@ class RecorderTransport(Transport):
         self.reopenable = inner.reopenable
         self.redactor = redactor if redactor is not None else Redactor()
         if isinstance(target, str | os.PathLike):
-            self._file: IO[str] | None = open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            self._file: IO[str] | None = open_private(target)
             out: IO[str] = self._file
         else:
             self._file = None
@@ -96,6 +108,10 @@ class RecorderTransport(Transport):
         self.settle_host(0)
         self.settle(0)
         await self.inner.close()
+        self.close_file()
+
+    def close_file(self) -> None:
+        """Close the transcript file this recorder opened (a given stream is the caller's)."""
         if self._file is not None and not self._file.closed:
             self._file.close()
 
