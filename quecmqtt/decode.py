@@ -4,6 +4,7 @@ event as one JSON object per line. The output format is a contract (DESIGN secti
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -30,9 +31,13 @@ from quecmqtt.transcript import Chunking, Transcript, rechunk
 JsonObject = dict[str, Any]
 
 
-def decode_transcript(transcript: Transcript, chunking: Chunking = "whole", seed: int = 0) -> Iterator[JsonObject]:
+def decode_transcript(
+    transcript: Transcript, chunking: Chunking = "whole", seed: int = 0, *, reveal: bool = False
+) -> Iterator[JsonObject]:
     """Events of a transcript: host records mark the pending command and its data.
-    `chunking` re-cuts module records (the output must not depend on it)."""
+    `chunking` re-cuts module records (the output must not depend on it). Secrets the
+    recorder could not know of (registration replies, read-backs) are shown as *** unless
+    `reveal`."""
     codec = AtCodec()
     host = bytearray()
     rng = random.Random(seed)
@@ -40,26 +45,27 @@ def decode_transcript(transcript: Transcript, chunking: Chunking = "whole", seed
         data = record.resolve(filler=b"*")
         if record.is_host:
             host += data
-            yield from _feed_host(codec, host)
+            yield from _feed_host(codec, host, reveal)
         else:
             for chunk in rechunk([data], chunking, rng, 16):
                 codec.receive(chunk)
-                yield from _describe_all(codec)
+                yield from _describe_all(codec, reveal)
     pending = codec.abandon()
-    yield from _describe_all(codec)
+    yield from _describe_all(codec, reveal)
     if pending is not None:
         yield {"event": "command", "command": pending.redacted, "final": None, "lines": []}
 
 
-def decode_raw(data: bytes) -> Iterator[JsonObject]:
+def decode_raw(data: bytes, *, reveal: bool = False) -> Iterator[JsonObject]:
     """Events of a plain capture of module output: nothing is pending, so every prefixed
-    line is a URC and final results appear as ``final`` events."""
+    line is a URC and final results appear as ``final`` events. Secret read-backs and
+    registration replies are shown as *** unless `reveal`."""
     codec = AtCodec()
     codec.receive(data)
-    yield from _describe_all(codec)
+    yield from _describe_all(codec, reveal)
 
 
-def _feed_host(codec: AtCodec, host: bytearray) -> Iterator[JsonObject]:
+def _feed_host(codec: AtCodec, host: bytearray, reveal: bool) -> Iterator[JsonObject]:
     while host:
         pending = codec.pending
         if codec.awaiting_data:
@@ -94,19 +100,19 @@ def _feed_host(codec: AtCodec, host: bytearray) -> Iterator[JsonObject]:
             continue
         if pending is not None:  # the host gave up on it (a time-out): say so
             codec.abandon()
-            yield from _describe_all(codec)
+            yield from _describe_all(codec, reveal)
             yield {"event": "command", "command": pending.redacted, "final": None, "lines": []}
         codec.send(parse_command(line))
 
 
-def _describe_all(codec: AtCodec) -> Iterator[JsonObject]:
+def _describe_all(codec: AtCodec, reveal: bool = False) -> Iterator[JsonObject]:
     for event in codec.events():
-        described = describe(event)
+        described = describe(event, reveal=reveal)
         if described is not None:
             yield described
 
 
-def describe(event: Event) -> JsonObject | None:
+def describe(event: Event, *, reveal: bool = False) -> JsonObject | None:
     """The JSON object for one codec event (None for events decode does not print)."""
     if isinstance(event, CommandComplete):
         out: JsonObject = {
@@ -125,7 +131,8 @@ def describe(event: Event) -> JsonObject | None:
             "msg_id": event.msg_id,
             "topic": event.topic,
         }
-        _put_bytes(message, "payload", event.payload)
+        payload = event.payload if reveal else _hide_registration_secret(event.topic, event.payload)
+        _put_bytes(message, "payload", payload)
         return message
     if isinstance(event, MqttStatus):
         return {"event": "mqtt_status", "client": event.client, "code": event.code}
@@ -134,7 +141,10 @@ def describe(event: Event) -> JsonObject | None:
     if isinstance(event, PoweredDown):
         return {"event": "powered_down", "banner": event.banner}
     if isinstance(event, Urc):
-        return {"event": "urc", "prefix": event.prefix, "fields": [_field(f) for f in event.fields]}
+        fields = [_field(f) for f in event.fields]
+        if not reveal:
+            _hide_read_back(event.prefix, fields)
+        return {"event": "urc", "prefix": event.prefix, "fields": fields}
     if isinstance(event, PsmEntered):  # typed for the runtime; a URC in the decode contract
         return {"event": "urc", "prefix": event.banner, "fields": []}
     if isinstance(event, SimStatus):
@@ -153,6 +163,38 @@ def _put_bytes(out: JsonObject, key: str, data: bytes) -> None:
         out[key] = data.decode("utf-8")
     except UnicodeDecodeError:
         out[f"{key}_hex"] = data.hex()
+
+
+_REGISTRATION_TOPICS = ("/ext/register", "/ext/regnwl")
+_SECRET_KEYS = frozenset({"deviceSecret", "deviceToken"})
+# read-backs whose field holds a secret: prefix, first field (None: any), index of the secret
+# (-1: the last; "aliauth" is read back with or without the client index)
+_READ_BACKS = (("+QMTCFG", "aliauth", -1), ("+QMTCFG", "hwauth", -1), ("+QICSGP", None, 3), ("+QHTTPCFG", "auth", -1))
+
+
+def _hide_registration_secret(topic: str, payload: bytes) -> bytes:
+    """A registration reply carries the DeviceSecret or token: shown as ***."""
+    if not topic.endswith(_REGISTRATION_TOPICS):
+        return payload
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return REDACTED.encode()  # a registration reply that is not JSON: all of it
+    if isinstance(data, dict):
+        for holder in (data, data.get("data")):
+            if isinstance(holder, dict):
+                for key in _SECRET_KEYS & holder.keys():
+                    holder[key] = REDACTED
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return REDACTED.encode()
+
+
+def _hide_read_back(prefix: str, fields: list[int | str]) -> None:
+    """A setting read back with a secret in it (a raw capture has no command to say so)."""
+    for name, first, index in _READ_BACKS:
+        matches = prefix == name and (first is None or (bool(fields) and fields[0] == first))
+        if matches and len(fields) > max(index, 1) and fields[index] != "":
+            fields[index] = REDACTED
 
 
 def _field(value: int | str | Secret) -> int | str:

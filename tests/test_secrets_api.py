@@ -86,3 +86,25 @@ def test_transcripts_are_written_for_their_owner_only(tmp_path: object) -> None:
     saved = tmp_path / "saved.txt"
     Transcript.load(Path(__file__).parent.parent / "fixtures" / "seed" / "4.1.3-topic.txt").save(saved)
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+
+
+def test_decode_hides_registration_replies_and_read_backs_unless_revealed(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.test_cli import run_cli
+
+    assert isinstance(tmp_path, Path)
+    seed = Path(__file__).parent.parent / "fixtures" / "seed" / "4.2.1-register.txt"
+    status, output = run_cli("decode", str(seed))
+    assert status == 0 and "d2a03b64a5e06b051f481136668133cf" not in output and '\\"deviceSecret\\":\\"***\\"' in output
+    status, output = run_cli("decode", "--reveal", str(seed))
+    assert status == 0 and "d2a03b64a5e06b051f481136668133cf" in output
+    raw = tmp_path / "capture.bin"
+    raw.write_bytes(
+        b'\r\n+QMTCFG: "aliauth","pk","dn","SECRET-A"\r\n\r\n+QICSGP: 1,"cmnet","u","SECRET-B",1\r\n'
+        b'\r\n+QMTRECV: 0,0,"/ext/regnwl","{"clientId":"c","deviceToken":"SECRET-C"}"\r\n'
+    )
+    status, output = run_cli("decode", "--raw", str(raw))
+    assert status == 0 and "SECRET-" not in output and output.count("***") == 3, output
+    status, output = run_cli("decode", "--raw", "--reveal", str(raw))
+    assert status == 0 and all(f"SECRET-{x}" in output for x in "ABC"), output

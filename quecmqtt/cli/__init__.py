@@ -21,9 +21,9 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     try:
         if args.raw:
             with open(args.file, "rb") as fh:
-                events = decode_raw(fh.read())
+                events = decode_raw(fh.read(), reveal=args.reveal)
         else:
-            events = decode_transcript(Transcript.load(args.file))
+            events = decode_transcript(Transcript.load(args.file), reveal=args.reveal)
         for obj in events:
             sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
     except FileNotFoundError:
@@ -180,6 +180,11 @@ def _add_decode(sub: Any) -> None:
         action="store_true",
         help="FILE is raw bytes read from the module (no host records): prefixed lines are URCs, "
         "final results appear as 'final' events",
+    )
+    dec.add_argument(
+        "--reveal",
+        action="store_true",
+        help="show what decode hides as ***: DeviceSecrets and tokens in registration replies, secrets read back",
     )
     dec.set_defaults(func=_cmd_decode)
 
