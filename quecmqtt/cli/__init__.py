@@ -297,7 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C where a command had no handler of its own (a prompt)
+        print(file=sys.stderr)
+        return 130
     return result
 
 

@@ -60,8 +60,21 @@ def resolve_secret(args: argparse.Namespace, name: str, *, prompt: bool = True) 
         return secret
     if prompt and sys.stdin.isatty():
         import getpass
+        import signal
+        import threading
 
-        value = getpass.getpass(f"{name.replace('-', ' ')}: ")
+        # Inside asyncio.run, Ctrl-C only cancels the main task, which a blocking prompt never
+        # lets run: the first Ctrl-C would be lost. At the prompt it interrupts at once.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+        try:
+            value = getpass.getpass(f"{name.replace('-', ' ')}: ")
+        except EOFError:  # Ctrl-D at the prompt: no secret, said as such
+            print(file=sys.stderr)
+            raise SecretMissing(f"no {name.replace('-', ' ')} given (end of input)") from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         if value:
             return Secret(value, dest)
     raise SecretMissing(f"give --{name}, --{name}-file or --{name}-env")

@@ -1,0 +1,46 @@
+"""Clean exits at a secret prompt (issue 13), under a real pty: the first Ctrl-C ends the
+command with 130, Ctrl-D says no secret was given (2); never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from quecmqtt.emulator import EmulatorThread
+
+
+def prompt(argv: list[str]) -> pexpect.spawn:
+    child = pexpect.spawn(sys.executable, ["-m", "quecmqtt", *argv], encoding="utf-8", timeout=15)
+    child.expect("secret: ")
+    return child
+
+
+def ended(child: pexpect.spawn) -> tuple[int | None, str]:
+    child.expect(pexpect.EOF, timeout=5)  # at once: the first Ctrl-C counts
+    child.close()
+    return child.exitstatus, child.before
+
+
+@pytest.mark.parametrize(("key", "status"), [("intr", 130), ("eof", 2)])
+def test_a_prompt_in_a_plain_command(key: str, status: int) -> None:
+    child = prompt(["aliyun", "sign", "--product-key", "pk", "--device-name", "dn"])
+    child.sendintr() if key == "intr" else child.sendeof()
+    code, output = ended(child)
+    assert code == status and "Traceback" not in output and "Error" not in output, output
+    if key == "eof":
+        assert "no device secret given (end of input)" in output
+
+
+@pytest.mark.parametrize(("key", "status"), [("intr", 130), ("eof", 2)])
+def test_a_prompt_inside_a_command_that_talks_to_the_module(key: str, status: int, tmp_path: Path) -> None:
+    with EmulatorThread() as emu:
+        child = prompt(
+            ["aliyun", "connect", "--port", emu.path, "--product-key", "pk", "--device-name", "nobody",
+             "--endpoint", "x.test", "--store", str(tmp_path)]
+        )  # fmt: skip
+        child.sendintr() if key == "intr" else child.sendeof()
+        code, output = ended(child)
+    assert code == status and "Traceback" not in output, output
