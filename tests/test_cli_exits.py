@@ -44,3 +44,36 @@ def test_a_prompt_inside_a_command_that_talks_to_the_module(key: str, status: in
         child.sendintr() if key == "intr" else child.sendeof()
         code, output = ended(child)
     assert code == status and "Traceback" not in output, output
+
+
+def test_ctrl_c_while_mqtt_pub_reads_its_message_from_the_terminal() -> None:
+    """It aborted (Fatal Python error: _enter_buffered_busy, SIGABRT) three times in three."""
+    with EmulatorThread() as emu:
+        for _ in range(3):
+            child = pexpect.spawn(
+                sys.executable,
+                ["-m", "quecmqtt", "mqtt", "pub", "--port", emu.path, "--broker", "b.test:1883", "--topic", "t"],
+                encoding="utf-8",
+                timeout=15,
+            )
+            child.expect("end it with Ctrl-D")
+            child.sendintr()
+            code, output = ended(child)
+            assert code == 130 and child.signalstatus is None, output
+            assert "Fatal Python error" not in output and "Traceback" not in output, output
+
+
+def test_a_message_typed_at_the_terminal_is_read_to_ctrl_d() -> None:
+    with EmulatorThread() as emu:
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "quecmqtt", "mqtt", "pub", "--port", emu.path, "--broker", "nowhere.test:1883", "--topic", "t"],
+            encoding="utf-8",
+            timeout=15,
+        )
+        child.expect("end it with Ctrl-D")
+        child.sendline("hello")
+        child.sendeof()
+        child.expect("connecting to nowhere.test:1883")  # the message was read; on to the broker
+        code, output = ended(child)
+        assert code == 1 and "Traceback" not in output, output

@@ -219,7 +219,17 @@ async def read_stdin(what: str) -> bytes:
     """All of standard input, with a hint when it is a terminal (else it looks like a hang)."""
     if sys.stdin.isatty():
         print(f"reading {what} from standard input; end it with Ctrl-D", file=sys.stderr, flush=True)
-    return await _in_daemon_thread(sys.stdin.buffer.read)
+    return await _in_daemon_thread(_read_all_of_stdin)
+
+
+def _read_all_of_stdin() -> bytes:
+    """Standard input to its end, read from the descriptor: a daemon thread blocked inside
+    the buffered `sys.stdin` would hold its lock while the interpreter exits after Ctrl-C
+    (Fatal Python error: _enter_buffered_busy)."""
+    chunks: list[bytes] = []
+    while chunk := os.read(sys.stdin.fileno(), 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_file(path: str, what: str) -> bytes:
