@@ -127,16 +127,16 @@ class MqttLinks:
             for fields in reply.fields("+QMTCONN"):
                 found[int(fields[0])] = int(fields[1])
         try:
-            reply = await modem.execute(C.QMTOPEN_READ(), timeout=OPEN_READ_TIMEOUT)
+            opened = (await modem.execute(C.QMTOPEN_READ(), timeout=OPEN_READ_TIMEOUT)).fields("+QMTOPEN")
         except CommandError:
-            pass
+            opened = []  # no such listing: what AT+QMTCONN? listed is all there is
         except CommandTimeout:
             # BGx over UART may never answer AT+QMTOPEN? (LooUQ ltemc-mqtt.c:457): what
             # AT+QMTCONN? listed is all there is to close
             log.info("no answer to AT+QMTOPEN? (BGx over UART): closing only what AT+QMTCONN? listed")
-        else:
-            for fields in reply.fields("+QMTOPEN"):
-                found.setdefault(int(fields[0]), 0)
+            opened = []
+        for fields in opened:
+            found.setdefault(int(fields[0]), 0)
         for client, state in sorted(found.items()):
             if client in self.owned:
                 continue
