@@ -183,6 +183,29 @@ class HttpStatusError(HttpError):
         return self.code
 
 
+class SessionFailed(QuecError):
+    """A `Session` stopped on a terminal condition; `__cause__` is what happened."""
+
+
+class AttachError(RemoteError):
+    """`attach()` failed at `step` ("sim", "registration", "pdp-config", "pdp-activate");
+    `answer` is what the module said, if it said anything useful."""
+
+    def __init__(self, step: str, detail: str, answer: str | None = None) -> None:
+        self.step = step
+        self.detail = detail
+        self.answer = answer
+        super().__init__(f"attach failed at {step}: {detail}" + (f" (module: {answer})" if answer else ""))
+
+
+class TlsError(RemoteError):
+    """The module cannot be set up for TLS as asked (a security setting it does not have)."""
+
+
+class UploadError(RemoteError):
+    """The module stored something other than what was sent (size or checksum)."""
+
+
 class TranscriptError(QuecError, ValueError):
     """A transcript file is malformed; the message names the line."""
 

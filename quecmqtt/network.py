@@ -26,7 +26,14 @@ from quecmqtt.at import commands as C
 from quecmqtt.at.cme import Cme
 from quecmqtt.at.events import ModuleReady, Urc
 from quecmqtt.at.spec import Command
-from quecmqtt.errors import CommandError, CommandTimeout, InvalidArgument, QuecError, QueueClosed, RemoteError
+from quecmqtt.errors import (
+    AttachError,
+    CommandError,
+    CommandTimeout,
+    InvalidArgument,
+    QuecError,
+    QueueClosed,
+)
 from quecmqtt.runtime import Modem, ModuleReset, StepHandle
 from quecmqtt.secret import Secret
 
@@ -34,17 +41,6 @@ log = logging.getLogger("quecmqtt.network")
 
 ACCESS_TECHNOLOGY = {0: "GSM", 2: "UTRAN", 3: "GSM/EGPRS", 7: "LTE", 8: "LTE-M", 9: "NB-IoT"}
 REGISTRATION = {0: "not registered", 1: "home", 2: "searching", 3: "denied", 4: "unknown", 5: "roaming"}
-
-
-class AttachError(RemoteError):
-    """`attach()` failed at `step` ("sim", "registration", "pdp-config", "pdp-activate");
-    `answer` is what the module said, if it said anything useful."""
-
-    def __init__(self, step: str, detail: str, answer: str | None = None) -> None:
-        self.step = step
-        self.detail = detail
-        self.answer = answer
-        super().__init__(f"attach failed at {step}: {detail}" + (f" (module: {answer})" if answer else ""))
 
 
 @dataclass(frozen=True)

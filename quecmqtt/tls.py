@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from quecmqtt.at import commands as C
 from quecmqtt.at.spec import Command
-from quecmqtt.errors import CommandError, RemoteError
+from quecmqtt.errors import CommandError, TlsError, UploadError
 from quecmqtt.network import set_module_clock
 from quecmqtt.probe import TestAnswers, last_field_is_name
 from quecmqtt.runtime import Modem, StepHandle
@@ -28,14 +28,6 @@ from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.tls")
 _SECURITY = frozenset({"seclevel", "cacert", "clientcert", "clientkey"})  # never skipped
-
-
-class TlsError(RemoteError):
-    """The module cannot be set up for TLS as asked (a security setting it does not have)."""
-
-
-class UploadError(RemoteError):
-    """The module stored something other than what was sent (size or checksum)."""
 
 
 def checksum(data: bytes) -> int:

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import trustme
 
-NAMES = ("iot-auth.cn-shanghai.aliyuncs.com", "web.test", "127.0.0.1")
+NAMES = ("iot-auth.cn-shanghai.aliyuncs.com", "web.test", "api.example.com", "127.0.0.1")
 REGISTER_REPLY = (
     b'{"code":200,"data":{"deviceName":"device001","deviceSecret":"3c35df4417faf854be8e780536d84c23",'
     b'"productKey":"i2uqzmkZsLG"},"message":"success"}'

@@ -330,7 +330,7 @@ async def test_08_keepalive_failure_is_reported_as_the_family_does(broker: Broke
         await client.connect("dev-ping")
         await asyncio.to_thread(r.emulator.fail_pings, 0)
         with pytest.raises(LinkLost) as caught:
-            _ = [message async for message in client.messages()]  # none was sent: only the loss
+            _ = [message async for message in client.messages]  # none was sent: only the loss
         assert (caught.value.report, caught.value.code) == (report.split(":")[0], int(report[-1]))
         assert not client.connected
         await client.close()

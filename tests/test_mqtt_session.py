@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from quecmqtt.at.events import MqttMessage
-from quecmqtt.errors import ConnectRefused, InvalidArgument
+from quecmqtt.errors import ConnectRefused, InvalidArgument, SessionFailed
 from quecmqtt.modem import State
 from quecmqtt.mqtt.config import MqttConfig
 from quecmqtt.mqtt.outbox import MemoryOutbox
-from quecmqtt.mqtt.session import Backoff, Session, SessionFailed, SessionState
+from quecmqtt.mqtt.session import Backoff, Session, SessionState
 from quecmqtt.secret import Secret
 from tests.broker import AUTH_HOST, AUTH_PASSWORD, AUTH_USER, Broker, Cloud
 from tests.mqtt_rig import BROKER_HOST, Rig, rig
@@ -274,7 +274,7 @@ async def test_session_subscriptions_and_messages(broker: Broker, cloud: Cloud) 
             assert granted is not None and granted.qos == 1
             await asyncio.to_thread(cloud.publish, "later/topic", b"hello")
             async with asyncio.timeout(5):
-                async for message in session.messages():
+                async for message in session.messages:
                     assert isinstance(message, MqttMessage) and message.payload == b"hello"
                     break
             await session.unsubscribe("later/topic")

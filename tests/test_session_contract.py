@@ -83,7 +83,7 @@ async def test_session_messages_end_on_stop(broker: Broker, cloud: Cloud) -> Non
         arrived = asyncio.Event()
 
         async def consume() -> None:
-            async for message in session.messages():
+            async for message in session.messages:
                 assert isinstance(message, MqttMessage)
                 got.append(message.payload)
                 arrived.set()
@@ -111,7 +111,7 @@ async def test_client_messages_raise_on_link_loss_and_end_on_close(broker: Broke
         got: list[bytes] = []
 
         async def consume() -> None:
-            async for message in client.messages():
+            async for message in client.messages:
                 assert isinstance(message, MqttMessage)
                 got.append(message.payload)
                 if len(got) == 1:

@@ -33,10 +33,10 @@ from quecmqtt.aliyun.device import Product, login, login_credentials, register_h
 from quecmqtt.aliyun.store import SecretStore, StoreError, rescue, rescue_directories
 from quecmqtt.cli.common import positive, seconds
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, resolve_secret
-from quecmqtt.errors import QuecError
+from quecmqtt.errors import AttachError, QuecError
 from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
-from quecmqtt.network import AttachError, Network
+from quecmqtt.network import Network
 from quecmqtt.transport import open_transport
 
 PROVISIONED = "provisioned"

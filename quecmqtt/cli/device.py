@@ -52,7 +52,8 @@ async def info(args: argparse.Namespace) -> int:
 
 
 async def attach(args: argparse.Namespace) -> int:
-    from quecmqtt.network import AttachError, Network
+    from quecmqtt.errors import AttachError
+    from quecmqtt.network import Network
 
     pin = resolve_secret(args, "pin", prompt=False) if given(args, "pin") else None
     password = resolve_secret(args, "apn-password", prompt=False) if given(args, "apn-password") else None

@@ -94,7 +94,7 @@ async def sub(args: argparse.Namespace) -> int:
             for g in granted:
                 note = "REFUSED by the broker" if g.rejected else f"QoS {g.qos}"
                 print(f"subscribed to {g.topic}: {note}", file=sys.stderr, flush=True)
-            async for message in client.messages():  # what arrived before a loss, then LinkLost
+            async for message in client.messages:  # what arrived before a loss, then LinkLost
                 if not isinstance(message, MqttMessage):
                     print(f"(dropped {message.dropped} messages: the queue was full)", file=sys.stderr, flush=True)
                     continue

@@ -5,7 +5,7 @@
         await client.connect("device-1", "user", Secret("password"))
         granted = await client.subscribe([("cmd/#", 1)])
         await client.publish("telemetry", b'{"t": 21.5}', qos=1)
-        async for message in client.messages():   # raises LinkLost when the link goes
+        async for message in client.messages:   # raises LinkLost when the link goes
             ...
 
 Each operation waits for the module's result URC and raises a typed error carrying the
@@ -254,7 +254,12 @@ class MqttClient:
 
     # -- messages -----------------------------------------------------------------------
 
-    async def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
+    @property
+    def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
+        """`async for message in X.messages:` (aiomqtt's habit): each use is a new iterator."""
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[MqttMessage | Overflow]:
         """Received messages, in order. A full queue drops the oldest and yields an
         `Overflow` with the count in their place: nothing is lost silently. Once what
         arrived is taken, the iteration raises `LinkLost` when the link is down (lost, or

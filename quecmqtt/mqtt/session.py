@@ -3,7 +3,7 @@
     async with Session(modem, "broker.example", 1883, "device-1",
                        subscriptions=[("cmd/#", 1)], outbox=SqliteOutbox("/var/lib/dev/outbox.db")) as session:
         await session.publish("telemetry", b"{...}", qos=1)  # returns once the outbox holds it
-        async for message in session.messages():          # across reconnects; ends on stop
+        async for message in session.messages:          # across reconnects; ends on stop
             ...
 
 After a link loss (``+QMTSTAT`` other than the one after our own disconnect, ``+QMTPING``),
@@ -50,6 +50,7 @@ from quecmqtt.errors import (
     MqttOpenError,
     NotOpen,
     QuecError,
+    SessionFailed,
 )
 from quecmqtt.mqtt.client import Granted, MqttClient
 from quecmqtt.mqtt.config import MqttConfig
@@ -73,10 +74,6 @@ class SessionState(Enum):
     PAUSED = "paused"  # the SIM is out, or the module sleeps in PSM: waiting for it to come back
     STOPPED = "stopped"  # stop() was called
     FAILED = "failed"  # a terminal error; see Session.error
-
-
-class SessionFailed(QuecError):
-    """The session stopped on a terminal condition; `__cause__` is what happened."""
 
 
 @dataclass(frozen=True)
@@ -364,7 +361,12 @@ class Session:
             with contextlib.suppress(QuecError, LocalProtocolError):
                 await self.client.unsubscribe(topic)
 
-    async def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
+    @property
+    def messages(self) -> AsyncIterator[MqttMessage | Overflow]:
+        """`async for message in X.messages:` (aiomqtt's habit): each use is a new iterator."""
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[MqttMessage | Overflow]:
         """Messages from the subscriptions, across reconnects. Ends when the session is
         stopped (after what arrived is taken); raises SessionFailed when it failed."""
         over = (SessionState.STOPPED, SessionState.FAILED)
