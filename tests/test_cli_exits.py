@@ -77,3 +77,27 @@ def test_a_message_typed_at_the_terminal_is_read_to_ctrl_d() -> None:
         child.expect("connecting to nowhere.test:1883")  # the message was read; on to the broker
         code, output = ended(child)
         assert code == 1 and "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("command", ["emulate", "cloud", "replay", "record"])
+def test_ctrl_c_on_a_serving_command_is_130_and_sigterm_is_0(command: str, tmp_path: Path) -> None:
+    """The commands that serve until stopped: Ctrl-C is an interruption (130, as docs/cli.md
+    says), SIGTERM a stop that was asked for (0); on b32764a Ctrl-C gave 0, replay's 1."""
+    import signal
+
+    root = Path(__file__).resolve().parent.parent
+    with EmulatorThread() as emu:
+        argv = {
+            "emulate": ["emulate", "--link", str(tmp_path / "tty")],
+            "cloud": ["cloud"],
+            "replay": ["replay", str(root / "fixtures" / "seed" / "4.1.1-aliauth.txt"), "--link", str(tmp_path / "tty")],
+            "record": ["record", "--port", emu.path, "--link", str(tmp_path / "tty"), "-o", str(tmp_path / "t.txt")],
+        }[command]
+        # replay's 1 after SIGTERM: its status says whether the transcript was completed
+        for stop, status in (("intr", 130), ("term", 1 if command == "replay" else 0)):
+            child = pexpect.spawn(sys.executable, ["-m", "quecmqtt", *argv], encoding="utf-8", timeout=15)
+            child.expect("Ctrl-C")
+            child.sendintr() if stop == "intr" else child.kill(signal.SIGTERM)
+            code, output = ended(child)
+            assert code == status and "Traceback" not in output, (stop, code, output)
+            assert not (tmp_path / "tty").exists()  # the link went with it

@@ -120,3 +120,14 @@ def test_python_examples_compile_and_import(doc: str, source: str) -> None:
             for alias in node.names:
                 if alias.name.startswith("quecmqtt"):
                     importlib.import_module(alias.name)
+
+
+def test_the_docs_are_self_contained() -> None:
+    """Nothing points outside the repository (the project's shared notes are not shipped), and
+    every relative link names a file that exists."""
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        assert "reference/" not in text and "../shared" not in text, path.name
+        for target in re.findall(r"\]\(([\w./-]+\.\w+)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                assert (path.parent / target).exists(), f"{path.name}: {target}"

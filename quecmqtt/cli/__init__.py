@@ -57,7 +57,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             return 2
         hosts[name] = target
 
-    async def serve() -> None:
+    async def serve() -> int:
+        stop = stop_on_signals()  # before anything is printed: "Ctrl-C stops" must be true at once
         emulator = Emulator(
             model=args.model,
             link=args.link,
@@ -84,19 +85,18 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         profile = emulator.module.profile
         based = f" (a doctor profile based on {profile.based_on})" if profile.based_on else ""
         print(f"model: {profile.name}{based}, echo {args.echo}; Ctrl-C stops", flush=True)
-        stop = stop_on_signals()
         try:
-            await stop.wait()
+            await stop.event.wait()
         finally:
             await control.stop()
             await emulator.stop()
+        return stop.status()
 
     try:
-        asyncio.run(serve())
+        return asyncio.run(serve())
     except (ValueError, OSError) as exc:
         print(f"quecmqtt emulate: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 def _cmd_fault(args: argparse.Namespace) -> int:

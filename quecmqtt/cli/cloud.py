@@ -43,7 +43,8 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
         print(f"quecmqtt cloud: {exc}", file=sys.stderr)
         return 2
 
-    async def serve() -> None:
+    async def serve() -> int:
+        stop = stop_on_signals()  # before anything is printed: "Ctrl-C stops" must be true at once
         twin = CloudTwin(
             registry=registry, broker=broker, host=args.host, mqtt_port=args.mqtt_port, https_port=args.https_port
         )
@@ -61,18 +62,17 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
             f"registry: {args.registry or 'in memory'} ({products} products, {devices} devices); Ctrl-C stops",
             flush=True,
         )
-        stop = stop_on_signals()
         try:
-            await stop.wait()
+            await stop.event.wait()
         finally:
             await twin.stop()
+        return stop.status()
 
     try:
-        asyncio.run(serve())
+        return asyncio.run(serve())
     except OSError as exc:
         print(f"quecmqtt cloud: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 def add_parser(sub: Any) -> None:

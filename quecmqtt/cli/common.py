@@ -281,17 +281,34 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(text, flush=True)
 
 
-def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM, for the commands that serve until stopped: they can then
-    clean up (links, ptys, brokers) instead of dying inside a KeyboardInterrupt."""
-    import asyncio
+class StopSignals(NamedTuple):
+    """For the commands that serve until stopped: `event` is set by SIGINT or SIGTERM, so they
+    can clean up (links, ptys, brokers) instead of dying inside a KeyboardInterrupt; `status()`
+    is then the exit status: 130 after Ctrl-C (SIGINT), 0 after SIGTERM (a stop that was asked
+    for, as a service manager does)."""
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    event: asyncio.Event
+    got: list[int]
+
+    def status(self) -> int:
+        import signal
+
+        return 130 if signal.SIGINT in self.got else 0
+
+
+def stop_on_signals() -> StopSignals:
+    import asyncio
     import signal
 
+    stop = StopSignals(asyncio.Event(), [])
+    loop = asyncio.get_running_loop()
+
+    def on(sig: int) -> None:
+        stop.got.append(sig)
+        stop.event.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on, sig)
     return stop
 
 

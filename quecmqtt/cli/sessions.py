@@ -44,11 +44,11 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"quecmqtt record: {args.port}: no such device", file=sys.stderr)
         return 2
 
-    async def serve(link: str) -> None:
+    async def serve(link: str) -> int:
         options: dict[str, Any] = {} if args.port.startswith("socket://") else {"baudrate": args.baud}
         proxy = SerialProxy(open_transport(args.port, **options), link, args.output)
         stop = stop_on_signals()
-        task = asyncio.create_task(proxy.run(stop))
+        task = asyncio.create_task(proxy.run(stop.event))
         await _until_ready(proxy.ready, task)
         if proxy.ready.is_set():
             print(f"device: {proxy.link}  (point your program here; bytes go to {args.port})", flush=True)
@@ -64,14 +64,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
                 proxy.recorder.close_file()
                 with contextlib.suppress(OSError):
                     os.unlink(args.output)
+        return stop.status()
 
     try:
         with _link_path(args.link, "ttyREC0") as link:
-            asyncio.run(serve(link))
+            return asyncio.run(serve(link))
     except (OSError, QuecError) as exc:
         print(f"quecmqtt record: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -95,7 +95,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 async def _serve_replay(args: argparse.Namespace, server: Any) -> int:
     stop = stop_on_signals()
-    task = asyncio.create_task(server.run(stop))
+    task = asyncio.create_task(server.run(stop.event))
     await _until_ready(server.ready, task)
     if not server.ready.is_set():
         await task  # it failed before the pty was there: its error is the answer
@@ -108,7 +108,7 @@ async def _serve_replay(args: argparse.Namespace, server: Any) -> int:
         print("transcript complete", flush=True)
         return 0
     print("stopped before the end of the transcript", flush=True)
-    return 1
+    return stop.status() or 1
 
 
 def add_parsers(sub: Any) -> None:
