@@ -90,7 +90,7 @@ def test_ctrl_c_on_a_serving_command_is_130_and_sigterm_is_0(command: str, tmp_p
         argv = {
             "emulate": ["emulate", "--link", str(tmp_path / "tty")],
             "cloud": ["cloud"],
-            "replay": ["replay", str(root / "fixtures" / "seed" / "4.1.1-aliauth.txt"), "--link", str(tmp_path / "tty")],
+            "replay": ["replay", str(root / "fixtures/seed/4.1.1-aliauth.txt"), "--link", str(tmp_path / "tty")],
             "record": ["record", "--port", emu.path, "--link", str(tmp_path / "tty"), "-o", str(tmp_path / "t.txt")],
         }[command]
         # replay's 1 after SIGTERM: its status says whether the transcript was completed
