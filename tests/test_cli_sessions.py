@@ -143,7 +143,7 @@ def test_record_around_the_emulator_then_replay_green(emulator: EmulatorThread, 
     assert int(child.match.group(1)) > 0 and int(child.match.group(2)) > 0
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 0
+    assert child.exitstatus == 130  # Ctrl-C: interrupted; what was recorded is kept
     text = transcript.read_text()
     assert "QMTCFG" in text and SECRET not in text and "{{" in text
 

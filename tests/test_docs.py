@@ -1,10 +1,10 @@
 """The examples in README.md and docs/ stay true: every `quecmqtt ...` command line parses
-with the real parser (and those that need no hardware run and succeed), every
-`tools/provision.py` line parses, and every Python example compiles with its imports
-resolving to real names."""
+with the real parser (and those that need no hardware run and succeed), and every Python
+example compiles with its imports resolving to real names (tests/test_docs_run.py runs them)."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import contextlib
 import importlib
@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,11 @@ COMMANDS = [
     for line in shell_lines(text)
     if (argv := quecmqtt_argv(line)) is not None
 ]
-PROVISION = [(name, line) for name, text in blocks("sh") for line in shell_lines(text) if "tools/provision.py" in line]
 
 
 def test_the_docs_have_examples() -> None:
-    assert len(COMMANDS) >= 20 and PROVISION and len(blocks("python")) >= 5
+    assert len(COMMANDS) >= 20 and len(blocks("python")) >= 5
+    assert any(argv[0] == "provision" for _, _, argv in COMMANDS)
 
 
 @pytest.mark.parametrize(("doc", "line", "argv"), COMMANDS, ids=[f"{d}:{ln[:40]}" for d, ln, _ in COMMANDS])
@@ -93,18 +94,6 @@ def test_command_lines_parse(doc: str, line: str, argv: list[str], tmp_path: Pat
     assert result.returncode == 0, f"{doc}: {line}\n{result.stderr}"
 
 
-@pytest.mark.parametrize(("doc", "line"), PROVISION)
-def test_provision_lines_parse(doc: str, line: str) -> None:
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        provision = importlib.import_module("provision")
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    words = shlex.split(line)
-    argv = words[words.index("tools/provision.py") + 1 :]
-    provision.parse_args(argv)
-
-
 @pytest.mark.parametrize(("doc", "source"), blocks("python"), ids=[d for d, _ in blocks("python")])
 def test_python_examples_compile_and_import(doc: str, source: str) -> None:
     tree = compile(source, doc, "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
@@ -131,3 +120,19 @@ def test_the_docs_are_self_contained() -> None:
         for target in re.findall(r"\]\(([\w./-]+\.\w+)(?:#[^)]*)?\)", text):
             if "://" not in target:
                 assert (path.parent / target).exists(), f"{path.name}: {target}"
+
+
+def test_no_help_points_at_the_repository() -> None:
+    """A pip user has no docs/, tools/ or fixtures/: --help of every command stands alone."""
+    from quecmqtt.cli import COMMANDS
+
+    def helps(parser: argparse.ArgumentParser) -> Iterator[str]:
+        yield parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from helps(sub)
+
+    for name in COMMANDS:
+        for text in helps(build_parser([name])):
+            assert not re.search(r"\b(docs|tools|fixtures|tests)/", text), f"{name}: {text}"

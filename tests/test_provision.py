@@ -1,4 +1,4 @@
-"""tools/provision.py provisions four emulated modules in parallel against the cloud twin,
+"""`quecmqtt provision` provisions four emulated modules in parallel against the cloud twin,
 and a second run skips them all."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ IMEIS = [f"86443001000{n:04d}" for n in range(1, 5)]
 
 async def provision(*args: str, env: dict[str, str]) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "tools" / "provision.py"), *args,
+        sys.executable, "-m", "quecmqtt", "provision", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=ROOT,
         preexec_fn=default_signals,
     )  # fmt: skip
@@ -132,3 +132,21 @@ async def test_a_result_the_store_refuses_is_rescued_beside_the_report(tmp_path:
     secret = json.loads(rescued.read_text())["deviceSecret"]
     assert stat.S_IMODE(rescued.stat().st_mode) == 0o600
     assert secret not in output and secret not in report.read_text()
+
+
+def test_the_checkout_tool_is_the_same_command() -> None:
+    """tools/provision.py stays: the same parser and module, from a checkout without pip."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "provision.py"), "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0 and "--product-key PK" in done.stdout and "provision" in done.stdout
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import provision  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    from quecmqtt.cli import provision as module
+
+    assert provision.parse_args is module.parse_args and provision.Report is module.Report

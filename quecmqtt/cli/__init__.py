@@ -138,6 +138,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "a serial proxy: offer a pty to another program and record its session with the module",
     ),
     "replay": ("quecmqtt.cli.sessions", "add_parsers", "serve a transcript on a pty as a fake module"),
+    "provision": (
+        "quecmqtt.cli.provision",
+        "add_parser",
+        "provision modules on a factory line: identify, attach, register with Aliyun, prove by logging in",
+    ),
     "info": (
         "quecmqtt.cli.device",
         "add_parsers",
@@ -169,10 +174,11 @@ def _add_decode(sub: Any) -> None:
         description=(
             "Run the AT codec over a transcript and print one JSON object per event: "
             "command (with its final result and lines), mqtt_message, mqtt_status, module_ready, "
-            "powered_down, urc, final and garbage. Secret command arguments are shown as ***. "
-            "See docs/decode.md for the format."
+            "powered_down, urc, final and garbage. Secret command arguments are shown as ***. Each object has "
+            "'event'; the other keys depend on it."
         ),
-        epilog="Example: quecmqtt decode fixtures/seed/4.1.3-topic.txt | jq -c 'select(.event==\"mqtt_message\")'",
+        epilog="Example: quecmqtt decode session.txt | jq -c 'select(.event==\"mqtt_message\")'  "
+        "(a transcript 'quecmqtt record' or --record wrote)",
     )
     dec.add_argument("file", help="a transcript (.txt), or with --raw a plain capture of module output")
     dec.add_argument(

@@ -21,7 +21,17 @@ from quecmqtt.aliyun.credentials import (
     now_ms,
     registration_login,
 )
-from quecmqtt.cli.common import UsageError, add_json_option, add_port_options, emit, open_modem, read_file, run, seconds
+from quecmqtt.cli.common import (
+    UsageError,
+    add_json_option,
+    add_port_options,
+    connect_port,
+    emit,
+    open_modem,
+    read_file,
+    run,
+    seconds,
+)
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, given, resolve_secret
 from quecmqtt.errors import CommandTimeout, InvalidArgument, QuecError
 
@@ -307,7 +317,7 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--product-key", required=True, metavar="PK")
     parser.add_argument("--device-name", required=True, metavar="DN")
     parser.add_argument("--endpoint", metavar="HOST", help="the instance's MQTT host (console: 开发配置)")
-    parser.add_argument("--mqtt-port", type=int, default=1883, metavar="PORT", help="(default 1883)")
+    parser.add_argument("--mqtt-port", type=connect_port, default=1883, metavar="PORT", help="(default 1883)")
     parser.add_argument("--store", metavar="DIR", help=f"where registration results are kept (default {STORE})")
     parser.add_argument("--ca", metavar="FILE", help="CA to verify the server (default: the shipped public roots)")
 

@@ -72,6 +72,14 @@ def listen_port(text: str) -> int:
     return value
 
 
+def connect_port(text: str) -> int:
+    """An argparse type for a port to connect to: 1-65535."""
+    value = listen_port(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("a port is 1-65535, not 0")
+    return value
+
+
 def not_negative(text: str) -> float:
     """An argparse type for a duration that may be zero."""
     try:

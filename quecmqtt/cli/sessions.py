@@ -137,8 +137,10 @@ def add_parsers(sub: Any) -> None:
             "records (a placeholder matches any bytes of its length) and gets the module records back. Exits 0 "
             "when the transcript is complete, 1 with a readable diff at the first mismatch."
         ),
-        epilog="Example: quecmqtt replay fixtures/seed/4.1.3-topic.txt --link /tmp/ttyREPLAY0",
+        epilog="Example: quecmqtt replay session.txt --link /tmp/ttyREPLAY0  (a transcript 'quecmqtt record' wrote)",
     )
-    replay.add_argument("file", help="a transcript (see docs/transcripts.md)")
+    replay.add_argument(
+        "file", help="a transcript: '> ' lines the host writes, '< ' lines the module answers, '#' comments"
+    )
     replay.add_argument("--link", metavar="PATH", help="where the pty appears (default: a temporary path)")
     replay.set_defaults(func=_cmd_replay)
