@@ -5,10 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from typing import Any
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, in the command's name: what is wrong and where the
+    help is, not the usage block (every subcommand's parser is one of these: argparse makes
+    subparsers of the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_prog=self.prog)  # the deepest parser's wins: who reports extras
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+    def group_needs_a_command(self, names: Sequence[str]) -> int:
+        """For `quecmqtt mqtt` alone: one line naming the commands, status 2."""
+        self.error(f"give a command: {', '.join(names)}")
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -274,7 +291,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     listed by name and help); without, every command is (for tests and docs)."""
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="quecmqtt",
         description="Drive Quectel cellular modules over AT: MQTT, HTTP(S), Aliyun IoT, transcripts.",
         epilog="Exit status: 0 success, 1 a failure, 2 a command line that cannot work, 130 interrupted.",
@@ -299,7 +316,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(words)
-    args = parser.parse_args(words)
+    args, extra = parser.parse_known_args(words)
+    if extra:  # named by the command they were given to, not by `quecmqtt`
+        prog = getattr(args, "command_prog", parser.prog)
+        print(f"{prog}: unrecognized arguments: {' '.join(extra)} (see '{prog} --help')", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

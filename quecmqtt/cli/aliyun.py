@@ -148,7 +148,7 @@ def add_parser(sub: Any) -> None:
     sign.add_argument("--https", action="store_true", help="an HTTPS registration body instead of MQTT credentials")
     sign.set_defaults(func=_cmd_sign)
     add_module_parsers(commands)
-    aliyun.set_defaults(func=lambda args: (aliyun.print_help(), 2)[1])
+    aliyun.set_defaults(func=lambda args: aliyun.group_needs_a_command(["sign", "register", "connect", "post"]))
 
 
 # -- with a module ---------------------------------------------------------------------------------

@@ -139,17 +139,20 @@ class UsageError(Exception):
 async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIterator[Modem]:
     import asyncio
 
+    from quecmqtt.errors import PortLost
     from quecmqtt.modem import Modem
     from quecmqtt.transport import open_transport
 
     if not args.port:
         raise UsageError(f"give --port DEVICE (or set {PORT_ENV}); 'quecmqtt ports' lists candidates")
     device = not args.port.startswith(("socket://", "rfc2217://", "replay:"))
-    if device and not await asyncio.to_thread(os.path.exists, args.port):
-        raise UsageError(f"{args.port}: no such device ('quecmqtt ports' lists the serial ports)")
+    if device:
+        await asyncio.to_thread(check_serial_device, args.port)
     transcript = args.port.removeprefix("replay:")
     if args.port.startswith("replay:") and not await asyncio.to_thread(os.path.isfile, transcript):
         raise UsageError(f"{transcript}: no such transcript")
+    if getattr(args, "record", None):
+        await asyncio.to_thread(check_writable, args.record, "the transcript")
     options: dict[str, Any] = {} if args.port.startswith(("socket://", "replay:")) else {"baudrate": args.baud}
     modem = Modem(
         open_transport(args.port, **options),
@@ -158,11 +161,42 @@ async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIte
         port_kind=getattr(args, "port_kind", None),
         **modem_options,
     )
-    await modem.open()
+    try:
+        await modem.open()
+    except PortLost as exc:
+        if device and "Inappropriate ioctl" in str(exc):  # ENOTTY: a character device, not a terminal
+            raise UsageError(f"{args.port} is not a serial port") from None
+        raise
     try:
         yield modem
     finally:
         await modem.close()
+
+
+def check_serial_device(path: str) -> None:
+    """What can be said of a device path before opening it: it exists, and it is not a
+    directory or a regular file (blocking: call it in a thread)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such device ('quecmqtt ports' lists the serial ports)") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{path} is a directory, not a serial port")
+    if stat.S_ISREG(mode):
+        raise UsageError(f"{path} is a regular file, not a serial port (a transcript? use --port replay:{path})")
+
+
+def check_writable(path: str, what: str) -> None:
+    """A file about to be written: its directory exists, and it is not a directory itself."""
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        raise UsageError(f"{what} {path} is a directory")
+    if not os.path.isdir(os.path.dirname(target)):
+        raise UsageError(f"cannot write {what} {path}: no directory {os.path.dirname(target)}")
 
 
 def run(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:

@@ -299,8 +299,8 @@ def add_parser(sub: Any) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of `quecmqtt provision`, parsed on its own (tools/provision.py)."""
-    parser = argparse.ArgumentParser(
-        prog="provision", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from quecmqtt.cli import Parser
+
+    parser = Parser(prog="provision", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return parser.parse_args(argv)

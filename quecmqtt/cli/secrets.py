@@ -24,12 +24,15 @@ def add_secret_option(
     what: str,
     *,
     missing: str = "you are prompted (on a terminal)",
+    short: str | None = None,
 ) -> None:
-    """`--NAME`, `--NAME-file`, `--NAME-env`; `missing` says what happens without any of them."""
+    """`--NAME`, `--NAME-file`, `--NAME-env`; `missing` says what happens without any of them.
+    `short` is a short flag for `--NAME` (mosquitto's -P for the password)."""
     dest = name.replace("-", "_")
     env = dest.upper()
+    flags = [f"--{name}", short] if short else [f"--{name}"]
     parser.add_argument(
-        f"--{name}", dest=dest, metavar="VALUE", help=f"{what} (visible in process lists: prefer the next two)"
+        *flags, dest=dest, metavar="VALUE", help=f"{what} (visible in process lists: prefer the next two)"
     )
     parser.add_argument(f"--{name}-file", dest=f"{dest}_file", metavar="PATH", help=f"read {what} from a file")
     parser.add_argument(

@@ -53,6 +53,7 @@ from quecmqtt.mqtt.publish import (
     MsgIds,
     PublishForm,
     PublishHandle,
+    check_topic_filter,
     check_topic_name,
     form_named,
     probe_publish_form,
@@ -407,6 +408,8 @@ class MqttClient:
         pairs = [(topics, qos)] if isinstance(topics, str) else list(topics)
         if not pairs or any(not topic for topic, _ in pairs):
             raise InvalidArgument("subscribe to what? a topic filter cannot be empty")
+        for topic, _ in pairs:
+            check_topic_filter(topic)
         batches = [pairs[start : start + 5] for start in range(0, len(pairs), 5)]
         for batch in batches:  # every topic checked before anything is sent
             C.QMTSUB(self.index, 1, *[x for pair in batch for x in pair])

@@ -152,6 +152,19 @@ def check_topic_name(topic: str) -> None:
         raise InvalidArgument(f"cannot publish to {topic!r}: wildcards (+, #) are for subscriptions only")
 
 
+def check_topic_filter(topic: str) -> None:
+    """A topic filter to subscribe to: not empty; `#` only as the whole last level, `+` only
+    as a whole level (MQTT 3.1.1, 4.7.1). A broker drops the link of a malformed filter."""
+    if not topic:
+        raise InvalidArgument("a topic filter cannot be empty")
+    levels = topic.split("/")
+    for number, level in enumerate(levels):
+        if "#" in level and (level != "#" or number != len(levels) - 1):
+            raise InvalidArgument(f"topic filter {topic!r}: '#' must be a whole level, and the last")
+        if "+" in level and level != "+":
+            raise InvalidArgument(f"topic filter {topic!r}: '+' must be a whole level")
+
+
 class MsgIds:
     """Packet ids 1-65535 for one client: never one that is in flight or quarantined."""
 

@@ -1,0 +1,95 @@
+"""`mqtt pub` and `mqtt sub` as mosquitto users expect them (issue 13), under a real pty against
+the emulator and Mosquitto: short flags, output formats, -C/-W, and no module client left
+connected however the command ends (Ctrl-C, a publish the module refuses)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import paho.mqtt.publish
+import pytest
+
+from quecmqtt.emulator import EmulatorThread
+from tests.broker import Broker
+from tests.test_cli import run_cli
+from tests.test_cli_module import finish, spawn
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def emulator(broker: Broker) -> Iterator[EmulatorThread]:
+    with EmulatorThread(hosts=broker.hosts()) as emu:
+        yield emu
+
+
+def module_client_connected(emu: EmulatorThread) -> bool:
+    return any(client.connected for client in emu.emulator.module.clients)
+
+
+def publish(broker: Broker, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    paho.mqtt.publish.single(topic, payload, qos=1, retain=retain, hostname="127.0.0.1", port=broker.port)
+
+
+def test_ctrl_c_on_sub_disconnects_the_module_client(emulator: EmulatorThread) -> None:
+    child = spawn("mqtt", "sub", "--port", emulator.path, "--broker", "broker.test:1883", "-t", "conv/#")
+    child.expect("subscribed to conv/#")
+    assert module_client_connected(emulator)
+    child.sendintr()
+    status, output = finish(child)
+    assert status == 130 and "Traceback" not in output, output
+    assert not module_client_connected(emulator)  # on b32764a: still connected
+
+
+def test_a_publish_refused_after_connecting_disconnects(emulator: EmulatorThread) -> None:
+    status, output = run_cli(
+        "mqtt", "pub", "--port", emulator.path, "--broker", "broker.test:1883", "-t", "conv/big", "-m", "x" * 20000
+    )
+    assert status == 2 and "the payload is 20000 bytes; this module publishes at most 10240" in output, output
+    assert "QMTPUBEX" not in output and "length=" not in output  # the user's terms
+    assert not module_client_connected(emulator)
+
+
+def test_the_short_flags_publish_as_mosquitto_pub_would(emulator: EmulatorThread, broker: Broker) -> None:
+    status, output = run_cli(
+        "mqtt", "pub", "--port", emulator.path, "--broker", "broker.test:1883",
+        "-t", "conv/short", "-m", "hello", "-q", "1", "-r", "-i", "conv-pub", "-k", "30", "-u", "someone",
+    )  # fmt: skip
+    assert status == 0, output
+    sub = spawn("mqtt", "sub", "--port", emulator.path, "--broker", "broker.test:1883", "-t", "conv/short", "-C", "1")
+    status, output = finish(sub)  # the retained message
+    assert status == 0 and output.splitlines()[-1] == "hello", output
+    publish(broker, "conv/short", b"", retain=True)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], "payload\n"),  # mosquitto_sub's default: the payload alone
+        (["-v"], "conv/fmt payload\n"),
+        (["--json"], None),
+    ],
+)
+def test_sub_output_formats(emulator: EmulatorThread, broker: Broker, flags: list[str], expected: str | None) -> None:
+    child = spawn("mqtt", "sub", "--port", emulator.path, "--broker", "broker.test:1883", "-t", "conv/fmt", "-C", "1",
+                  *flags)  # fmt: skip
+    child.expect("subscribed to conv/fmt")
+    publish(broker, "conv/fmt", b"payload")
+    status, output = finish(child)
+    assert status == 0, output
+    if expected is not None:
+        assert output.endswith(expected), output
+    else:
+        message = json.loads(output.splitlines()[-1])
+        assert message["topic"] == "conv/fmt" and message["payload"] == "payload"
+        assert message["qos"] is None and message["retain"] is None and message["msg_id"] > 0  # the module says neither
+
+
+def test_sub_wait_ends_quietly_or_fails_short_of_count(emulator: EmulatorThread) -> None:
+    base = ["mqtt", "sub", "--port", emulator.path, "--broker", "broker.test:1883", "-t", "conv/none"]
+    status, output = finish(spawn(*base, "-W", "0.5"))
+    assert status == 0 and "Traceback" not in output, output
+    status, output = finish(spawn(*base, "-W", "0.5", "-C", "2"))
+    assert status == 1 and "0 of 2 messages within 0.5 s" in output, output
+    assert not module_client_connected(emulator)
