@@ -126,8 +126,30 @@ def test_aliyun_register_connect_post_through_the_cli(tmp_path: Path) -> None:
             secret = json.loads(saved.read_text())["deviceSecret"]
             assert secret not in output  # never printed
 
+            # again: the stored result is used, and says so; the port (one that does not exist) is not opened
+            again = spawn(
+                "aliyun", "register", *common[2:], "--port", "/nonexistent/tty", "--device-name", "dev1",
+                "--product-secret-env", "MY_PS", "--store", str(store), env=env,
+            )  # fmt: skip
+            status, output = finish(again)
+            assert status == 0 and "already registered: the result stored in" in output, output
+            assert "registering" not in output
+
             status, output = run_cli("aliyun", "connect", *common, "--device-name", "dev1", "--store", str(store))
             assert status == 0 and "logged in" in output, output
+            params = tmp_path / "params.json"
+            params.write_text('{"Temp": 22.5}')
+            status, output = run_cli(
+                "aliyun", "post", *common, "--device-name", "dev1", "--store", str(store), "--params", f"@{params}"
+            )
+            assert status == 0 and "post_reply code 200" in output, output
+            child = spawn(
+                "aliyun", "post", *common, "--device-name", "dev1", "--store", str(store), "--params", "-"
+            )  # fmt: skip
+            child.sendline('{"Temp": 23.5}')
+            child.sendeof()
+            status, output = finish(child)
+            assert status == 0 and "post_reply code 200" in output, output
             status, output = run_cli(
                 "aliyun", "post", *common, "--device-name", "dev1", "--store", str(store), "--params", '{"Temp": 21.5}'
             )

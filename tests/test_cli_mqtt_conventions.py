@@ -5,6 +5,7 @@ connected however the command ends (Ctrl-C, a publish the module refuses)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import paho.mqtt.publish
@@ -93,3 +94,25 @@ def test_sub_wait_ends_quietly_or_fails_short_of_count(emulator: EmulatorThread)
     status, output = finish(spawn(*base, "-W", "0.5", "-C", "2"))
     assert status == 1 and "0 of 2 messages within 0.5 s" in output, output
     assert not module_client_connected(emulator)
+
+
+def test_verbose_is_a_live_at_trace_with_the_secrets_redacted(emulator: EmulatorThread) -> None:
+    status, output = run_cli(
+        "-v", "mqtt", "pub", "--port", emulator.path, "--broker", "broker.test:1883", "-t", "conv/v", "-m", "hi",
+        "-u", "someone", "-P", "sekrit-password",
+    )  # fmt: skip
+    assert status == 0, output
+    assert re.search(r'>@[\d.]+ AT\+QMTOPEN=0,"broker.test",1883\\r', output), output  # timed, as it happened
+    assert re.search(r'AT\+QMTCONN=0,"quecmqtt-[0-9a-f]{8}","someone","\{\{password:15\}\}"', output), output
+    assert "sekrit-password" not in output
+    assert "quecmqtt: INFO: module ready" in output  # the library's log, through logging
+
+
+def test_quiet_says_nothing_but_errors(emulator: EmulatorThread) -> None:
+    status, output = run_cli(
+        "-q", "mqtt", "pub", "--port", emulator.path, "--broker", "broker.test:1883", "-t", "conv/q", "-m", "hi"
+    )
+    assert status == 0 and "connecting to" not in output and "published 1 x 2 bytes" in output, output
+    status, output = run_cli("-q", "mqtt", "pub", "--port", emulator.path, "--broker", "nohost.invalid:1883",
+                             "-t", "conv/q", "-m", "hi")  # fmt: skip
+    assert status == 1 and output.strip().startswith("quecmqtt mqtt pub: MqttOpenError"), output

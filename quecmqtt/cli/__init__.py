@@ -66,13 +66,18 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
     hosts: dict[str, str] = {}
     for item in args.hosts:
-        name, sep, target = item.partition("=")
-        if not sep or not name or not target:
+        problem = _hosts_problem(item)
+        if problem:
             print(
-                f"quecmqtt emulate: --hosts wants NAME=ADDR:PORT or NAME:PORT=ADDR:PORT, got {item!r}", file=sys.stderr
+                f"quecmqtt emulate: --hosts {item!r}: {problem} (NAME=ADDR:PORT or NAME:PORT=ADDR:PORT)",
+                file=sys.stderr,
             )
             return 2
+        name, _, target = item.partition("=")
         hosts[name] = target
+    if args.sim_pin is not None and not (args.sim_pin.isdigit() and 4 <= len(args.sim_pin) <= 8):
+        print("quecmqtt emulate: --sim-pin: a SIM PIN is 4 to 8 digits", file=sys.stderr)
+        return 2
 
     async def serve() -> int:
         stop = stop_on_signals()  # before anything is printed: "Ctrl-C stops" must be true at once
@@ -94,8 +99,11 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         control = ControlServer(emulator, args.control or emulator.path + ".control")
         try:
             await control.start()
-        except BaseException:
+        except OSError as exc:
             await emulator.stop()  # its link goes too
+            raise OSError(f"cannot make the control socket {control.path}: {exc.strerror or exc}") from None
+        except BaseException:
+            await emulator.stop()
             raise
         print(f"device: {emulator.path}", flush=True)
         print(f"control: {control.path}  (quecmqtt fault --control {control.path} reboot)", flush=True)
@@ -116,19 +124,46 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         return 2
 
 
+def _hosts_problem(item: str) -> str | None:
+    """What is wrong with one --hosts entry, or None."""
+
+    def bad_port(text: str) -> bool:
+        return not text.isdigit() or not 0 < int(text) < 65536
+
+    name, sep, target = item.partition("=")
+    if not sep or not name or not target:
+        return "want NAME=TARGET"
+    host, colon, port = name.partition(":")
+    if not host or (colon and bad_port(port)):
+        return f"the name {name!r} is not NAME or NAME:PORT"
+    address, colon, port = target.rpartition(":")
+    if not colon or not address:
+        return f"the target {target!r} has no port"
+    if bad_port(port):
+        return f"the target's port {port!r} is not 1-65535"
+    return None
+
+
 def _cmd_fault(args: argparse.Namespace) -> int:
     from quecmqtt.emulator.control import send_fault
 
     try:
         answer = send_fault(args.control, args.fault, args.args)
     except OSError as exc:
-        print(f"quecmqtt fault: cannot reach {args.control}: {exc}", file=sys.stderr)
+        print(
+            f"quecmqtt fault: cannot reach the control socket {args.control}: {exc.strerror or exc} "
+            "(is 'quecmqtt emulate' running? it prints the socket's path)",
+            file=sys.stderr,
+        )
         return 2
     if "error" in answer:
         print(f"quecmqtt fault: {answer['error']}", file=sys.stderr)
         return 2
     return 0
 
+
+# commands that log nothing: no logging set-up (its import) for them unless -v/-q asks
+LIGHT = frozenset({"decode", "fault"})
 
 # name -> (the module that adds its parser, the function, the one-line help). `quecmqtt --help`
 # lists these without importing any of them; a command's own module is imported only when that
@@ -299,6 +334,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from quecmqtt import __version__
 
     parser.add_argument("--version", action="version", version=f"quecmqtt {__version__}")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument(
+        "-v", "--verbose", dest="log_verbose", action="store_true",
+        help="a live AT trace on stderr (secrets redacted), the library's log, whole error messages",
+    )  # fmt: skip
+    loud.add_argument("-q", "--quiet", dest="log_quiet", action="store_true", help="only errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((word for word in argv if not word.startswith("-")), None) if argv is not None else None
     wanted_adder = COMMANDS[wanted][:2] if wanted in COMMANDS else None
@@ -324,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.log_verbose or args.log_quiet or args.command not in LIGHT:
+        from quecmqtt.cli.common import configure_output
+
+        configure_output(verbose=args.log_verbose, quiet=args.log_quiet)
     try:
         result: int = args.func(args)
     except KeyboardInterrupt:  # Ctrl-C where a command had no handler of its own (a prompt)

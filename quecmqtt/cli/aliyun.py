@@ -27,6 +27,7 @@ from quecmqtt.cli.common import (
     add_port_options,
     connect_port,
     emit,
+    note,
     open_modem,
     read_file,
     run,
@@ -159,7 +160,10 @@ STORE = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) 
 def _store(args: argparse.Namespace) -> Any:
     from quecmqtt.aliyun.store import SecretStore
 
-    return SecretStore(args.store or STORE)
+    directory = Path(args.store) if args.store else STORE
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--store {directory} is a file; the store is a directory (one 0600 file per device)")
+    return SecretStore(directory)
 
 
 async def _ca(args: argparse.Namespace) -> bytes:
@@ -176,6 +180,15 @@ async def _register(args: argparse.Namespace) -> int:
 
     product = Product(args.product_key, args.device_name, resolve_secret(args, "product-secret"))
     store = _store(args)
+    if not args.https and not args.endpoint:
+        raise UsageError("give --endpoint (your instance's MQTT host, e.g. iot-xxxx.mqtt.iothub.aliyuncs.com)")
+    stored = None if args.force else await asyncio.to_thread(store.load, args.product_key, args.device_name)
+    if stored is not None:  # the cloud is not asked again, and the port is not opened
+        path = store.path(args.product_key, args.device_name)
+        data = {"product_key": args.product_key, "device_name": args.device_name, "stored": str(path), "reused": True}
+        emit(args, data, f"already registered: the result stored in {path} is used (--force registers again)")
+        return 0
+    args.ca_pem = await _ca(args)
     try:
         result = await _register_through_module(args, product, store)
     except StoreError as exc:
@@ -186,6 +199,7 @@ async def _register(args: argparse.Namespace) -> int:
     data = {"product_key": result.product_key, "device_name": result.device_name, "stored": str(path)}
     if isinstance(result, Whitelisted):
         data["client_id"] = result.client_id
+    data["reused"] = False
     emit(args, data, f"registered; the result is stored in {path} (mode 0600; it is not shown again)")
     return 0
 
@@ -196,32 +210,27 @@ async def _register_through_module(args: argparse.Namespace, product: Any, store
     async with open_modem(args) as modem:
         if not args.json:
             how = "HTTPS" if args.https else f"MQTT ({args.auth_type}) over {'TCP' if args.plain_tcp else 'TLS'}"
-            print(f"registering {args.product_key}/{args.device_name} over {how} ...", file=sys.stderr, flush=True)
+            note(f"registering {args.product_key}/{args.device_name} over {how} ...")
         if args.https:
             result: Any = await register_https(
-                modem, product, region=args.region, url=args.url, store=store, force=args.force, ca=await _ca(args),
+                modem, product, region=args.region, url=args.url, store=store, force=args.force, ca=args.ca_pem,
                 random=args.random, sign_method=args.sign_method,
             )  # fmt: skip
         else:
-            if not args.endpoint:
-                raise UsageError("give --endpoint (your instance's MQTT host, e.g. iot-xxxx.mqtt.iothub.aliyuncs.com)")
             result = await register_mqtt(
                 modem, product, args.endpoint, args.mqtt_port, auth_type=args.auth_type, store=store,
-                force=args.force, tls=not args.plain_tcp, allow_plain_tcp=args.plain_tcp, ca=await _ca(args),
+                force=args.force, tls=not args.plain_tcp, allow_plain_tcp=args.plain_tcp, ca=args.ca_pem,
                 instance_id=args.instance_id, client_id=args.client_id, random=args.random,
                 sign_method=args.sign_method,
             )  # fmt: skip
     return result
 
 
-async def _connect(args: argparse.Namespace, modem: Any) -> Any:
-    from quecmqtt.aliyun.device import aliauth_config, login, login_credentials
-    from quecmqtt.mqtt.client import MqttClient
-    from quecmqtt.mqtt.config import MqttConfig
-    from quecmqtt.tls import Tls
-
+async def _device_secret(args: argparse.Namespace) -> Any:
+    """The device's secret (given, stored, or asked for) and the CA, before the port is opened."""
     if not args.endpoint:
         raise UsageError("give --endpoint (your instance's MQTT host)")
+    args.ca_pem = await _ca(args) if args.tls else None
     secret: Any = resolve_secret(args, "device-secret", prompt=False) if given(args, "device-secret") else None
     if secret is None:
         secret = _store(args).load(args.product_key, args.device_name)
@@ -232,15 +241,27 @@ async def _connect(args: argparse.Namespace, modem: Any) -> Any:
             raise UsageError(
                 "no device secret: give --device-secret(-file/-env), or register first (it is stored)"
             ) from None
-    ssl_context: int | bool = False
-    if args.tls:
-        await Tls(modem).setup(args.ssl_context, ca=await _ca(args), server_name=args.endpoint)
-        ssl_context = args.ssl_context
     if args.module_signs:
-        from quecmqtt.aliyun.replies import Registered, Whitelisted
+        from quecmqtt.aliyun.replies import Whitelisted
 
         if isinstance(secret, Whitelisted):
             raise UsageError("the stored result is a regnwl token: it logs in host-signed; leave out --module-signs")
+    return secret
+
+
+async def _connect(args: argparse.Namespace, modem: Any, secret: Any) -> Any:
+    from quecmqtt.aliyun.device import aliauth_config, login, login_credentials
+    from quecmqtt.mqtt.client import MqttClient
+    from quecmqtt.mqtt.config import MqttConfig
+    from quecmqtt.tls import Tls
+
+    ssl_context: int | bool = False
+    if args.tls:
+        await Tls(modem).setup(args.ssl_context, ca=args.ca_pem, server_name=args.endpoint)
+        ssl_context = args.ssl_context
+    if args.module_signs:
+        from quecmqtt.aliyun.replies import Registered
+
         ds = secret.device_secret if isinstance(secret, Registered) else secret
         client = MqttClient(modem, 0, aliauth_config(args.product_key, args.device_name, ds, ssl_context=ssl_context))
         await login(client, args.endpoint, args.mqtt_port, None, client_id=args.device_name)
@@ -266,9 +287,10 @@ async def _aliauth_cleared(args: argparse.Namespace, modem: Any) -> AsyncIterato
 
 
 async def _connect_cmd(args: argparse.Namespace) -> int:
+    secret = await _device_secret(args)
     async with open_modem(args) as modem, _aliauth_cleared(args, modem):
         started = time.monotonic()
-        client = await _connect(args, modem)
+        client = await _connect(args, modem, secret)
         seconds = time.monotonic() - started
         emit(
             args,
@@ -280,17 +302,32 @@ async def _connect_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _params(text: str) -> dict[str, Any]:
+    """--params: JSON text, @FILE for a file's, or - for standard input's."""
+    from quecmqtt.cli.common import read_stdin
+
+    where = "--params"
+    if text == "-":
+        text, where = (await read_stdin("the properties")).decode("utf-8", errors="replace"), "standard input"
+    elif text.startswith("@"):
+        data = await read_file(text[1:], "the properties")
+        text, where = data.decode("utf-8", errors="replace"), text[1:]
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise UsageError(f"{where} must hold a JSON object, e.g. '{{\"Temp\": 21.5}}'")
+    return params
+
+
 async def _post(args: argparse.Namespace) -> int:
     from quecmqtt.aliyun.alink import Thing
 
-    try:
-        params = json.loads(args.params)
-    except ValueError as exc:
-        raise UsageError(f"--params is not JSON: {exc}") from None
-    if not isinstance(params, dict):
-        raise UsageError("--params must be a JSON object, e.g. '{\"Temp\": 21.5}'")
+    params = await _params(args.params)
+    secret = await _device_secret(args)
     async with open_modem(args) as modem, _aliauth_cleared(args, modem):
-        client = await _connect(args, modem)
+        client = await _connect(args, modem, secret)
         thing = Thing(client, args.product_key, args.device_name)
         await thing.start()
         started = time.monotonic()
@@ -371,6 +408,10 @@ def add_module_parsers(commands: Any) -> None:
         p.add_argument("--tls", action="store_true", help="connect with TLS")
         p.add_argument("--ssl-context", type=int, default=2, help="SSL context index for --tls (default 2)")
         if name == "post":
-            p.add_argument("--params", required=True, help="the properties as JSON, e.g. '{\"Temp\": 21.5}'")
+            p.add_argument(
+                "--params",
+                required=True,
+                help="the properties as JSON, e.g. '{\"Temp\": 21.5}'; @FILE reads a file, - standard input",
+            )
             p.add_argument("--timeout", type=seconds, default=10.0, help="seconds to wait for post_reply (default 10)")
         p.set_defaults(func=lambda args, body=body, name=name: run(f"aliyun {name}", lambda: body(args)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,17 @@ port). Modules verify the twin's TLS certificate with the CA file printed at sta
 
 
 def _cmd_cloud(args: argparse.Namespace) -> int:
+    if args.registry:
+        from quecmqtt.cli.common import UsageError, check_writable
+
+        try:
+            check_writable(args.registry, "the registry")  # kept up to date: found out now, not at the first save
+        except UsageError as exc:
+            print(f"quecmqtt cloud: {exc}", file=sys.stderr)
+            return 2
+    if not args.endpoint:
+        print("quecmqtt cloud: --endpoint is empty: give the MQTT endpoint's name", file=sys.stderr)
+        return 2
     try:
         registry = Registry(args.registry)
         for item in args.product:
@@ -39,6 +51,9 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
                 raise ValueError(f"--device wants PK:DN[:DEVICE_SECRET], got {parts[0]!r}:...")
             registry.add_device(parts[0], parts[1], parts[2] if len(parts) == 3 and parts[2] else None)
         broker = tuple(args.broker) if args.broker else None
+    except json.JSONDecodeError as exc:
+        print(f"quecmqtt cloud: {args.registry} is not a registry (a JSON file): {exc}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as exc:
         print(f"quecmqtt cloud: {exc}", file=sys.stderr)
         return 2
@@ -71,7 +86,7 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(serve())
     except OSError as exc:
-        print(f"quecmqtt cloud: {exc}", file=sys.stderr)
+        print(f"quecmqtt cloud: cannot listen on {args.host}: {exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

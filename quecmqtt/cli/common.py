@@ -25,6 +25,34 @@ T = TypeVar("T")
 PORT_ENV = "QUECMQTT_PORT"
 
 
+class Output:
+    """How much the command says on standard error: -v adds a live, redacted AT trace and the
+    library's log lines; -q leaves only errors. Set once by `main`."""
+
+    verbose = False
+    quiet = False
+
+
+def configure_output(*, verbose: bool, quiet: bool) -> None:
+    """The library logs through `logging` (logger "quecmqtt"): here its lines get the command's
+    prefix and a level, instead of Python's bare last-resort output."""
+    import logging
+
+    Output.verbose, Output.quiet = verbose, quiet
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("quecmqtt: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("quecmqtt")
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def note(text: str) -> None:
+    """A progress line on standard error (not with -q)."""
+    if not Output.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
 URC_PORTS = ("usbat", "usbmodem", "uart1", "uart2", "all")  # BG96 AT manual 2.25; uart2, all on EC2x
 
 
@@ -69,6 +97,17 @@ def listen_port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"want a port number, got {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 1-65535 (0: any free one), not {value}")
+    return value
+
+
+def context_id(text: str) -> int:
+    """An argparse type for a PDP context id: 1-16 (AT+QIACT)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a context id 1-16, got {text!r}") from None
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"a context id is 1-16, not {value}")
     return value
 
 
@@ -139,7 +178,7 @@ class UsageError(Exception):
 async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIterator[Modem]:
     import asyncio
 
-    from quecmqtt.errors import PortLost
+    from quecmqtt.errors import PortLost, TranscriptError
     from quecmqtt.modem import Modem
     from quecmqtt.transport import open_transport
 
@@ -151,11 +190,22 @@ async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIte
     transcript = args.port.removeprefix("replay:")
     if args.port.startswith("replay:") and not await asyncio.to_thread(os.path.isfile, transcript):
         raise UsageError(f"{transcript}: no such transcript")
-    if getattr(args, "record", None):
-        await asyncio.to_thread(check_writable, args.record, "the transcript")
+    record = getattr(args, "record", None)
+    fresh_record = False
+    if record:
+        await asyncio.to_thread(check_writable, record, "the transcript")
+        fresh_record = not await asyncio.to_thread(os.path.exists, record)
     options: dict[str, Any] = {} if args.port.startswith(("socket://", "replay:")) else {"baudrate": args.baud}
+    try:
+        transport = open_transport(args.port, **options)
+    except TranscriptError as exc:  # --port replay:FILE with a file that is not a transcript
+        raise UsageError(str(exc)) from None
+    if Output.verbose:  # -v: the session as a transcript on stderr, live, secrets redacted
+        from quecmqtt.transport.recorder import RecorderTransport
+
+        transport = RecorderTransport(transport, sys.stderr, comments=(f"-v: the AT trace of {args.port}",))
     modem = Modem(
-        open_transport(args.port, **options),
+        transport,
         record=getattr(args, "record", None),
         urc_port=getattr(args, "urc_port", None),
         port_kind=getattr(args, "port_kind", None),
@@ -163,9 +213,17 @@ async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIte
     )
     try:
         await modem.open()
-    except PortLost as exc:
-        if device and "Inappropriate ioctl" in str(exc):  # ENOTTY: a character device, not a terminal
+    except BaseException as exc:
+        if fresh_record:  # nothing was recorded: no empty transcript is left behind
+            close_file = getattr(modem.transport, "close_file", None)
+            if close_file is not None:
+                close_file()
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.unlink, str(record))
+        if isinstance(exc, PortLost) and device and "Inappropriate ioctl" in str(exc):  # ENOTTY
             raise UsageError(f"{args.port} is not a serial port") from None
+        if isinstance(exc, TranscriptError):  # --port replay:FILE with a file that is not one
+            raise UsageError(str(exc)) from None
         raise
     try:
         yield modem
@@ -218,7 +276,9 @@ def run(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (QuecError, OSError) as exc:  # OSError includes TimeoutError
-        print(f"quecmqtt {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        first, _, rest = str(exc).partition("\n")  # a replay's diff, a module's answer: with -v
+        more = f"\n{rest}" if rest and Output.verbose else " (-v shows more)" if rest else ""
+        print(f"quecmqtt {command}: {type(exc).__name__}: {first}{more}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -260,7 +320,7 @@ async def ask(prompt: str) -> str:
 async def read_stdin(what: str) -> bytes:
     """All of standard input, with a hint when it is a terminal (else it looks like a hang)."""
     if sys.stdin.isatty():
-        print(f"reading {what} from standard input; end it with Ctrl-D", file=sys.stderr, flush=True)
+        note(f"reading {what} from standard input; end it with Ctrl-D")
     return await _in_daemon_thread(_read_all_of_stdin)
 
 

@@ -6,7 +6,16 @@ import argparse
 import dataclasses
 from typing import Any
 
-from quecmqtt.cli.common import add_json_option, add_port_options, emit, open_modem, run, seconds
+from quecmqtt.cli.common import (
+    UsageError,
+    add_json_option,
+    add_port_options,
+    context_id,
+    emit,
+    open_modem,
+    run,
+    seconds,
+)
 from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
 
 
@@ -56,6 +65,8 @@ async def attach(args: argparse.Namespace) -> int:
     from quecmqtt.network import Network
 
     pin = resolve_secret(args, "pin", prompt=False) if given(args, "pin") else None
+    if pin is not None and not (pin.reveal().isdigit() and 4 <= len(pin.reveal()) <= 8):
+        raise UsageError("a SIM PIN is 4 to 8 digits")  # (not the PIN itself: it stays out of messages)
     password = resolve_secret(args, "apn-password", prompt=False) if given(args, "apn-password") else None
     async with open_modem(args) as modem:
         network = Network(modem, cid=args.cid, apn=args.apn, username=args.apn_user, password=password, pin=pin)
@@ -108,6 +119,6 @@ def add_parsers(sub: Any) -> None:
     parser.add_argument("--apn-user", metavar="USER", help="APN user name")
     add_secret_option(parser, "apn-password", "the APN password", missing="none is used")
     add_secret_option(parser, "pin", "the SIM PIN", missing="none is sent (a SIM that wants one fails at 'sim')")
-    parser.add_argument("--cid", type=int, default=1, help="PDP context id (default 1)")
+    parser.add_argument("--cid", type=context_id, default=1, help="PDP context id, 1-16 (default 1)")
     parser.add_argument("--timeout", type=seconds, default=120.0, help="seconds for the whole attach (default 120)")
     parser.set_defaults(func=lambda args: run("attach", lambda: attach(args)))

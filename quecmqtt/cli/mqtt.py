@@ -13,6 +13,7 @@ from quecmqtt.cli.common import (
     add_json_option,
     add_port_options,
     host_port,
+    note,
     open_modem,
     positive,
     read_file,
@@ -90,7 +91,7 @@ async def _connect(args: argparse.Namespace, client: Any) -> None:
         else:
             await Tls(client.modem).setup(args.ssl_context, ca=args.ca_pem, server_name=host)  # verified
     if not args.json:
-        print(f"connecting to {host}:{port} as {args.client_id} ...", file=sys.stderr, flush=True)
+        note(f"connecting to {host}:{port} as {args.client_id} ...")
     await client.open(host, port)
     await client.connect(args.client_id, args.username, args.password_secret)
 
@@ -148,8 +149,7 @@ async def sub(args: argparse.Namespace) -> int:
             # SUBSCRIBE: then say so and fail rather than wait for messages that cannot come.
             granted = await client.subscribe([(t, args.qos) for t in args.topic])
             for g in granted:
-                note = "REFUSED by the broker" if g.rejected else f"QoS {g.qos}"
-                print(f"subscribed to {g.topic}: {note}", file=sys.stderr, flush=True)
+                note(f"subscribed to {g.topic}: {'REFUSED by the broker' if g.rejected else f'QoS {g.qos}'}")
             async with asyncio.timeout(args.wait):
                 async for message in client.messages:  # what arrived before a loss, then LinkLost
                     if not isinstance(message, MqttMessage):

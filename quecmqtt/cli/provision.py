@@ -37,6 +37,7 @@ from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.network import Network
 from quecmqtt.transport import open_transport
 
+PROG = "quecmqtt provision"  # the name messages start with (tools/provision.py runs the same code)
 PROVISIONED = "provisioned"
 SKIPPED = "already provisioned"
 
@@ -194,32 +195,32 @@ async def main(args: argparse.Namespace) -> int:
     try:
         product_secret = resolve_secret(args, "product-secret")
     except SecretMissing as exc:
-        print(f"provision: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if not args.endpoint:
-        print("provision: give --endpoint: the login that proves each registration goes there", file=sys.stderr)
+        print(f"{PROG}: give --endpoint: the login that proves each registration goes there", file=sys.stderr)
         return 2
     try:
         args.ca_pem = await asyncio.to_thread(Path(args.ca).read_bytes) if args.ca else None
     except OSError as exc:
-        print(f"provision: cannot read the CA certificate: {exc}", file=sys.stderr)
+        print(f"{PROG}: cannot read the CA certificate {args.ca}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if len(set(args.ports)) != len(args.ports):
-        print("provision: a port is given twice; each module must be driven by one task", file=sys.stderr)
+        print(f"{PROG}: a port is given twice; each module must be driven by one task", file=sys.stderr)
         return 2
     try:
         args.device_name.format(imei="864430010001091", model="EC200U")
     except Exception as exc:  # KeyError, AttributeError ({imei.x}), ValueError, IndexError
-        print(f"provision: --device-name {args.device_name!r}: only {{imei}} and {{model}} ({exc})", file=sys.stderr)
+        print(f"{PROG}: --device-name {args.device_name!r}: only {{imei}} and {{model}} ({exc})", file=sys.stderr)
         return 2
     try:
         report = Report(Path(args.report))
         report.save()  # a report that cannot be written is found now, not after the first module
     except ReportError as exc:
-        print(f"provision: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"provision: cannot write the report {args.report}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{PROG}: cannot write the report {args.report}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     limit = asyncio.Semaphore(args.parallel)
     LABELS.update(port_labels(args.ports))
@@ -248,7 +249,7 @@ async def main(args: argparse.Namespace) -> int:
     try:
         report.save()
     except OSError as exc:
-        print(f"provision: the report {args.report} could not be written: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{PROG}: the report {args.report} could not be written: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 1 if failed else 0
 
@@ -282,7 +283,7 @@ def run_provision(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(main(args))
     except KeyboardInterrupt:  # what was stored stays stored; the report has every finished row
-        print("provision: interrupted; run it again to do what is left", file=sys.stderr)
+        print(f"{PROG}: interrupted; run it again to do what is left", file=sys.stderr)
         return 130
 
 

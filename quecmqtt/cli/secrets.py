@@ -45,7 +45,8 @@ def add_secret_option(
 
 def given(args: argparse.Namespace, name: str) -> bool:
     dest = name.replace("-", "_")
-    return any(getattr(args, key, None) for key in (dest, f"{dest}_file", f"{dest}_env"))
+    # "" counts as given: `--pin ''` is a mistake to report ("the value is empty"), not silence
+    return any(getattr(args, key, None) is not None for key in (dest, f"{dest}_file", f"{dest}_env"))
 
 
 def resolve_secret(args: argparse.Namespace, name: str, *, prompt: bool = True) -> Secret:

@@ -40,8 +40,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
     if not args.port:
         print("quecmqtt record: give --port DEVICE, the real module's AT port", file=sys.stderr)
         return 2
-    if not args.port.startswith(("socket://", "rfc2217://")) and not Path(args.port).exists():
-        print(f"quecmqtt record: {args.port}: no such device", file=sys.stderr)
+    from quecmqtt.cli.common import UsageError, check_serial_device, check_writable
+
+    try:
+        if not args.port.startswith(("socket://", "rfc2217://")):
+            check_serial_device(args.port)
+        check_writable(args.output, "the transcript")
+    except UsageError as exc:
+        print(f"quecmqtt record: {exc}", file=sys.stderr)
         return 2
 
     async def serve(link: str) -> int:
@@ -70,8 +76,11 @@ def _cmd_record(args: argparse.Namespace) -> int:
         with _link_path(args.link, "ttyREC0") as link:
             return asyncio.run(serve(link))
     except (OSError, QuecError) as exc:
+        if "Inappropriate ioctl" in str(exc):  # ENOTTY: a character device, not a terminal
+            print(f"quecmqtt record: {args.port} is not a serial port", file=sys.stderr)
+            return 2
         print(f"quecmqtt record: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, FileNotFoundError) else 1  # the --link directory
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

@@ -202,7 +202,7 @@ def load_profile(path: str | Path) -> Profile:
     try:
         return Profile.from_json(text)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise ValueError(f"{path} is not a profile file (JSON, as 'quecmqtt doctor' writes): {exc}") from None
 
 
 def luhn_ok(imei: str) -> bool:

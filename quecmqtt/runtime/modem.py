@@ -384,7 +384,11 @@ class Modem:
                 raise
             except Exception as exc:
                 if isinstance(exc, QuecError) and not isinstance(exc, PortLost):
-                    log.error("reading from %s failed: %s", self.transport.name, exc)  # says what it is
+                    # says what it is; a transport that cannot come back (a replay) ends here, and
+                    # the waiting caller gets the error: no second report of it
+                    (log.error if self.transport.reopenable else log.info)(
+                        "reading from %s failed: %s", self.transport.name, exc
+                    )
                     exc = PortLost(f"{self.transport.name}: {exc}")
                 elif not isinstance(exc, PortLost):  # a transport failing some other way: lost, loudly
                     log.error("reading from %s failed: %r", self.transport.name, exc, exc_info=True)

@@ -325,7 +325,9 @@ class Supervisor:
             return
         modem = self._modem
         self.port_up.clear()
-        log.warning("port %s lost: %s (generation %d)", modem.transport.name, exc, self.generation + 1)
+        (log.warning if modem.transport.reopenable else log.info)(
+            "port %s lost: %s (generation %d)", modem.transport.name, exc, self.generation + 1
+        )
         modem.channel.stale_risk = False
         modem.codec.receive_eof()  # half a line from the old port is noise
         modem.dispatch_all()
@@ -436,7 +438,7 @@ class Supervisor:
     async def _reopen(self) -> None:
         transport = self._modem.transport
         if not transport.reopenable:
-            log.error("%s cannot be reopened", transport.name)
+            log.info("%s cannot be reopened", transport.name)  # a replay: its end is the caller's error
             await self.changed()  # callers fail at once (wait_ready); until closed
             return
         delay, limit = self.reopen_backoff
