@@ -19,7 +19,6 @@ first used): `quecmqtt --help` stays fast.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from quecmqtt.errors import (
     AttachError,
@@ -41,7 +40,10 @@ from quecmqtt.errors import (
     TlsError,
 )
 
+TYPE_CHECKING = False  # `typing` costs every start 4 ms and more: imported only by type checkers
 if TYPE_CHECKING:
+    from typing import Any
+
     from quecmqtt import aliyun
     from quecmqtt.at.events import MqttMessage
     from quecmqtt.mqtt.session import Session
