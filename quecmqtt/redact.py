@@ -150,6 +150,9 @@ SECRET_KEYS = frozenset(
     {"deviceSecret", "productSecret", "deviceToken", "password", "passwd", "secret", "token", "accessKey"}
 )
 MAX_JSON = 256 * 1024  # registration replies are small: larger payloads are not parsed
+_RAW_VALUE = re.compile(
+    rb'"(' + b"|".join(re.escape(k.encode()) for k in sorted(SECRET_KEYS)) + rb')"\s*:\s*"((?:[^"\\]|\\.)*)"'
+)
 _KEY_HINT = re.compile(b"|".join(re.escape(b'"' + k.encode() + b'"') for k in sorted(SECRET_KEYS)))
 
 
@@ -162,14 +165,23 @@ def secrets_in_json(data: bytes) -> Iterator[Secret]:
         document = json.loads(data)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
         return
+    found: set[str] = set()
     stack = [document]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
                 if key in SECRET_KEYS and isinstance(value, str) and value:
+                    found.add(value)
                     yield Secret(value, key)
                 elif isinstance(value, dict | list):
                     stack.append(value)
         elif isinstance(node, list):
             stack.extend(v for v in node if isinstance(v, dict | list))
+    # the bytes as written: a value with an escape (`\/`, `\u00e9`) is not its decoded text, and
+    # a transcript or log holds the bytes
+    for match in _RAW_VALUE.finditer(data):
+        raw = match.group(2).decode("utf-8", errors="replace")
+        if raw and raw not in found and match.group(1).decode() in SECRET_KEYS:
+            found.add(raw)
+            yield Secret(raw, match.group(1).decode())

@@ -54,6 +54,13 @@ class _Data:
     aborted: bool = False
 
 
+def _is_private_key(command: Command, content: bytes | bytearray) -> bool:
+    """An upload that must not be recorded: a PEM or OpenSSH private key, or a file named as a
+    key (DER keys have no marker). Certificates and CA files are public and stay readable."""
+    name = str(command.values.get("name", "")).lower()
+    return b"PRIVATE KEY" in content or "key" in name.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+
+
 class _EchoFollower:
     """Follows the module's echo of a typed line through its output, skipping whole lines that
     cut into it (a URC while the line was being typed, echoed byte by byte), and says where
@@ -136,7 +143,10 @@ class SerialProxy:
     def _from_host(self, data: bytes) -> None:
         for byte in data:
             self._host_byte(byte)
-        self._writes.put_nowait((data, len(self._host_line)))
+        held = len(self._host_line)
+        if self._data is not None and not self._data.done and self._data.command.spec.name == "+QFUPL":
+            held += len(self._data.received)  # an upload is recorded whole, once it is known whether it is a key
+        self._writes.put_nowait((data, held))
 
     async def _to_module(self) -> None:
         while True:
@@ -179,6 +189,8 @@ class SerialProxy:
         else:
             data.received.append(byte)
         if data.done:
+            if data.command.spec.name == "+QFUPL" and _is_private_key(data.command, data.received):
+                self.redactor.add(bytes(data.received), "private_key")  # before its bytes are recorded
             self._answer_prompt()
 
     def _command_line(self, line: bytes) -> None:

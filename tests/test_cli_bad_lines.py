@@ -466,6 +466,16 @@ BAD: list[tuple[str, int, str]] = [
         "argument --mqtt-port: a port is 1-65535, not 0",
     ),
     (f"info --port replay:{SEED}", 1, "ReplayMismatch"),
+    # faults for a running emulator: out of range, the emulator keeps answering (on b32764a
+    # `fragment -1` was taken and the emulator stopped answering)
+    ("fault --control {control} fragment -1", 2, "MAX: want 0-65536, got -1"),
+    ("fault --control {control} fragment abc", 2, "MAX: want a whole number 0-65536, got 'abc'"),
+    ("fault --control {control} drop-link 9 1", 2, "CLIENT: want 0-5, got 9"),
+    ("fault --control {control} rtt -5", 2, "SECONDS: want 0-60 seconds, got -5"),
+    ("fault --control {control} rtt nan", 2, "SECONDS: want 0-60 seconds, got nan"),
+    ("fault --control {control} burst 0 t 99999999", 2, "COUNT: want 1-10000, got 99999999"),
+    ("fault --control {control} inject zz", 2, "HEX: want pairs of hex digits, got 'zz'"),
+    ("fault --control {control} reboot now", 2, "reboot takes at most 0 argument(s)"),
     ("emulate --profile /nonexistent/p.json", 2, "cannot read profile /nonexistent/p.json"),
 ]
 # lines shlex cannot carry well: a C1 control character, a payload too big for the module
@@ -486,6 +496,20 @@ def emulator(broker: Broker) -> Iterator[EmulatorThread]:
         yield emu
 
 
+@pytest.fixture(scope="module")
+def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The control socket of a running `quecmqtt emulate`."""
+    import pexpect
+
+    link = tmp_path_factory.mktemp("emulate") / "tty"
+    child = pexpect.spawn(sys.executable, ["-m", "quecmqtt", "emulate", "--link", str(link)], timeout=20)
+    child.expect("Ctrl-C stops")
+    yield f"{link}.control"
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+
+
 def test_the_table_is_large() -> None:
     assert len(CASES) >= 100
 
@@ -493,11 +517,14 @@ def test_the_table_is_large() -> None:
 @pytest.mark.broker
 @pytest.mark.parametrize(("argv", "status", "message"), CASES, ids=[" ".join(a)[:80] for a, _, _ in CASES])
 def test_a_bad_command_line_gets_one_clear_line(
-    argv: list[str], status: int, message: str, tmp_path: Path, emulator: EmulatorThread
+    argv: list[str], status: int, message: str, tmp_path: Path, emulator: EmulatorThread, control: str
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("QUECMQTT_DEBUG", "QUECMQTT_PORT")}
     env["EMPTY_VAR"] = ""
-    words = [word.replace("{emu}", emulator.path).replace("{tmp}", str(tmp_path)) for word in argv]
+    words = [
+        word.replace("{emu}", emulator.path).replace("{tmp}", str(tmp_path)).replace("{control}", control)
+        for word in argv
+    ]
     done = subprocess.run(
         [sys.executable, "-m", "quecmqtt", *words], cwd=tmp_path, env=env, capture_output=True, timeout=30,
         stdin=subprocess.DEVNULL,
@@ -512,3 +539,7 @@ def test_a_bad_command_line_gets_one_clear_line(
     assert list(tmp_path.iterdir()) == []  # nothing left behind
     assert not any(client.connected for client in emulator.emulator.module.clients)
     assert "recorded 0 bytes" not in done.stdout.decode(errors="replace")
+    if "{control}" in argv:  # the emulator behind the control socket still answers
+        from quecmqtt.emulator.control import send_fault
+
+        assert send_fault(control, "fragment", ["0"]) == {"ok": True}

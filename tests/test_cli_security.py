@@ -4,6 +4,7 @@ emulator, the cloud twin and a real Mosquitto whose log shows what reached it.""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pexpect
 import pytest
@@ -135,3 +136,64 @@ def test_the_default_client_id_is_random(broker: Broker) -> None:
             assert status == 0, output
     ids = [m.group(1) for line in connections(broker) if (m := re.search(r" as (quecmqtt-[0-9a-f]{8}) ", line))]
     assert len(ids) >= 2 and len(set(ids[-2:])) == 2, ids
+
+
+KEY_PEM = (
+    b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7quecmqtttestkey\n"
+    b"-----END PRIVATE KEY-----\n"
+)
+CERT_PEM = b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUquecmqttpubliccert\n-----END CERTIFICATE-----\n"
+
+
+def test_record_keeps_an_uploaded_private_key_out_of_the_transcript(tmp_path: Path) -> None:
+    """A program that uploads a client key through `quecmqtt record` (AT+QFUPL, then the raw
+    bytes): the transcript holds a placeholder for the key, the certificate in clear; and a
+    password typed with V.250's blanks (`AT + QMTCONN = ...`) is found as well."""
+    import asyncio
+
+    from quecmqtt.modem import Modem
+    from quecmqtt.secret import Secret
+    from quecmqtt.tls import Files
+    from quecmqtt.transport.serial import SerialTransport
+
+    async def flow(path: str) -> None:
+        async with Modem(SerialTransport(path)) as modem:
+            files = Files(modem)
+            await files.upload("client.pem", CERT_PEM)
+            await files.upload("client.key", Secret(KEY_PEM, "client_key"))
+            await modem.write_raw(b'AT + QMTCFG = "aliauth",0,"pk1","dev1","blank-spaced-secret"\r')
+
+    transcript, link = tmp_path / "session.txt", tmp_path / "ttyREC0"
+    with EmulatorThread() as emu:
+        child = spawn("record", "--port", emu.path, "--link", str(link), "--output", str(transcript))
+        child.expect("Ctrl-C stops")
+        asyncio.run(flow(str(link)))
+        child.sendintr()
+        child.expect(pexpect.EOF)
+        child.close()
+    text = transcript.read_text()
+    assert "QUECMQTTTESTKEY".lower() not in text.lower() and "PRIVATE KEY" not in text, text  # on b32764a: in clear
+    assert f"{{{{private_key:{len(KEY_PEM)}}}}}" in text or f"{{{{client_key:{len(KEY_PEM)}}}}}" in text, text
+    assert "quecmqttpubliccert" in text  # public: stays readable
+    assert "blank-spaced-secret" not in text
+
+
+def test_the_console_history_keeps_no_secret_in_any_form(tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    with EmulatorThread() as emu:
+        child = spawn("at", "--port", emu.path, "--history", str(history), timeout=10)
+        for line in (
+            'AT + QMTCFG = "aliauth",0,"pk1","dev1","spaced-secret-1"',
+            'AT+VENDORSECRET="vendor-secret-2"',
+            'AT+CSQ;+VENDORTHING="vendor-secret-3"',
+            "AT+CSQ",
+        ):
+            child.expect_exact("AT> ")
+            child.sendline(line)
+        child.expect_exact("AT> ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child.close()
+    saved = history.read_text()
+    assert "AT+CSQ" in saved and "AT+VENDORSECRET=***" in saved, saved
+    assert not re.search("spaced-secret|vendor-secret", saved), saved

@@ -3,6 +3,9 @@ objects that hold them, not in the error for a value that is not text."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from quecmqtt.aliyun.device import Product
@@ -108,3 +111,43 @@ def test_decode_hides_registration_replies_and_read_backs_unless_revealed(tmp_pa
     assert status == 0 and "SECRET-" not in output and output.count("***") == 3, output
     status, output = run_cli("decode", "--raw", "--reveal", str(raw))
     assert status == 0 and all(f"SECRET-{x}" in output for x in "ABC"), output
+
+
+@pytest.mark.parametrize("older", [False, True])
+async def test_the_sqlite_outbox_and_its_side_files_are_the_owners_alone(tmp_path: Path, older: bool) -> None:
+    """Messages may carry anything: the database and SQLite's -wal and -shm files are 0600,
+    also when an older version left the database 0644 (on b32764a: 0644, all three)."""
+    import stat
+
+    from quecmqtt.mqtt.outbox import SqliteOutbox
+
+    path = tmp_path / "outbox.db"
+    if older:
+        path.touch(mode=0o644)
+        os.chmod(path, 0o644)
+    outbox = SqliteOutbox(str(path))
+    await outbox.open()
+    await outbox.put("t", b"payload", 1, False)
+    try:
+        files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+        assert all(f.exists() for f in files)
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        outbox.close()
+
+
+def test_a_token_written_with_json_escapes_is_redacted_as_written() -> None:
+    """The cloud may escape a character of a token (`\\/`, `\\u0041`): the transcript holds the
+    bytes as written, so those are hidden too, not only the decoded text (on b32764a the
+    escaped form stayed in clear)."""
+    from quecmqtt.aliyun.replies import registration_secrets
+    from quecmqtt.decode import decode_raw
+    from quecmqtt.redact import Redactor
+
+    reply = b'{"code":200,"data":{"deviceToken":"^1^1681709523062^c5\\/cce0\\u0041a","clientId":"cid"}}'
+    redactor = Redactor(registration_secrets(reply))
+    shown = redactor.redact_text(reply.decode())
+    assert "c5" not in shown and "cce0" not in shown and '"clientId":"cid"' in shown, shown
+    push = b'\r\n+QMTRECV: 0,0,"/ext/regnwl",' + str(len(reply)).encode() + b',"' + reply + b'"\r\n'
+    text = "\n".join(str(event) for event in decode_raw(push))
+    assert "cce0" not in text, text

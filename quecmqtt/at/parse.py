@@ -19,7 +19,9 @@ from quecmqtt.at.spec import Command, CommandSpec, Form, Kind, Resp
 from quecmqtt.errors import InvalidArgument
 from quecmqtt.secret import REDACTED, Secret
 
-_EXTENDED = re.compile(r"([+&$%^#*][A-Za-z0-9_]+)\s*(.*)\Z", re.DOTALL)
+# V.250 lets blanks stand between the parts of a command line (`AT + QMTCONN = 0,...`), and a
+# module may take them: the name is found across them, so its secrets are found too
+_EXTENDED = re.compile(r"([+&$%^#*])\s*([A-Za-z0-9_]+)\s*(.*)\Z", re.DOTALL)
 
 
 @lru_cache(maxsize=1)
@@ -91,7 +93,7 @@ def _parse_one(line: bytes) -> Command:
     body = text[2:].lstrip()  # `AT +CPIN=1234`
     m = _EXTENDED.match(body)
     if m is not None:
-        name, rest = m.group(1).upper(), m.group(2)
+        name, rest = (m.group(1) + m.group(2)).upper(), m.group(3)
     else:
         name, rest = body.upper(), ""
     if rest == "":

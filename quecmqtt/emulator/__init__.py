@@ -175,6 +175,8 @@ class Emulator:
 
     def fragment(self, max_chunk: int | None) -> None:
         """Send output in random pieces of 1 to `max_chunk` bytes (None: whole)."""
+        if max_chunk is not None and max_chunk < 1:
+            raise ValueError(f"a piece is at least 1 byte, not {max_chunk} (None: whole)")
         self.module.fragment = max_chunk
 
     def inject(self, data: bytes) -> None:

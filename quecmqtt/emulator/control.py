@@ -27,27 +27,82 @@ from quecmqtt.emulator import Emulator
 
 MAX_REQUEST = 64 * 1024  # bytes in one request line, newline excluded
 
+
 # name -> (method, argument converters, help)
+def _whole(what: str, low: int, high: int) -> Callable[[str], int]:
+    """A converter for a whole-number argument in [low, high], its error in the user's terms."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{what}: want a whole number {low}-{high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"{what}: want {low}-{high}, got {value}")
+        return value
+
+    return convert
+
+
+def _seconds(what: str, high: float) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{what}: want seconds, got {text!r}") from None
+        if not 0 <= value <= high:  # also NaN
+            raise ValueError(f"{what}: want 0-{high:g} seconds, got {text}")
+        return value
+
+    return convert
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"HEX: want pairs of hex digits, got {text!r}") from None
+
+
+CLIENT = _whole("CLIENT", 0, 5)
+# name -> (the Emulator method, a converter per argument (each checks its range: a fault that
+# could not happen on a module, a negative chunk size, must not reach the emulator), help)
 FAULTS: dict[str, tuple[str, tuple[Callable[[str], Any], ...], str]] = {
     "reboot": ("reboot", (), "POWERED DOWN, silence, RDY; volatile state is lost"),
-    "drop-link": ("drop_link", (int, int), "CLIENT [CODE]: close an MQTT link with +QMTSTAT: CLIENT,CODE (1)"),
+    "drop-link": (
+        "drop_link",
+        (CLIENT, _whole("CODE", 1, 7)),
+        "CLIENT [CODE]: close an MQTT link with +QMTSTAT: CLIENT,CODE (1)",
+    ),
     "unplug": ("unplug", (), "the port vanishes (USB unplug): the device path dangles"),
     "replug": ("replug", (), "a new pty behind the same device path (after unplug)"),
-    "pdp-deactivate": ("deactivate_pdp", (int,), '[CID]: +QIURC: "pdpdeact",CID (1); its MQTT links drop'),
+    "pdp-deactivate": (
+        "deactivate_pdp",
+        (_whole("CID", 1, 16),),
+        '[CID]: +QIURC: "pdpdeact",CID (1); its MQTT links drop',
+    ),
     "stall": ("stall", (), "stop answering until 'resume'"),
     "resume": ("resume", (), "answer again after 'stall'"),
-    "fragment": ("fragment", (int,), "MAX: send output in random pieces of 1..MAX bytes (0: whole)"),
-    "inject": ("inject", (bytes.fromhex,), "HEX: write these bytes to the port as they are"),
-    "delay-urcs": ("delay_urcs", (float,), "SECONDS: hold every URC back"),
-    "rtt": ("set_rtt", (float,), "SECONDS: network round-trip time for connections and MQTT packets"),
-    "burst": ("burst", (int, str, int), "CLIENT TOPIC COUNT: deliver COUNT messages to CLIENT at once"),
+    "fragment": (
+        "fragment",
+        (_whole("MAX", 0, 65536),),
+        "MAX: send output in random pieces of 1..MAX bytes (0: whole)",
+    ),
+    "inject": ("inject", (_hex,), "HEX: write these bytes to the port as they are"),
+    "delay-urcs": ("delay_urcs", (_seconds("SECONDS", 3600),), "SECONDS: hold every URC back"),
+    "rtt": ("set_rtt", (_seconds("SECONDS", 60),), "SECONDS: network round-trip time for connections and MQTT packets"),
+    "burst": (
+        "burst",
+        (CLIENT, str, _whole("COUNT", 1, 10000)),
+        "CLIENT TOPIC COUNT: deliver COUNT messages to CLIENT at once",
+    ),
     "refuse-topic": ("refuse_topic", (str,), "TOPIC: the far side closes the link on a publish to TOPIC"),
     "corrupt-upload": ("corrupt_next_upload", (), "the next AT+QFUPL stores one byte less than it received"),
     "sim-remove": ("remove_sim", (), "the SIM is pulled: +CPIN: NOT READY (+QSIMSTAT: 1,0 if enabled)"),
     "sim-insert": ("insert_sim", (), "the SIM is back: +CPIN: READY (+QSIMSTAT: 1,1 if enabled)"),
     "psm": ("enter_psm", (), "the module enters PSM: PSM POWER DOWN, then silence until 'wake'"),
     "wake": ("wake", (), "out of PSM: RDY and the boot URCs"),
-    "ping-fail": ("fail_pings", (int,), "CLIENT: the broker stops answering PINGREQ; the keep-alive fails"),
+    "ping-fail": ("fail_pings", (CLIENT,), "CLIENT: the broker stops answering PINGREQ; the keep-alive fails"),
 }
 
 

@@ -252,8 +252,17 @@ class SqliteOutbox(Outbox):
         with self._opening:
             if self._thread is not None:
                 return
+            # messages may hold anything a device sends: the file is the owner's alone. SQLite
+            # makes its -wal and -shm files with the database's mode; a database an older
+            # version left 0644 (and its side files) is tightened here
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+            for suffix in ("-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{self.path}{suffix}", 0o600)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
