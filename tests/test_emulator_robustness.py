@@ -165,8 +165,8 @@ async def test_a_request_just_at_the_limit_is_served(control: tuple[Emulator, st
         (b"{}", "a request is a JSON object"),
         (b'{"fault": "drop-link", "args": "01"}', '"args" must be a list'),
         (b'{"fault": "no-such-fault"}', "unknown fault 'no-such-fault'"),
-        (b'{"fault": "drop-link", "args": [9]}', "MQTT client index 9 is not 0-5"),
-        (b'{"fault": "inject", "args": ["zz"]}', "non-hexadecimal"),
+        (b'{"fault": "drop-link", "args": [9]}', "CLIENT: want 0-5, got 9"),
+        (b'{"fault": "inject", "args": ["zz"]}', "HEX: want pairs of hex digits"),
         (b'{"fault": "rtt", "args": ["1", "2"]}', "rtt takes at most 1 argument(s)"),
     ],
 )
