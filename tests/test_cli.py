@@ -96,7 +96,7 @@ def test_emulate_serves_a_port_and_takes_faults(tmp_path: Path) -> None:
             assert seen.startswith(b"\r\nPOWERED DOWN\r\n") and b"\r\nRDY\r\n" in seen
             assert b"APP RDY" not in seen  # BG96 has no APP RDY
             status, output = run_cli("fault", "--control", control, "drop-link", "9")
-            assert status == 2 and "not 0-5" in output
+            assert status == 2 and "CLIENT: want 0-5, got 9" in output
             status, output = run_cli("fault", "--control", control, "no-such-fault")
             assert status == 2 and "invalid choice" in output
             # a second emulator on the same link must not take over the first one's live pty
