@@ -45,9 +45,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from quecmqtt import aliyun
+    from quecmqtt.api import Modem
     from quecmqtt.at.events import MqttMessage
     from quecmqtt.mqtt.session import Session
-    from quecmqtt.runtime import Modem
     from quecmqtt.secret import Secret, load_secret
 
 # the one place the version is written (pyproject.toml reads it): importlib.metadata would
@@ -83,7 +83,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Modem": "quecmqtt.runtime",
+    "Modem": "quecmqtt.api",
     "Session": "quecmqtt.mqtt.session",
     "MqttMessage": "quecmqtt.at.events",
     "Secret": "quecmqtt.secret",
@@ -102,7 +102,7 @@ def connect(
     ``COM3``), ``socket://HOST:PORT``, ``rfc2217://HOST:PORT`` or ``replay:TRANSCRIPT``.
     Nothing is opened until ``async with`` (or ``await modem.open()``). `record` writes a
     redacted transcript (mode 0600); other options go to `quecmqtt.runtime.Modem`."""
-    from quecmqtt.runtime import Modem
+    from quecmqtt.api import Modem
     from quecmqtt.transport import open_transport
 
     url = os.fspath(port)

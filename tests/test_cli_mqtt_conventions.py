@@ -116,3 +116,11 @@ def test_quiet_says_nothing_but_errors(emulator: EmulatorThread) -> None:
     status, output = run_cli("-q", "mqtt", "pub", "--port", emulator.path, "--broker", "nohost.invalid:1883",
                              "-t", "conv/q", "-m", "hi")  # fmt: skip
     assert status == 1 and output.strip().startswith("quecmqtt mqtt pub: MqttOpenError"), output
+
+
+def test_a_long_wait_counts_its_seconds_on_a_terminal(broker: Broker) -> None:
+    with EmulatorThread(hosts=broker.hosts(), rtt=0.8) as emu:  # open and connect: two round trips
+        child = spawn("mqtt", "pub", "--port", emu.path, "--broker", "broker.test:1883", "-t", "conv/slow", "-m", "x")
+        child.expect_exact("connecting to broker.test:1883 ... 1 s")
+        status, output = finish(child)
+    assert status == 0 and "published 1 x 1 bytes" in output, output

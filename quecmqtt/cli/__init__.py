@@ -214,6 +214,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "a serial proxy: offer a pty to another program and record its session with the module",
     ),
     "replay": ("quecmqtt.cli.sessions", "add_parsers", "serve a transcript on a pty as a fake module"),
+    "completion": ("quecmqtt.cli.completion", "add_parser", "print a shell completion script (bash, zsh)"),
     "provision": (
         "quecmqtt.cli.provision",
         "add_parser",
@@ -381,6 +382,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(words)
+    from quecmqtt.cli.defaults import ConfigError, apply_defaults, config_path, load_config
+
+    try:  # defaults from QUECMQTT_* and the config file, for the command named only
+        apply_defaults(parser, words, load_config(config_path()))
+    except ConfigError as exc:
+        print(f"quecmqtt: {exc}", file=sys.stderr)
+        return 2
     args, extra = parser.parse_known_args(words)
     if extra:  # named by the command they were given to, not by `quecmqtt`
         prog = getattr(args, "command_prog", parser.prog)

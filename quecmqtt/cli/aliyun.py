@@ -32,6 +32,7 @@ from quecmqtt.cli.common import (
     read_file,
     run,
     seconds,
+    ticking,
 )
 from quecmqtt.cli.secrets import SecretMissing, add_secret_option, given, resolve_secret
 from quecmqtt.errors import CommandTimeout, InvalidArgument, QuecError
@@ -207,7 +208,7 @@ async def _register(args: argparse.Namespace) -> int:
 async def _register_through_module(args: argparse.Namespace, product: Any, store: Any) -> Any:
     from quecmqtt.aliyun.device import register_https, register_mqtt
 
-    async with open_modem(args) as modem:
+    async with open_modem(args) as modem, ticking("registering"):
         if not args.json:
             how = "HTTPS" if args.https else f"MQTT ({args.auth_type}) over {'TCP' if args.plain_tcp else 'TLS'}"
             note(f"registering {args.product_key}/{args.device_name} over {how} ...")

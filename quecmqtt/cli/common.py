@@ -49,6 +49,30 @@ def configure_output(*, verbose: bool, quiet: bool) -> None:
     logger.propagate = False
 
 
+@asynccontextmanager
+async def ticking(label: str) -> AsyncIterator[None]:
+    """On a terminal (not with -q or -v): `label ... N s` counting up on standard error while
+    the block runs (an attach, a registration, a connect may take a minute), cleared after."""
+    import asyncio
+
+    if Output.quiet or Output.verbose or not sys.stderr.isatty():
+        yield
+        return
+    started = time.monotonic()
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(1)
+            print(f"\r{label} ... {time.monotonic() - started:.0f} s", end="", file=sys.stderr, flush=True)
+
+    task = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        task.cancel()
+        print("\r" + " " * (len(label) + 16) + "\r", end="", file=sys.stderr, flush=True)
+
+
 def note(text: str) -> None:
     """A progress line on standard error (not with -q)."""
     if not Output.quiet:

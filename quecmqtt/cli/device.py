@@ -15,6 +15,7 @@ from quecmqtt.cli.common import (
     open_modem,
     run,
     seconds,
+    ticking,
 )
 from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
 
@@ -73,7 +74,8 @@ async def attach(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"attaching (SIM, registration, PDP context {args.cid}; up to {args.timeout:g} s) ...", flush=True)
         try:
-            attached = await network.attach(timeout=args.timeout)
+            async with ticking("attaching"):
+                attached = await network.attach(timeout=args.timeout)
         except AttachError as exc:
             emit(
                 args,

@@ -19,6 +19,7 @@ from quecmqtt.cli.common import (
     read_stdin,
     run,
     seconds,
+    ticking,
 )
 from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
 from quecmqtt.errors import LinkLost, QuecError
@@ -95,8 +96,9 @@ async def _connect(args: argparse.Namespace, client: Any) -> None:
             await Tls(client.modem).setup(args.ssl_context, ca=args.ca_pem, server_name=host)  # verified
     if not args.json:
         note(f"connecting to {host}:{port} as {args.client_id} ...")
-    await client.open(host, port)
-    await client.connect(args.client_id, args.username, args.password_secret)
+    async with ticking(f"connecting to {host}:{port}"):
+        await client.open(host, port)
+        await client.connect(args.client_id, args.username, args.password_secret)
 
 
 def _client(args: argparse.Namespace, modem: Any) -> Any:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from quecmqtt.at.codec import AtCodec
 from quecmqtt.at.events import (
@@ -54,9 +54,6 @@ from quecmqtt.runtime.waiters import WaiterRegistry
 from quecmqtt.secret import Secret
 from quecmqtt.transport.base import Transport
 from quecmqtt.transport.recorder import RecorderTransport
-
-if TYPE_CHECKING:
-    from quecmqtt.mqtt.opener import SessionOpener
 
 log = logging.getLogger("quecmqtt.runtime")
 
@@ -164,14 +161,6 @@ class Modem:
         return self.state is State.CLOSED
 
     # -- life cycle -----------------------------------------------------------------------------
-
-    def session(self, host: str, port: int | None = None, **options: Any) -> SessionOpener:
-        """`async with modem.session(host) as session:` an MQTT session on this modem; see
-        `quecmqtt.mqtt.opener` (client id, TLS, port) and `quecmqtt.mqtt.session` (the rest)."""
-        # the MQTT layer sits above the runtime: imported when asked for, not at import time
-        from quecmqtt.mqtt.opener import SessionOpener
-
-        return SessionOpener(self, host, port, **options)
 
     async def __aenter__(self) -> Modem:
         await self.open()
