@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 TYPE_CHECKING = False  # `typing` is not imported at run time: the start stays fast
 if TYPE_CHECKING:
@@ -36,18 +35,20 @@ class ConfigError(Exception):
     """The config file cannot be used (not TOML, a secret in it, an unknown type)."""
 
 
-def config_path() -> Path:
+def config_path() -> str:
+    # os.path, not pathlib: this runs before every command, --help included
     named = os.environ.get(f"{ENV_PREFIX}CONFIG")
     if named:
-        return Path(named)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "quecmqtt" / "config.toml"
+        return named
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "quecmqtt", "config.toml")
 
 
-def load_config(path: Path) -> dict[str, Any]:
+def load_config(path: str) -> dict[str, Any]:
     """The file's tables; {} when there is none (a config file is optional)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except FileNotFoundError:
         if os.environ.get(f"{ENV_PREFIX}CONFIG"):
             raise ConfigError(f"{path}: no such config file (named by {ENV_PREFIX}CONFIG)") from None
