@@ -130,12 +130,6 @@ class Redactor:
                 merged.append((start, end, name))
         return merged
 
-    def redact_bytes(self, data: bytes) -> bytes:
-        pattern, _, _ = self._patterns()
-        if pattern is None:
-            return data
-        return pattern.sub(REDACTED.encode(), data)
-
     def redact_text(self, text: str) -> str:
         _, pattern, _ = self._patterns()
         if pattern is None:

@@ -62,10 +62,6 @@ class Record:
     def length(self) -> int:
         return sum(s.length if isinstance(s, Placeholder) else len(s) for s in self.segments)
 
-    @property
-    def has_placeholders(self) -> bool:
-        return any(isinstance(s, Placeholder) for s in self.segments)
-
     def resolve(self, secrets: Mapping[str, bytes] | None = None, filler: bytes = b"*") -> bytes:
         """The record's bytes, placeholders replaced by the given secret (which must have
         the recorded length) or by `filler` bytes."""

@@ -61,10 +61,6 @@ class RegistrationTimeout(AliyunError):
     """The registration login was accepted but no result was pushed in time."""
 
 
-class ReplyError(AliyunError):
-    """An Alink reply with a code other than 200."""
-
-
 BY_CODE: dict[int, tuple[type[AliyunError], str]] = {
     460: (ParameterError, "request parameter error"),
     500: (ServerUnavailable, "server error"),

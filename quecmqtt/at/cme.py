@@ -211,11 +211,3 @@ def cme_description(code: int) -> str:
     """The canonical text of a CME number, or an empty string."""
     spellings = _TEXTS.get(code)
     return spellings[0] if spellings else ""
-
-
-def cme_name(code: int) -> str | None:
-    """The `Cme` member name of a number (e.g. ``"SIM_BUSY"``), if it has one."""
-    try:
-        return Cme(code).name
-    except ValueError:
-        return None

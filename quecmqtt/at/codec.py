@@ -301,9 +301,6 @@ class AtCodec:
         secrets, self._secrets = self._secrets, []
         return secrets
 
-    def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
-
     @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into events (a partial line, a payload)."""

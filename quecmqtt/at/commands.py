@@ -237,7 +237,6 @@ QCFG_NWSCANMODE = _add(
         WRITE,
         "RATs to search: 0 auto, 1 GSM only, 3 LTE only (BG9x).",
         params=(_key("nwscanmode"), _int("mode", 0, 3), _int("effect", 0, 1, optional=True)),
-        family="BG9x",
     )
 )
 QCFG_IOTOPMODE = _add(
@@ -247,7 +246,6 @@ QCFG_IOTOPMODE = _add(
         WRITE,
         "LTE variant: 0 eMTC, 1 NB-IoT, 2 both (BG9x).",
         params=(_key("iotopmode"), _int("mode", 0, 2), _int("effect", 0, 1, optional=True)),
-        family="BG9x",
     )
 )
 QCFG_BAND = _add(
@@ -263,7 +261,6 @@ QCFG_BAND = _add(
             Param("nbiot", HEX),
             _int("effect", 0, 1, optional=True),
         ),
-        family="BG9x",
     )
 )
 QCFG_READ: dict[str, CommandSpec] = {
@@ -275,7 +272,6 @@ QCFG_READ: dict[str, CommandSpec] = {
             f"Read the radio setting '{key}' (BG9x).",
             params=(_key(key),),
             responses=(Resp("+QCFG", "s,*"),),
-            family="BG9x",
         )
     )
     for key in ("nwscanmode", "iotopmode", "band")

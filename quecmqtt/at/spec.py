@@ -131,7 +131,6 @@ class CommandSpec:
     scope: str | None = None
     together: tuple[tuple[str, ...], ...] = ()  # optional parameters given all or none
     ends_scope: bool = False  # closes what `scope` names: a failure report may follow it
-    family: str = ""  # modules it is documented for, empty if all
     _prefix_map: dict[str, tuple[Resp, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -93,10 +93,6 @@ class ReplayTransport(Transport):
         """True when every record has been matched or delivered."""
         return self._next >= len(self._records) and not self._queue
 
-    @property
-    def delivered_all(self) -> bool:
-        return not self._queue
-
     def assert_complete(self) -> None:
         """Raise `ReplayMismatch` unless the driver wrote every host record."""
         if self._failure is not None:
