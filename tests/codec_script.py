@@ -23,7 +23,7 @@ from quecmqtt.at.events import (
 )
 from quecmqtt.at.spec import Command
 from quecmqtt.secret import Secret
-from quecmqtt.transcript import rechunk
+from quecmqtt.transcripts.format import rechunk
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from quecmqtt.at.events import Urc
-from quecmqtt.emulator.pty import PtyPort
 from quecmqtt.runtime import Modem, State
+from quecmqtt.wire.pty import PtyPort
 
 
 class ScriptedPeer:

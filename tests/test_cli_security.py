@@ -153,7 +153,7 @@ def test_record_keeps_an_uploaded_private_key_out_of_the_transcript(tmp_path: Pa
 
     from quecmqtt.modem import Modem
     from quecmqtt.secret import Secret
-    from quecmqtt.tls import Files
+    from quecmqtt.services.tls import Files
     from quecmqtt.transport.serial import SerialTransport
 
     async def flow(path: str) -> None:

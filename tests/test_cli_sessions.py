@@ -19,7 +19,7 @@ from quecmqtt.at import commands as C
 from quecmqtt.emulator import EmulatorThread
 from quecmqtt.modem import Modem
 from quecmqtt.secret import Secret
-from quecmqtt.transport import ReplayTransport
+from quecmqtt.transcripts.replay import ReplayTransport
 from quecmqtt.transport.serial import SerialTransport
 from tests.broker import Broker
 from tests.children import spawn_child

@@ -24,12 +24,12 @@ from quecmqtt.cloud.auth import Forward, Push, Refuse, decide, split_client_id
 from quecmqtt.cloud.broker import EmbeddedBroker, matches
 from quecmqtt.cloud.https import register_device
 from quecmqtt.cloud.registry import Registry
-from quecmqtt.cloud.wire import Connect
 from quecmqtt.emulator import EmulatorThread
 from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.secret import Secret
 from quecmqtt.transport.serial import SerialTransport
+from quecmqtt.wire.mqtt import Connect
 from tests.children import spawn_child
 from tests.test_cli import ENV
 

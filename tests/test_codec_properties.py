@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from quecmqtt.at import commands as C
 from quecmqtt.at.codec import AtCodec
-from quecmqtt.decode import decode_transcript
-from quecmqtt.transcript import Transcript
+from quecmqtt.transcripts.decode import decode_transcript
+from quecmqtt.transcripts.format import Transcript
 from tests.codec_script import Data, Recv, Send, Step, run, run_all_ways, simple
 from tests.conftest import SEED
 

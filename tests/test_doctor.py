@@ -20,7 +20,7 @@ from quecmqtt.emulator import EmulatorThread
 from quecmqtt.emulator.families import PROFILES
 from quecmqtt.emulator.profiles import Profile, load_profile
 from quecmqtt.runtime import Modem
-from quecmqtt.transcript import Transcript
+from quecmqtt.transcripts.format import Transcript
 from quecmqtt.transport.serial import SerialTransport
 
 

@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from quecmqtt.emulator import EmulatorThread
-from quecmqtt.transcript import Transcript
+from quecmqtt.transcripts.format import Transcript
 from tests.broker import Broker
 from tests.conftest import SEED
 from tests.httpserver import HttpServers

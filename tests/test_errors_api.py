@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from quecmqtt.errors import CommandTimeout, HttpError, HttpStatusError, QuecError
-from quecmqtt.http import HttpResponse
+from quecmqtt.services.http import HttpResponse
 
 
 def test_a_command_time_out_is_a_timeout_error() -> None:

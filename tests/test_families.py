@@ -17,7 +17,7 @@ from quecmqtt.errors import CommandError, InvalidArgument
 from quecmqtt.mqtt.client import FORM_CTRLZ, FORM_FIXED, MqttClient
 from quecmqtt.mqtt.config import MqttConfig
 from quecmqtt.runtime import Modem
-from quecmqtt.tls import Tls
+from quecmqtt.services.tls import Tls
 from tests.broker import TLS_NAMES, Broker, Cloud
 from tests.mqtt_rig import BROKER_HOST, received, rig
 from tests.peer import until
@@ -285,7 +285,7 @@ async def test_07_http_limits_and_the_dns_error_paths(broker: Broker, model: str
     [R]; the EC200 family at once with 716 (EG800K report). The driver refuses what the
     module cannot take before sending, and reports either DNS path as HttpError."""
     from quecmqtt.errors import HttpError
-    from quecmqtt.http import CONTENT_JSON, Http, HttpConfig
+    from quecmqtt.services.http import CONTENT_JSON, Http, HttpConfig
 
     async with rig(broker, model=model) as r:
         lines = sent_lines(r.modem)
@@ -528,7 +528,7 @@ async def test_13_echo_without_the_leading_blank_is_not_a_reply_line(broker: Bro
 def test_06_decode_keeps_its_contract_for_the_typed_power_and_sim_events() -> None:
     """decode prints PSM POWER DOWN and SIM reports as the "urc" events docs/decode.md lists."""
     from quecmqtt.at.events import PsmEntered, SimStatus
-    from quecmqtt.decode import describe
+    from quecmqtt.transcripts.decode import describe
 
     assert describe(PsmEntered("PSM POWER DOWN")) == {"event": "urc", "prefix": "PSM POWER DOWN", "fields": []}
     assert describe(SimStatus(False, False, "+QSIMSTAT: 1,0")) == {

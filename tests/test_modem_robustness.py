@@ -18,8 +18,9 @@ from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import CommandTimeout, LocalProtocolError, ModuleRebooted, NotOpen
 from quecmqtt.modem import Modem, State
 from quecmqtt.secret import Secret
-from quecmqtt.transcript import Transcript
-from quecmqtt.transport import RecorderTransport, ReplayTransport
+from quecmqtt.transcripts.format import Transcript
+from quecmqtt.transcripts.recorder import RecorderTransport
+from quecmqtt.transcripts.replay import ReplayTransport
 from quecmqtt.transport.serial import SerialTransport
 from tests.peer import ScriptedPeer, settled, until, wait_state
 from tests.test_modem_pty import open_modem

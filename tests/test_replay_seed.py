@@ -11,8 +11,9 @@ import pytest
 from quecmqtt.at import commands as C
 from quecmqtt.modem import Modem
 from quecmqtt.secret import Secret
-from quecmqtt.transcript import Transcript
-from quecmqtt.transport import RecorderTransport, ReplayMismatch, ReplayTransport
+from quecmqtt.transcripts.format import Transcript
+from quecmqtt.transcripts.recorder import RecorderTransport
+from quecmqtt.transcripts.replay import ReplayMismatch, ReplayTransport
 from tests.conftest import SEED
 from tests.seed_flows import ALIYUN_FLOWS, DEVICE_SECRET_413, FLOWS, SECRETS, flow_4_1_1, flow_4_1_3_client
 

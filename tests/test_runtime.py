@@ -27,10 +27,10 @@ from quecmqtt.errors import (
     QueueClosed,
     ResponseTooLarge,
 )
-from quecmqtt.http import Http, HttpConfig
 from quecmqtt.modem import Modem, ModuleReset, State
-from quecmqtt.network import Network
 from quecmqtt.runtime.supervisor import TRANSITIONS, render_table
+from quecmqtt.services.http import Http, HttpConfig
+from quecmqtt.services.network import Network
 from quecmqtt.transport.serial import SerialTransport
 from tests.peer import ScriptedPeer, settled
 from tests.test_modem_pty import make_modem, open_modem

@@ -76,7 +76,7 @@ def test_transcripts_are_written_for_their_owner_only(tmp_path: object) -> None:
     from pathlib import Path
 
     from quecmqtt.modem import Modem
-    from quecmqtt.transcript import Transcript
+    from quecmqtt.transcripts.format import Transcript
     from quecmqtt.transport.memory import MemoryPort
 
     assert isinstance(tmp_path, Path)
@@ -141,8 +141,8 @@ def test_a_token_written_with_json_escapes_is_redacted_as_written() -> None:
     bytes as written, so those are hidden too, not only the decoded text (on b32764a the
     escaped form stayed in clear)."""
     from quecmqtt.aliyun.replies import registration_secrets
-    from quecmqtt.decode import decode_raw
     from quecmqtt.redact import Redactor
+    from quecmqtt.transcripts.decode import decode_raw
 
     reply = b'{"code":200,"data":{"deviceToken":"^1^1681709523062^c5\\/cce0\\u0041a","clientId":"cid"}}'
     redactor = Redactor(registration_secrets(reply))

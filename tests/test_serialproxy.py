@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from quecmqtt.serialproxy import SerialProxy
+from quecmqtt.transcripts.proxy import SerialProxy
 from quecmqtt.transport.base import Transport
 
 SECRET = "proxy-secret-0123456"

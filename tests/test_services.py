@@ -15,11 +15,11 @@ import trustme
 from quecmqtt.at import commands as C
 from quecmqtt.emulator import EmulatorThread
 from quecmqtt.errors import AttachError, CommandError, HttpError, UploadError
-from quecmqtt.http import Http, HttpConfig
 from quecmqtt.modem import Modem
-from quecmqtt.network import Network
 from quecmqtt.secret import Secret, load_secret
-from quecmqtt.tls import Tls, checksum, content_name
+from quecmqtt.services.http import Http, HttpConfig
+from quecmqtt.services.network import Network
+from quecmqtt.services.tls import Tls, checksum, content_name
 from quecmqtt.transport.serial import SerialTransport
 from tests.httpserver import BIG, REGISTER_REPLY, HttpServers
 from tests.peer import until

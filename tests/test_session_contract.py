@@ -15,13 +15,13 @@ from quecmqtt.aliyun.device import shipped_roots
 from quecmqtt.at.events import MqttMessage
 from quecmqtt.at.spec import Command
 from quecmqtt.errors import LinkLost
-from quecmqtt.http import Http, HttpConfig
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.mqtt.config import MqttConfig
 from quecmqtt.mqtt.outbox import MemoryOutbox
 from quecmqtt.mqtt.session import Backoff, Session, SessionState
-from quecmqtt.network import Network
-from quecmqtt.tls import Tls
+from quecmqtt.services.http import Http, HttpConfig
+from quecmqtt.services.network import Network
+from quecmqtt.services.tls import Tls
 from tests.broker import Broker, Cloud
 from tests.mqtt_rig import BROKER_HOST, rig
 from tests.test_mqtt_session import catch_loop_errors, cloud_received

@@ -13,8 +13,8 @@ from quecmqtt.errors import CommandError, InvalidArgument
 from quecmqtt.mqtt.session import SessionState
 from quecmqtt.mqtt.sync import SyncMqttClient, SyncSession
 from quecmqtt.sync import SyncModem
-from quecmqtt.transcript import Transcript
-from quecmqtt.transport import ReplayTransport
+from quecmqtt.transcripts.format import Transcript
+from quecmqtt.transcripts.replay import ReplayTransport
 from tests.broker import Broker, Cloud
 from tests.conftest import SEED
 from tests.seed_flows import PROPERTY_POST

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quecmqtt.errors import TranscriptError
-from quecmqtt.transcript import (
+from quecmqtt.transcripts.format import (
     MAGIC,
     Placeholder,
     Record,

@@ -45,13 +45,13 @@ from quecmqtt.aliyun.replies import Registration as RegistrationResult
 from quecmqtt.aliyun.store import SecretStore
 from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import ConnectRefused, InvalidArgument, QuecError
-from quecmqtt.http import CONTENT_FORM, Http, HttpConfig
 from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.mqtt.config import AliAuth, MqttConfig
 from quecmqtt.mqtt.state import ClientState
 from quecmqtt.secret import Secret
-from quecmqtt.tls import Tls
+from quecmqtt.services.http import CONTENT_FORM, Http, HttpConfig
+from quecmqtt.services.tls import Tls
 
 log = logging.getLogger("quecmqtt.aliyun")
 

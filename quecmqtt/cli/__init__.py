@@ -62,9 +62,9 @@ class Parser(argparse.ArgumentParser):
 def _cmd_decode(args: argparse.Namespace) -> int:
     import json
 
-    from quecmqtt.decode import decode_raw, decode_transcript
     from quecmqtt.errors import TranscriptError
-    from quecmqtt.transcript import Transcript
+    from quecmqtt.transcripts.decode import decode_raw, decode_transcript
+    from quecmqtt.transcripts.format import Transcript
 
     try:
         if args.raw:

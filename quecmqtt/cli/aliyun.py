@@ -254,7 +254,7 @@ async def _connect(args: argparse.Namespace, modem: Any, secret: Any) -> Any:
     from quecmqtt.aliyun.device import aliauth_config, login, login_credentials
     from quecmqtt.mqtt.client import MqttClient
     from quecmqtt.mqtt.config import MqttConfig
-    from quecmqtt.tls import Tls
+    from quecmqtt.services.tls import Tls
 
     ssl_context: int | bool = False
     if args.tls:

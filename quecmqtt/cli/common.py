@@ -229,7 +229,7 @@ async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIte
     except TranscriptError as exc:  # --port replay:FILE with a file that is not a transcript
         raise UsageError(str(exc)) from None
     if Output.verbose:  # -v: the session as a transcript on stderr, live, secrets redacted
-        from quecmqtt.transport.recorder import RecorderTransport
+        from quecmqtt.transcripts.recorder import RecorderTransport
 
         transport = RecorderTransport(transport, sys.stderr, comments=(f"-v: the AT trace of {args.port}",))
     modem = Modem(

@@ -26,8 +26,8 @@ async def demo(args: argparse.Namespace) -> int:
     from quecmqtt.emulator import EmulatorThread
     from quecmqtt.modem import Modem
     from quecmqtt.mqtt.client import MqttClient
-    from quecmqtt.network import Network
     from quecmqtt.secret import Secret
+    from quecmqtt.services.network import Network
     from quecmqtt.transport.serial import SerialTransport
 
     broker = tuple(args.broker) if args.broker else None

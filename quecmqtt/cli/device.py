@@ -22,7 +22,7 @@ from quecmqtt.cli.secrets import add_secret_option, given, resolve_secret
 
 async def info(args: argparse.Namespace) -> int:
     from quecmqtt.errors import CommandError
-    from quecmqtt.network import Network
+    from quecmqtt.services.network import Network
 
     # read-only: no init script (no ATE0, no AT+CMEE), no reconciliation: nothing changes
     async with open_modem(args, init_script=False, reconcile=False) as modem:
@@ -63,7 +63,7 @@ async def info(args: argparse.Namespace) -> int:
 
 async def attach(args: argparse.Namespace) -> int:
     from quecmqtt.errors import AttachError
-    from quecmqtt.network import Network
+    from quecmqtt.services.network import Network
 
     pin = resolve_secret(args, "pin", prompt=False) if given(args, "pin") else None
     if pin is not None and not (pin.reveal().isdigit() and 4 <= len(pin.reveal()) <= 8):

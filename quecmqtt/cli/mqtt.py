@@ -85,7 +85,7 @@ async def _prepared(args: argparse.Namespace) -> None:
 
 
 async def _connect(args: argparse.Namespace, client: Any) -> None:
-    from quecmqtt.tls import Tls
+    from quecmqtt.services.tls import Tls
 
     host, port = args.broker
     if args.ca_pem is not None:

@@ -34,7 +34,7 @@ from quecmqtt.cli.secrets import SecretMissing, add_secret_option, resolve_secre
 from quecmqtt.errors import AttachError, QuecError
 from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
-from quecmqtt.network import Network
+from quecmqtt.services.network import Network
 from quecmqtt.transport import open_transport
 
 PROG = "quecmqtt provision"  # the name messages start with (tools/provision.py runs the same code)

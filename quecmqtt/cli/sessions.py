@@ -34,7 +34,7 @@ def _link_path(given: str | None, name: str) -> Iterator[str]:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from quecmqtt.serialproxy import SerialProxy
+    from quecmqtt.transcripts.proxy import SerialProxy
     from quecmqtt.transport import open_transport
 
     if not args.port:
@@ -84,7 +84,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from quecmqtt.replay_pty import ReplayServer
+    from quecmqtt.transcripts.replay_pty import ReplayServer
 
     with _link_path(args.link, "ttyREPLAY0") as link:
         try:

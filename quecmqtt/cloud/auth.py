@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 
 from quecmqtt.cloud.registry import Registry, RegistryRefusal
-from quecmqtt.cloud.wire import Connect
+from quecmqtt.wire.mqtt import Connect
 
 HASHES = {"hmacmd5": hashlib.md5, "hmacsha1": hashlib.sha1, "hmacsha256": hashlib.sha256}
 IDENTIFIER_REJECTED, SERVER_UNAVAILABLE, BAD_CREDENTIALS = 2, 3, 4

@@ -10,8 +10,8 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 
-from quecmqtt.cloud import wire
-from quecmqtt.cloud.wire import Cursor, WireError
+from quecmqtt.wire import mqtt as wire
+from quecmqtt.wire.mqtt import Cursor, WireError
 
 log = logging.getLogger("quecmqtt.cloud.broker")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from quecmqtt.cloud.auth import SERVER_UNAVAILABLE, Forward, Push, Refuse, decide
 from quecmqtt.cloud.registry import Registry
-from quecmqtt.cloud.wire import CONNECT, Connect, WireError, connack, publish, read_packet
+from quecmqtt.wire.mqtt import CONNECT, Connect, WireError, connack, publish, read_packet
 
 log = logging.getLogger("quecmqtt.cloud")
 TLS_HANDSHAKE = 0x16

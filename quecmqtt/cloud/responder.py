@@ -13,9 +13,9 @@ import logging
 import time
 from typing import Any
 
-from quecmqtt.cloud import wire
 from quecmqtt.cloud.broker import matches
-from quecmqtt.cloud.wire import Cursor, WireError
+from quecmqtt.wire import mqtt as wire
+from quecmqtt.wire.mqtt import Cursor, WireError
 
 log = logging.getLogger("quecmqtt.cloud.responder")
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from quecmqtt.emulator.families import PROFILES
 from quecmqtt.emulator.module import Module, Network
 from quecmqtt.emulator.profiles import Profile, load_profile
-from quecmqtt.emulator.pty import PtyPort
+from quecmqtt.wire.pty import PtyPort
 
 T = TypeVar("T")
 HostMap = Mapping[str, str | tuple[str, int | None]]

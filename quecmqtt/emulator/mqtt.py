@@ -20,35 +20,34 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-log = logging.getLogger("quecmqtt.emulator.mqtt")
+from quecmqtt.wire.mqtt import (
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    SUBSCRIBE,
+    UNSUBACK,
+    UNSUBSCRIBE,
+    WireError,
+    ack,
+    packet,
+    parse_publish,
+    read_packet,
+)
+from quecmqtt.wire.mqtt import string as _str
 
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
-SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+log = logging.getLogger("quecmqtt.emulator.mqtt")
 
 # +QMTSTAT codes the connection reports when it ends by itself
 CLOSED_BY_PEER = 1
 PING_FAILED = 2
-
-
-class MqttProtocolError(Exception):
-    """The broker sent something that is not MQTT 3.1.1."""
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(data: bytes) -> bytes:
-    return struct.pack("!H", len(data)) + data
-
-
-def packet(kind: int, flags: int, body: bytes) -> bytes:
-    return bytes([kind << 4 | flags]) + _varint(len(body)) + body
 
 
 @dataclass
@@ -134,18 +133,9 @@ class MqttConnection:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                first = await self._reader.readexactly(1)
-                length = 0
-                for shift in range(0, 28, 7):
-                    byte = (await self._reader.readexactly(1))[0]
-                    length |= (byte & 0x7F) << shift
-                    if not byte & 0x80:
-                        break
-                else:
-                    raise MqttProtocolError("remaining length over 4 bytes")
-                body = await self._reader.readexactly(length)
-                self._inbox.put_nowait((loop.time() + self._rtt() / 2, first[0] >> 4, first[0] & 0x0F, body))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, MqttProtocolError):
+                kind, flags, body, _ = await read_packet(self._reader)
+                self._inbox.put_nowait((loop.time() + self._rtt() / 2, kind, flags, body))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, WireError):
             self._inbox.put_nowait((loop.time() + self._rtt() / 2, 0, 0, b""))  # end of stream, in order
 
     async def _process_loop(self) -> None:
@@ -160,7 +150,7 @@ class MqttConnection:
                 return
             try:
                 resolved = self._handle(kind, flags, body)
-            except (struct.error, IndexError, ValueError) as exc:
+            except (WireError, struct.error, IndexError, ValueError) as exc:
                 log.warning("bad packet from the broker (%s): closing", exc)
                 self._lost(CLOSED_BY_PEER)
                 return
@@ -178,31 +168,23 @@ class MqttConnection:
                 self._connack.set_result(body[1])
                 return True
         elif kind == PUBLISH:
-            qos = (flags >> 1) & 3
-            (topic_len,) = struct.unpack_from("!H", body)
-            topic = body[2 : 2 + topic_len]
-            pos = 2 + topic_len
-            packet_id = 0
-            if qos:
-                (packet_id,) = struct.unpack_from("!H", body, pos)
-                pos += 2
-            payload = body[pos:]
+            topic, payload, qos, packet_id, retain = parse_publish(flags, body)
             if qos == 1:
-                self._send(packet(PUBACK, 0, struct.pack("!H", packet_id)))
+                self._send(ack(PUBACK, packet_id))
             elif qos == 2:
-                self._send(packet(PUBREC, 0, struct.pack("!H", packet_id)))
+                self._send(ack(PUBREC, packet_id))
                 if packet_id in self._qos2_seen:
                     return False  # a DUP of a message we already delivered
                 self._qos2_seen.add(packet_id)
-            self._on_message(Incoming(topic, payload, qos, packet_id, bool(flags & 1)))
+            self._on_message(Incoming(topic, payload, qos, packet_id, retain))
         elif kind == PUBREL:
             (packet_id,) = struct.unpack_from("!H", body)
             self._qos2_seen.discard(packet_id)
-            self._send(packet(PUBCOMP, 0, struct.pack("!H", packet_id)))
+            self._send(ack(PUBCOMP, packet_id))
         elif kind in (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK):
             (packet_id,) = struct.unpack_from("!H", body)
             if kind == PUBREC:
-                self._send(packet(PUBREL, 2, struct.pack("!H", packet_id)))
+                self._send(ack(PUBREL, packet_id))
             future = self._acks.get((kind, packet_id))
             if future is not None and not future.done():
                 future.set_result(body[2:])

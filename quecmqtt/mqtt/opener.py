@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from quecmqtt.mqtt.config import MqttConfig
     from quecmqtt.mqtt.session import Session
     from quecmqtt.runtime import Modem
-    from quecmqtt.tls import Tls
+    from quecmqtt.services.tls import Tls
 
 log = logging.getLogger("quecmqtt.mqtt")
 
@@ -57,7 +57,7 @@ async def setup_tls(modem: Modem, ssl_context: int, host: str, *, ca: CaSource |
     an unverified one, logged as a warning). The returned Tls re-applies it after a reboot
     until it is closed."""
     from quecmqtt.aliyun.device import shipped_roots
-    from quecmqtt.tls import Tls
+    from quecmqtt.services.tls import Tls
 
     tls = Tls(modem)
     try:

@@ -56,9 +56,9 @@ from quecmqtt.mqtt.client import Granted, MqttClient
 from quecmqtt.mqtt.config import MqttConfig
 from quecmqtt.mqtt.outbox import DeadLetter, Entry, MemoryOutbox, Outbox
 from quecmqtt.mqtt.publish import PublishHandle
-from quecmqtt.network import Network
 from quecmqtt.runtime import Modem, Overflow, State
 from quecmqtt.secret import Secret
+from quecmqtt.services.network import Network
 
 log = logging.getLogger("quecmqtt.session")
 SIM_POLL = 30.0  # seconds between AT+CPIN? while paused for a removed SIM

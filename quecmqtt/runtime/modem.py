@@ -52,8 +52,8 @@ from quecmqtt.runtime.steps import InitSteps, StepFunction, StepHandle
 from quecmqtt.runtime.supervisor import IN_START_UP, ResetHook, RuntimeClosed, State, Supervisor, Trigger
 from quecmqtt.runtime.waiters import WaiterRegistry
 from quecmqtt.secret import Secret
+from quecmqtt.transcripts.recorder import RecorderTransport
 from quecmqtt.transport.base import Transport
-from quecmqtt.transport.recorder import RecorderTransport
 
 log = logging.getLogger("quecmqtt.runtime")
 

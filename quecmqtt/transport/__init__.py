@@ -1,12 +1,11 @@
-"""Transports: serial (pyserial-asyncio-fast), ``socket://``, replay, and the recorder."""
+"""Transports: serial (pyserial-asyncio-fast) and ``socket://``; a transcript replayed
+(``replay:``) comes from `quecmqtt.transcripts`, as does the recorder that wraps any of them."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from quecmqtt.transport.base import Transport
-from quecmqtt.transport.recorder import RecorderTransport
-from quecmqtt.transport.replay import ReplayMismatch, ReplayTransport
 
 
 def open_transport(url: str, **options: Any) -> Transport:
@@ -17,10 +16,12 @@ def open_transport(url: str, **options: Any) -> Transport:
 
         return SocketTransport(url, **options)
     if url.startswith("replay:"):
+        from quecmqtt.transcripts.replay import ReplayTransport  # the transcripts use transports
+
         return ReplayTransport(url[len("replay:") :], **options)
     from quecmqtt.transport.serial import SerialTransport
 
     return SerialTransport(url, **options)
 
 
-__all__ = ["RecorderTransport", "ReplayMismatch", "ReplayTransport", "Transport", "open_transport"]
+__all__ = ["Transport", "open_transport"]

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from quecmqtt.at import commands as C
 from quecmqtt.at.spec import Command
 from quecmqtt.errors import CommandError, TlsError, UploadError
-from quecmqtt.network import set_module_clock
 from quecmqtt.probe import TestAnswers, last_field_is_name
 from quecmqtt.runtime import Modem, StepHandle
 from quecmqtt.secret import Secret
+from quecmqtt.services.network import set_module_clock
 
-log = logging.getLogger("quecmqtt.tls")
+log = logging.getLogger("quecmqtt.services.tls")
 _SECURITY = frozenset({"seclevel", "cacert", "clientcert", "clientkey"})  # never skipped
 
 

@@ -26,7 +26,7 @@ from quecmqtt.at.events import (
 from quecmqtt.at.fields import tokenize
 from quecmqtt.at.parse import parse_command
 from quecmqtt.secret import REDACTED, Secret
-from quecmqtt.transcript import Chunking, Transcript, rechunk
+from quecmqtt.transcripts.format import Chunking, Transcript, rechunk
 
 JsonObject = dict[str, Any]
 

@@ -27,7 +27,7 @@ from quecmqtt.probe import TestAnswers, first_range
 from quecmqtt.runtime import Modem, Reply, StepHandle
 from quecmqtt.secret import Secret
 
-log = logging.getLogger("quecmqtt.http")
+log = logging.getLogger("quecmqtt.services.http")
 
 CONTENT_FORM, CONTENT_TEXT, CONTENT_OCTETS, CONTENT_MULTIPART, CONTENT_JSON, CONTENT_JPEG = range(6)
 

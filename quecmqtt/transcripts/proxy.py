@@ -29,12 +29,12 @@ from quecmqtt.at.codec import AtCodec
 from quecmqtt.at.events import CommandComplete, MqttMessage, Prompt, Response, UnsolicitedFinal
 from quecmqtt.at.parse import parse_command
 from quecmqtt.at.spec import Command, DataKind
-from quecmqtt.emulator.pty import PtyPort
 from quecmqtt.errors import LocalProtocolError
 from quecmqtt.redact import Redactor
 from quecmqtt.secret import Secret
+from quecmqtt.transcripts.recorder import RecorderTransport
 from quecmqtt.transport.base import Transport
-from quecmqtt.transport.recorder import RecorderTransport
+from quecmqtt.wire.pty import PtyPort
 
 log = logging.getLogger("quecmqtt.proxy")
 MAX_LINE = 64 * 1024

@@ -37,7 +37,7 @@ from quecmqtt.errors import (
 from quecmqtt.runtime import Modem, ModuleReset, StepHandle
 from quecmqtt.secret import Secret
 
-log = logging.getLogger("quecmqtt.network")
+log = logging.getLogger("quecmqtt.services.network")
 
 ACCESS_TECHNOLOGY = {0: "GSM", 2: "UTRAN", 3: "GSM/EGPRS", 7: "LTE", 8: "LTE-M", 9: "NB-IoT"}
 REGISTRATION = {0: "not registered", 1: "home", 2: "searching", 3: "denied", 4: "unknown", 5: "roaming"}

@@ -9,8 +9,8 @@ import asyncio
 import contextlib
 import os
 
-from quecmqtt.emulator.pty import PtyPort
-from quecmqtt.transport.replay import ReplayMismatch, ReplayTransport
+from quecmqtt.transcripts.replay import ReplayMismatch, ReplayTransport
+from quecmqtt.wire.pty import PtyPort
 
 
 class ReplayServer:

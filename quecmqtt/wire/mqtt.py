@@ -1,5 +1,8 @@
-"""MQTT 3.1/3.1.1 packets as the cloud twin needs them: framing, CONNECT, and the few
-packets its broker and auth front write."""
+"""MQTT 3.1/3.1.1 packets for the stand-ins: framing (with a size limit), CONNECT, PUBLISH and
+the acknowledgements, as the emulated module's client writes and reads them and as the cloud
+twin's auth front and broker do. One codec for both; the driver never uses it (a module's
+MQTT is the module's: the driver speaks AT).
+"""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from quecmqtt.errors import QuecError
 from quecmqtt.secret import Secret
-from quecmqtt.transcript import Chunking, Placeholder, Record, Transcript, escape, rechunk
+from quecmqtt.transcripts.format import Chunking, Placeholder, Record, Transcript, escape, rechunk
 from quecmqtt.transport.base import Transport
 
 CONTEXT = 40

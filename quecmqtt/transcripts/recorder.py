@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from quecmqtt.redact import Redactor
-from quecmqtt.transcript import HOST, MODULE, Placeholder, Record, Segment, TranscriptWriter
+from quecmqtt.transcripts.format import HOST, MODULE, Placeholder, Record, Segment, TranscriptWriter
 from quecmqtt.transport.base import Transport
 
 
