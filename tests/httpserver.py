@@ -52,6 +52,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, BIG)
         elif self.path == "/chunked":
             self._reply(200, b'{"chunked":"yes, in pieces"}', chunked=True)
+        elif self.path == "/bad-chunk":  # a chunk size that is not hex
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"zz\r\nabc\r\n0\r\n\r\n")
+            self.close_connection = True
+        elif self.path == "/cut":  # promises more than it sends, then closes
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"only this")
+            self.close_connection = True
         else:
             self._reply(404, b'{"error":"not found"}')
 

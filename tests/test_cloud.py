@@ -273,3 +273,34 @@ async def test_a_whole_flow_on_the_embedded_broker() -> None:
         finally:
             await modem.close()
             await asyncio.to_thread(emulator.close)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"POST /auth/register/device HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+)
+async def test_the_https_server_answers_a_request_it_cannot_read_with_400_and_goes_on(request_bytes: bytes) -> None:
+    """Requests framed by h11: a broken one gets 400 (on b32764a a bad head was dropped
+    without an answer), and the server still registers the next device."""
+    import ssl
+
+    twin = CloudTwin(respond=False)
+    twin.registry.add_product("pkHttps00001", "https-product-secret")
+    await twin.start()
+    try:
+        context = ssl.create_default_context(cadata=twin.ca_pem.decode())
+        context.check_hostname = False
+        reader, writer = await asyncio.open_connection(twin.host, twin.https_port, ssl=context)
+        writer.write(request_bytes)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(-1), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        reader, writer = await asyncio.open_connection(twin.host, twin.https_port, ssl=context)
+        writer.write(b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(-1), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 404 ") and answer.endswith(b'"message":"not found"}'), answer
+    finally:
+        await twin.stop()

@@ -99,6 +99,19 @@ def test_chunked_response_and_404(ec25: tuple[EmulatorThread, Port]) -> None:
     assert port.two_phase("AT+QHTTPGET", "+QHTTPGET: ").endswith(b"+QHTTPGET: 0,404,21\r\n")
 
 
+@pytest.mark.parametrize("path", [b"/bad-chunk", b"/cut"])
+def test_a_response_that_is_not_good_http_is_an_error_not_a_crash(
+    ec25: tuple[EmulatorThread, Port], path: bytes
+) -> None:
+    """A bad chunk size, or a body shorter than its length: the module reports an error
+    (on b32764a the emulator's own chunk parser raised, and the request never ended)."""
+    _, port = ec25
+    set_url(port, b"http://web.test" + path)
+    assert port.two_phase("AT+QHTTPGET", "+QHTTPGET: ").endswith(b"+QHTTPGET: 723\r\n")
+    set_url(port, b"http://web.test/chunked")  # and it goes on
+    assert port.two_phase("AT+QHTTPGET", "+QHTTPGET: ").endswith(b"+QHTTPGET: 0,200,28\r\n")
+
+
 def test_http_errors_on_both_paths(ec200u: tuple[EmulatorThread, Port], ec25: tuple[EmulatorThread, Port]) -> None:
     for _, port in (ec200u, ec25):
         port.command("AT+CMEE=1")

@@ -14,6 +14,7 @@ from typing import Any
 
 from quecmqtt.cloud.auth import HASHES, sign_ok
 from quecmqtt.cloud.registry import Registry, RegistryRefusal
+from quecmqtt.wire.http import HttpFramingError, read_request, response
 
 log = logging.getLogger("quecmqtt.cloud")
 REGISTER_PATH = "/auth/register/device"
@@ -57,13 +58,7 @@ class RegistrationServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(30):
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = [*lines[0].split(" "), "", ""][:3]
-                headers = {
-                    k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
-                }
-                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                method, path, _, body = await read_request(reader)
             if method != "POST" or path.split("?")[0] != REGISTER_PATH:
                 status, reply = 404, {"code": 404, "message": "not found"}
             else:
@@ -73,21 +68,14 @@ class RegistrationServer:
                 log.info(
                     "https: registration of %s/%s: %s", form.get("productKey"), form.get("deviceName"), reply["code"]
                 )
-            payload = json.dumps(reply, separators=(",", ":")).encode()
-            writer.write(
-                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                + payload
-            )
+            writer.write(response(status, json.dumps(reply, separators=(",", ":")).encode()))
             await writer.drain()
-        except (
-            OSError,
-            ssl.SSLError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            TimeoutError,
-            ValueError,
-        ):
+        except HttpFramingError as exc:  # not a request this server can read: answered and closed
+            log.info("https: a request that is not HTTP/1.1: %s", exc)
+            with contextlib.suppress(OSError, ssl.SSLError):
+                writer.write(response(400, b'{"code":400,"message":"bad request"}'))
+                await writer.drain()
+        except (OSError, ssl.SSLError, TimeoutError, ValueError):
             pass
         finally:
             writer.close()

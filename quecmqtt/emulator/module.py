@@ -25,6 +25,7 @@ from quecmqtt.emulator.atline import AtLine, parse_line
 from quecmqtt.emulator.general import GeneralCommands
 from quecmqtt.emulator.mqtt import CLOSED_BY_PEER, PING_FAILED, Incoming, MqttConnection, Will
 from quecmqtt.emulator.profiles import PUB_CTRLZ, PUB_FIXED, PUB_INLINE, PUBEX_INLINE, PUBEX_LENGTH, Profile
+from quecmqtt.wire.http import HttpFramingError, parse_response
 
 log = logging.getLogger("quecmqtt.emulator")
 
@@ -1205,8 +1206,10 @@ class Module:
             return
         finally:
             writer.close()
-        status, header_block, content = _parse_http_response(response)
-        if status is None:
+        try:
+            status, header_block, content = parse_response(method, response)
+        except HttpFramingError as exc:  # not HTTP, a bad chunk size, a body cut short
+            log.info("http: the response cannot be read: %s", exc)
             self.urc(f"{urc}: 723")
             return
         self.http_response = (status, header_block, content)
@@ -1337,29 +1340,6 @@ class Module:
 
 def _shown(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
-
-
-def _parse_http_response(response: bytes) -> tuple[int | None, bytes, bytes]:
-    """(status, header block with its blank line, body); chunked bodies are joined."""
-    head, sep, body = response.partition(b"\r\n\r\n")
-    if not sep or not head.startswith(b"HTTP/"):
-        return None, b"", b""
-    try:
-        status = int(head.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        return None, b"", b""
-    if b"transfer-encoding: chunked" in head.lower():
-        joined = bytearray()
-        rest = body
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line.split(b";")[0] or b"0", 16)
-            if size == 0:
-                break
-            joined += rest[:size]
-            rest = rest[size + 2 :]
-        body = bytes(joined)
-    return status, head + sep, body
 
 
 def padded(value: Any, defaults: Sequence[Any]) -> list[Any]:
