@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,3 +136,38 @@ class Cloud:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class TwinThread:
+    """The cloud twin on its own event loop in a thread, in front of `broker`: for tests whose
+    code runs its own `asyncio.run` (a docs example, a command line)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        respond: bool = True,
+        products: Sequence[tuple[str, str]] = (),
+        devices: Sequence[tuple[str, str, str | None]] = (),
+    ) -> None:
+        import asyncio
+
+        from quecmqtt.cloud import CloudTwin
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="twin", daemon=True)
+        self.thread.start()
+        self.twin = CloudTwin(broker=("127.0.0.1", broker.port), respond=respond)
+        for product_key, product_secret in products:
+            self.twin.registry.add_product(product_key, product_secret)
+        for product_key, device_name, device_secret in devices:
+            self.twin.registry.add_device(product_key, device_name, device_secret)
+        asyncio.run_coroutine_threadsafe(self.twin.start(), self.loop).result(30)
+
+    def close(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.twin.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

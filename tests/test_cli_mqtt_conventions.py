@@ -124,3 +124,28 @@ def test_a_long_wait_counts_its_seconds_on_a_terminal(broker: Broker) -> None:
         child.expect_exact("connecting to broker.test:1883 ... 1 s")
         status, output = finish(child)
     assert status == 0 and "published 1 x 1 bytes" in output, output
+
+
+def test_a_post_the_platform_never_answers_leaves_no_client_connected(broker: Broker) -> None:
+    """`aliyun post` whose post_reply never comes: status 1, and the module's client is
+    disconnected and closed (on b32764a it stayed connected with the device's login)."""
+    from quecmqtt.cloud import DEFAULT_ENDPOINT
+    from tests.broker import TwinThread
+
+    # a twin with no responder: nobody answers posts
+    twins = TwinThread(
+        broker, respond=False, products=[("pkSilent0001", "not-used")],
+        devices=[("pkSilent0001", "dev1", "silent-device-secret")],
+    )  # fmt: skip
+    try:
+        with EmulatorThread(hosts=twins.twin.hosts()) as emu:
+            status, output = run_cli(
+                "aliyun", "post", "--port", emu.path, "--product-key", "pkSilent0001", "--device-name", "dev1",
+                "--device-secret", "silent-device-secret", "--endpoint", DEFAULT_ENDPOINT, "--params", '{"a": 1}',
+                "--timeout", "1", "--module-signs",
+            )  # fmt: skip
+            assert status == 1 and "no post_reply within 1 s" in output, output
+            assert not module_client_connected(emu)
+            assert emu.emulator.module.clients[0].cfg["aliauth"] is None
+    finally:
+        twins.close()

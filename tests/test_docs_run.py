@@ -12,7 +12,6 @@ import contextlib
 import inspect
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ import pytest
 import trustme
 
 import quecmqtt
-from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
+from quecmqtt.cloud import DEFAULT_ENDPOINT
 from quecmqtt.emulator import EmulatorThread
-from tests.broker import Broker
+from tests.broker import Broker, TwinThread
 from tests.httpserver import HttpServers
 
 pytestmark = pytest.mark.broker
@@ -56,33 +55,13 @@ def uses_given_modem(source: str) -> bool:
     return "modem" in loads and "modem" not in stores
 
 
-class TwinThread:
-    """The cloud twin on its own event loop: each example runs its own `asyncio.run`."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="docs-twin", daemon=True)
-        self.thread.start()
-        self.twin = CloudTwin(broker=("127.0.0.1", broker.port))
-        registry = self.twin.registry
-        registry.add_product("i2uqc2dloOl", "not-used-here")
-        registry.add_device("i2uqc2dloOl", "device001", DS)
-        registry.add_product("a1B2c3D4e5F", "not-used-here")
-        registry.add_device("a1B2c3D4e5F", "dev-01", DS)
-        registry.add_product("i2uqZnX9tZK", PS)
-        registry.add_device("i2uqZnX9tZK", "meter001")
-        asyncio.run_coroutine_threadsafe(self.twin.start(), self.loop).result(30)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.twin.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def world(broker: Broker) -> Iterator[dict[str, str]]:
-    twin = TwinThread(broker)
+    twin = TwinThread(
+        broker,
+        products=[("i2uqc2dloOl", "not-used-here"), ("a1B2c3D4e5F", "not-used-here"), ("i2uqZnX9tZK", PS)],
+        devices=[("i2uqc2dloOl", "device001", DS), ("a1B2c3D4e5F", "dev-01", DS), ("i2uqZnX9tZK", "meter001", None)],
+    )
     web = HttpServers()
     hosts = {**broker.hosts(), **twin.twin.hosts(DEFAULT_ENDPOINT), **twin.twin.hosts(README_ENDPOINT)}
     hosts["broker.example"] = f"127.0.0.1:{broker.port}"

@@ -250,7 +250,10 @@ async def _device_secret(args: argparse.Namespace) -> Any:
     return secret
 
 
-async def _connect(args: argparse.Namespace, modem: Any, secret: Any) -> Any:
+@contextlib.asynccontextmanager
+async def _logged_in(args: argparse.Namespace, modem: Any, secret: Any) -> AsyncIterator[Any]:
+    """The device's MQTT client, logged in; leaving disconnects and closes it on the module,
+    however the block ends (a post unanswered, Ctrl-C)."""
     from quecmqtt.aliyun.device import aliauth_config, login, login_credentials
     from quecmqtt.mqtt.client import MqttClient
     from quecmqtt.mqtt.config import MqttConfig
@@ -264,13 +267,15 @@ async def _connect(args: argparse.Namespace, modem: Any, secret: Any) -> Any:
         from quecmqtt.aliyun.replies import Registered
 
         ds = secret.device_secret if isinstance(secret, Registered) else secret
-        client = MqttClient(modem, 0, aliauth_config(args.product_key, args.device_name, ds, ssl_context=ssl_context))
-        await login(client, args.endpoint, args.mqtt_port, None, client_id=args.device_name)
+        config = aliauth_config(args.product_key, args.device_name, ds, ssl_context=ssl_context)
+        credentials = None
     else:
-        client = MqttClient(modem, 0, MqttConfig(ssl_context=ssl_context))
+        config = MqttConfig(ssl_context=ssl_context)
         credentials = login_credentials(args.product_key, args.device_name, secret, tls=args.tls)
-        await login(client, args.endpoint, args.mqtt_port, credentials)
-    return client
+    async with MqttClient(modem, 0, config) as client:
+        async with ticking(f"logging in to {args.endpoint}"):
+            await login(client, args.endpoint, args.mqtt_port, credentials, client_id=args.device_name)
+        yield client
 
 
 @contextlib.asynccontextmanager
@@ -291,15 +296,13 @@ async def _connect_cmd(args: argparse.Namespace) -> int:
     secret = await _device_secret(args)
     async with open_modem(args) as modem, _aliauth_cleared(args, modem):
         started = time.monotonic()
-        client = await _connect(args, modem, secret)
-        seconds = time.monotonic() - started
-        emit(
-            args,
-            {"ok": True, "seconds": round(seconds, 3)},
-            f"logged in to {args.endpoint} as {args.product_key}/{args.device_name} in {seconds:.2f} s",
-        )
-        await client.disconnect()
-        await client.close()
+        async with _logged_in(args, modem, secret):
+            seconds = time.monotonic() - started
+            emit(
+                args,
+                {"ok": True, "seconds": round(seconds, 3)},
+                f"logged in to {args.endpoint} as {args.product_key}/{args.device_name} in {seconds:.2f} s",
+            )
     return 0
 
 
@@ -327,10 +330,12 @@ async def _post(args: argparse.Namespace) -> int:
 
     params = await _params(args.params)
     secret = await _device_secret(args)
-    async with open_modem(args) as modem, _aliauth_cleared(args, modem):
-        client = await _connect(args, modem, secret)
-        thing = Thing(client, args.product_key, args.device_name)
-        await thing.start()
+    async with (
+        open_modem(args) as modem,
+        _aliauth_cleared(args, modem),
+        _logged_in(args, modem, secret) as client,
+        Thing(client, args.product_key, args.device_name) as thing,
+    ):
         started = time.monotonic()
         try:
             code = await thing.post_properties(params, timeout=args.timeout)
@@ -340,8 +345,6 @@ async def _post(args: argparse.Namespace) -> int:
             raise PostUnanswered(f"no post_reply within {args.timeout:g} s") from None
         seconds = time.monotonic() - started
         emit(args, {"code": code, "seconds": round(seconds, 3)}, f"post_reply code {code} after {seconds:.2f} s")
-        await thing.close()
-        await client.close()
     return 0 if code == 200 else 1
 
 
