@@ -5,13 +5,11 @@ up Ctrl-C, JSON or text output, and step-by-step progress with timings."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
 from collections import namedtuple
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
 
 from quecmqtt.cli.secrets import SecretMissing
 from quecmqtt.errors import InvalidArgument, QuecError
@@ -19,6 +17,7 @@ from quecmqtt.errors import InvalidArgument, QuecError
 TYPE_CHECKING = False  # `typing` costs every start 4 ms and more: imported only by type checkers
 if TYPE_CHECKING:  # the runtime is imported by the commands that open a port, not by --help
     import asyncio
+    from contextlib import AbstractAsyncContextManager
     from typing import Any, TypeVar
 
     from quecmqtt.modem import Modem
@@ -49,8 +48,14 @@ def configure_output(*, verbose: bool, quiet: bool) -> None:
     logger.propagate = False
 
 
-@asynccontextmanager
-async def ticking(label: str) -> AsyncIterator[None]:
+def ticking(label: str) -> AbstractAsyncContextManager[None]:
+    """See `_ticking`."""
+    from contextlib import asynccontextmanager  # contextlib at run time only: --help is faster
+
+    return asynccontextmanager(_ticking)(label)
+
+
+async def _ticking(label: str) -> AsyncIterator[None]:
     """On a terminal (not with -q or -v): `label ... N s` counting up on standard error while
     the block runs (an attach, a registration, a connect may take a minute), cleared after."""
     import asyncio
@@ -202,8 +207,14 @@ class UsageError(Exception):
     """A command line that cannot work; printed without a traceback, exit status 2."""
 
 
-@asynccontextmanager
-async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIterator[Modem]:
+def open_modem(args: argparse.Namespace, **modem_options: Any) -> AbstractAsyncContextManager[Modem]:
+    """`async with open_modem(args) as modem:` the modem of --port, opened; see `_open_modem`."""
+    from contextlib import asynccontextmanager  # contextlib at run time only: --help is faster
+
+    return asynccontextmanager(_open_modem)(args, **modem_options)
+
+
+async def _open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIterator[Modem]:
     import asyncio
 
     from quecmqtt.errors import PortLost, TranscriptError
@@ -246,6 +257,8 @@ async def open_modem(args: argparse.Namespace, **modem_options: Any) -> AsyncIte
             close_file = getattr(modem.transport, "close_file", None)
             if close_file is not None:
                 close_file()
+            import contextlib
+
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(os.unlink, str(record))
         if isinstance(exc, PortLost) and device and "Inappropriate ioctl" in str(exc):  # ENOTTY
@@ -300,6 +313,8 @@ def run(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     except BrokenPipeError:
         # the reader went away (`| head -1`): the end of the job, quietly; stdout points at
         # /dev/null so the interpreter's last flush finds no broken pipe either
+        import contextlib
+
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -333,6 +348,7 @@ def _terminal_state() -> Any:
 
 def _restore_terminal(saved: Any) -> None:
     if saved is not None:
+        import contextlib
         import termios
 
         with contextlib.suppress(OSError, ValueError):
@@ -393,6 +409,8 @@ async def _in_daemon_thread(work: Callable[[], T]) -> T:
             value, error = work(), None
         except BaseException as exc:  # EOFError, KeyboardInterrupt, OSError: all go to the awaiting task
             value, error = None, exc
+        import contextlib
+
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
             loop.call_soon_threadsafe(settle, value, error)
 
