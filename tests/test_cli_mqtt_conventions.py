@@ -5,6 +5,7 @@ connected however the command ends (Ctrl-C, a publish the module refuses)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ import pytest
 
 from quecmqtt.emulator import EmulatorThread
 from tests.broker import Broker
-from tests.test_cli import run_cli
+from tests.test_cli import ENV, run_cli
 from tests.test_cli_module import finish, spawn
 
 pytestmark = pytest.mark.broker
@@ -149,3 +150,23 @@ def test_a_post_the_platform_never_answers_leaves_no_client_connected(broker: Br
             assert emu.emulator.module.clients[0].cfg["aliauth"] is None
     finally:
         twins.close()
+
+
+def test_the_librarys_log_lines_carry_the_prefix(emulator: EmulatorThread) -> None:
+    """A module that reboots under `mqtt sub`: the library's report is a `quecmqtt: WARNING:`
+    line, not Python's bare last-resort output (on b32764a: a raw `module reported ...`)."""
+    child = spawn("mqtt", "sub", "--port", emulator.path, "--broker", "broker.test:1883", "-t", "conv/reboot")
+    child.expect("subscribed to conv/reboot")
+    emulator.reboot()
+    status, output = finish(child)
+    assert status == 1 and "connection to broker.test:1883 was lost" in output, output
+    lines = [line for line in output.splitlines() if line.startswith("module reported")]
+    assert not lines and "quecmqtt: WARNING: module reported POWERED DOWN" in output, output
+
+
+def test_a_secret_variable_that_is_not_text_is_one_line() -> None:
+    env = {**ENV, "DS_BYTES": os.fsdecode(b"ab\xffcd")}
+    status, output = run_cli("aliyun", "sign", "--product-key", "pk", "--device-name", "dn",
+                             "--device-secret-env", "DS_BYTES", env=env)  # fmt: skip
+    assert status == 2 and "not valid text: an unpaired surrogate at position 2" in output, output
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1

@@ -120,3 +120,12 @@ async def test_an_aliyun_device_without_a_secret_says_so() -> None:
     modem = quecmqtt.connect("socket://127.0.0.1:1")
     with pytest.raises(InvalidArgument, match="no device secret"):
         quecmqtt.aliyun.Device(modem, PK, DN, secret=quecmqtt.load_secret(env="QUECMQTT_NO_SUCH_VAR"), endpoint="x")
+
+
+async def test_a_text_payload_goes_as_utf8(emulator: EmulatorThread, cloud: Cloud) -> None:
+    cloud.subscribe("api/text")
+    async with quecmqtt.connect(emulator.path) as modem, modem.session("broker.test") as session:
+        await session.publish("api/text", "21.5 °C")
+        assert (await asyncio.to_thread(cloud.messages.get, timeout=5)).payload == "21.5 °C".encode()
+        with pytest.raises(InvalidArgument, match="not valid text at position 1"):
+            await session.publish("api/text", "a\udc80")

@@ -320,12 +320,17 @@ class Session:
 
     # -- what the user does ---------------------------------------------------------------------
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> Entry:
+    async def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Entry:
         """Accept a message: checked (topic, QoS, size against the module's limit once it is
         known), put in the outbox, and sent by the pump. Returns once the outbox holds it
-        (for a SqliteOutbox: on disk). Raises InvalidArgument, OutboxFull (policy "reject"),
-        SessionFailed."""
+        (for a SqliteOutbox: on disk). A `str` payload is sent as UTF-8 (as aiomqtt does).
+        Raises InvalidArgument, OutboxFull (policy "reject"), SessionFailed."""
         self._raise_if_over()
+        if isinstance(payload, str):
+            try:
+                payload = payload.encode("utf-8")
+            except UnicodeEncodeError as exc:  # an unpaired surrogate: say where, not what
+                raise InvalidArgument(f"the payload is not valid text at position {exc.start}") from None
         self.client.check_publish(topic, payload, qos, retain)
         entry = await self.outbox.put(topic, bytes(payload), qos, retain)
         self._wake.set()
