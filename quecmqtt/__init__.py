@@ -100,8 +100,9 @@ def connect(
 ) -> Modem:
     """A modem on `port`: a serial device (``/dev/ttyUSB2``, ``/dev/serial/by-id/...``,
     ``COM3``), ``socket://HOST:PORT``, ``rfc2217://HOST:PORT`` or ``replay:TRANSCRIPT``.
-    Nothing is opened until ``async with`` (or ``await modem.open()``). `record` writes a
-    redacted transcript (mode 0600); other options go to `quecmqtt.runtime.Modem`."""
+    The port is opened by ``async with`` (or ``await modem.open()``); a `replay:` transcript
+    is read, and the `record` file (a redacted transcript, mode 0600) created, here. Other
+    options go to `quecmqtt.runtime.Modem`."""
     from quecmqtt.api import Modem
     from quecmqtt.transport import open_transport
 

@@ -15,6 +15,7 @@ import pytest
 from quecmqtt.emulator import EmulatorThread
 from tests.broker import Broker, Cloud
 from tests.test_cli import ENV, run_cli
+from tests.test_cli_module import finish, spawn
 
 pytestmark = pytest.mark.broker
 
@@ -55,7 +56,10 @@ def test_options_from_the_config_file_the_command_line_winning(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[mqtt.pub]\npassword = "hunter2"\n', "--password is a secret and cannot come from the config file"),
+        (
+            '[mqtt.pub]\npassword = "hunter2"\n',
+            "[mqtt] [pub] password is a secret and cannot be kept there",
+        ),
         ("port = [", "is not TOML"),
         ("[mqtt.pub]\nqos = 7\n", "--qos from the config file: want one of 0, 1, 2"),
         ('[mqtt.pub]\nretain = "maybe"\n', "--retain from the config file: want true or false"),
@@ -72,11 +76,49 @@ def test_a_config_file_that_cannot_be_used_is_one_line(tmp_path: Path, text: str
     assert "hunter2" not in output
 
 
-def test_a_secret_in_the_environment_is_refused_too() -> None:
+def test_a_secret_is_never_a_default_from_the_environment(tmp_path: Path) -> None:
+    """QUECMQTT_DEVICE_SECRET is not a default for --device-secret (secrets come from the
+    variable --device-secret-env names), so it may well be that variable."""
+    env = {**ENV, "QUECMQTT_DEVICE_SECRET": "s3cret-from-env"}
+    done = subprocess.run(
+        [sys.executable, "-m", "quecmqtt", "aliyun", "sign", "--product-key", "pk", "--device-name", "dn"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2 and "s3cret" not in done.stdout + done.stderr, done.stderr  # not taken
     status, output = run_cli("aliyun", "sign", "--product-key", "pk", "--device-name", "dn",
-                             env={**ENV, "QUECMQTT_DEVICE_SECRET": "s3cret"})  # fmt: skip
-    assert status == 2 and "--device-secret is a secret and cannot come from QUECMQTT_DEVICE_SECRET" in output
-    assert "s3cret" not in output
+                             "--device-secret-env", "QUECMQTT_DEVICE_SECRET", env=env)  # fmt: skip
+    assert status == 0 and "password" in output, output
+
+
+def test_a_secret_anywhere_in_the_file_is_refused_and_help_still_works(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[aliyun.post]\ndevice-secret = "hunter2"\n')
+    env = {**ENV, "QUECMQTT_CONFIG": str(config)}
+    status, output = run_cli("mqtt", "pub", "--port", "/dev/null", "--broker", "h:1", "-t", "t", "-m", "m", env=env)
+    assert status == 2 and "[aliyun] [post] device-secret is a secret" in output and "hunter2" not in output, output
+    status, output = run_cli("--help", env=env)
+    assert status == 0 and "usage: quecmqtt" in output
+
+
+def test_the_command_line_replaces_a_configured_list_and_tables_are_not_values(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """`-t b` replaces `topic = ["a/x"]` (argparse would add to it); a `[record]` table (for
+    `quecmqtt record`) is not the value of the other commands' --record; --ca and --cafile
+    are one option, the environment winning over the file for either name."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'port = "{emulator.path}"\nbroker = "broker.test:1883"\ncafile = "/nonexistent/from-file.pem"\n'
+        '[record]\noutput = "session.txt"\n[mqtt.sub]\ntopic = ["defaults/configured"]\n'
+    )
+    env = {**ENV, "QUECMQTT_CONFIG": str(config)}
+    child = spawn("mqtt", "sub", "-t", "defaults/given", "-C", "1", "-W", "0.5", "--ca", "", env=env)
+    status, output = finish(child)
+    assert "subscribed to defaults/given" in output and "defaults/configured" not in output, output
+    status, output = run_cli("mqtt", "pub", "-t", "t", "-m", "m", env={**env, "QUECMQTT_CA": "/nonexistent/env.pem"})
+    assert status == 2 and "/nonexistent/env.pem" in output, output
+    status, output = run_cli("mqtt", "sub", "-W", "0.3", env={**env, "QUECMQTT_CA": ""})
+    assert "/nonexistent/from-file.pem" in output and status == 2, output  # the file's, by its alias
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")

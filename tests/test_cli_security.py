@@ -197,3 +197,34 @@ def test_the_console_history_keeps_no_secret_in_any_form(tmp_path: Path) -> None
     saved = history.read_text()
     assert "AT+CSQ" in saved and "AT+VENDORSECRET=***" in saved, saved
     assert not re.search("spaced-secret|vendor-secret", saved), saved
+
+
+def test_record_hides_a_key_upload_cut_short(tmp_path: Path) -> None:
+    """An upload of a key that never completes (the recording stops in the middle of the
+    data): what came of it is hidden all the same (a review found it recorded in clear)."""
+    import time
+
+    from tests.serialport import Port as SerialPort
+
+    transcript, link = tmp_path / "session.txt", tmp_path / "ttyREC0"
+    with EmulatorThread() as emu:
+        child = spawn("record", "--port", emu.path, "--link", str(link), "--output", str(transcript))
+        child.expect("Ctrl-C stops")
+        port = SerialPort(str(link))
+        try:
+            port.write(b'AT+QFUPL="UFS:part.pem",2000,60\r')
+            assert b"CONNECT" in port.read_until(b"CONNECT", timeout=5)
+            port.write(KEY_PEM)  # 2000 announced: the module still waits for the rest
+            module = emu.emulator.module
+            deadline = time.monotonic() + 5  # until the key went through the proxy to the module
+            while not (module._entry is not None and len(module._entry.buffer) >= len(KEY_PEM)):
+                assert time.monotonic() < deadline, "the upload did not reach the module"
+                time.sleep(0.01)
+        finally:
+            port.close()
+        child.sendintr()
+        child.expect(pexpect.EOF)
+        child.close()
+    text = transcript.read_text()
+    assert "quecmqtttestkey" not in text.lower() and "PRIVATE KEY" not in text, text
+    assert f"{{{{private_key:{len(KEY_PEM)}}}}}" in text, text

@@ -53,6 +53,9 @@ class Device:
             raise InvalidArgument("give the endpoint: your instance's MQTT host (console: 开发配置)")
         if secret is None:  # what load_secret() gives when the file or variable holds nothing
             raise InvalidArgument("no device secret: give secret= (a str, a Secret, or a registration result)")
+        taken = {"client_id", "username", "password", "config"} & set(session_options)
+        if taken:
+            raise InvalidArgument(f"Device sets {', '.join(sorted(taken))} itself (from the secret and module_signs)")
         if module_signs and isinstance(secret, Whitelisted):
             raise InvalidArgument("a regnwl token logs in host-signed: leave out module_signs")
         self.modem = modem
@@ -113,11 +116,11 @@ class Device:
             await opener.__aenter__()
             self._opener = opener
             assert opener.session is not None
-            thing = Thing(opener.session, self.product_key, self.device_name)
-            await thing.start()
-            self._thing = thing
+            self._thing = Thing(opener.session, self.product_key, self.device_name)
+            await self._thing.start()
         except BaseException:
-            await self._leave(opener)
+            self._opener = None
+            await self._leave(opener)  # closes the Thing too, started or not
             raise
         return self
 

@@ -180,6 +180,9 @@ def _cmd_fault(args: argparse.Namespace) -> int:
 
     try:
         answer = send_fault(args.control, args.fault, args.args)
+    except ValueError:  # not JSON: something else listens there
+        print(f"quecmqtt fault: {args.control} did not answer as an emulator's control socket does", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"quecmqtt fault: cannot reach the control socket {args.control}: {exc.strerror or exc} "
@@ -391,12 +394,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(words)
     from quecmqtt.cli.defaults import ConfigError, apply_defaults, config_path, load_config
 
+    fills: dict[str, list[Any]] = {}
     try:  # defaults from QUECMQTT_* and the config file, for the command named only
-        apply_defaults(parser, words, load_config(config_path()))
+        fills = apply_defaults(parser, words, load_config(config_path()))
     except ConfigError as exc:
-        print(f"quecmqtt: {exc}", file=sys.stderr)
-        return 2
+        if not {"-h", "--help", "--version"} & set(words):  # help works with a broken config file
+            print(f"quecmqtt: {exc}", file=sys.stderr)
+            return 2
     args, extra = parser.parse_known_args(words)
+    for dest, values in fills.items():  # a repeatable option: the command line's replace the file's
+        if not getattr(args, dest, None):
+            setattr(args, dest, values)
     if extra:  # named by the command they were given to, not by `quecmqtt`
         prog = getattr(args, "command_prog", parser.prog)
         print(f"{prog}: unrecognized arguments: {' '.join(extra)} (see '{prog} --help')", file=sys.stderr)

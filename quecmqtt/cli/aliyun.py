@@ -231,6 +231,7 @@ async def _device_secret(args: argparse.Namespace) -> Any:
     """The device's secret (given, stored, or asked for) and the CA, before the port is opened."""
     if not args.endpoint:
         raise UsageError("give --endpoint (your instance's MQTT host)")
+    args.tls = args.tls or bool(args.ca)  # --ca says TLS, as its help does: never plain TCP
     args.ca_pem = await _ca(args) if args.tls else None
     secret: Any = resolve_secret(args, "device-secret", prompt=False) if given(args, "device-secret") else None
     if secret is None:

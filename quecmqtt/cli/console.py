@@ -127,7 +127,7 @@ def _unknown_with_arguments(line: str) -> bool:
     in any of its pieces (`AT+CSQ;+VENDOR=...`)."""
     from quecmqtt.at.parse import parse_command
 
-    if "=" not in line or not line[line.index("=") + 1 :].strip() or line.rstrip().endswith("=?"):
+    if "=" not in line or not line[line.index("=") + 1 :].strip():
         return False
     pieces = line.split(";")
     for n, piece in enumerate(pieces):

@@ -10,8 +10,13 @@ option's own default. Any long option of a command may be given either way:
   command that has the option, a table per command to that command only (`[mqtt.pub]`,
   `[aliyun]`), the more specific winning.
 
-Secret values are refused in both places (a file any process may read, an environment every
-child inherits): name a file or a variable instead (`device-secret-file`, `password-env`).
+A secret's value is refused in the file (any process of the user may read it), wherever it
+stands, and never taken from the environment by this rule (`QUECMQTT_PASSWORD` is not a
+default for `--password`): name a file or a variable instead (`device-secret-file`,
+`password-env`). A repeatable option (`--topic`) given on the command line replaces the
+configured list. A flag (`retain = true`) set here cannot be turned off on the command line.
+Keys whose meaning differs between commands (`device-name`, `timeout`, `mqtt-port`) belong in
+the command's table.
 """
 
 from __future__ import annotations
@@ -76,15 +81,18 @@ def _subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse
             yield from action.choices.items()
 
 
-def apply_defaults(parser: argparse.ArgumentParser, argv: list[str], config: dict[str, Any]) -> None:
+def apply_defaults(parser: argparse.ArgumentParser, argv: list[str], config: dict[str, Any]) -> dict[str, list[Any]]:
     """Set the defaults of the parser of the command `argv` names (and of its parents) from
-    the environment and `config`."""
+    the environment and `config`. Returns what must be filled in after parsing: the lists of
+    repeatable options (argparse would add the command line's to a default list, and the
+    command line must replace it), for each destination that the command line left empty."""
+    _refuse_secrets(config)
     tables: list[dict[str, Any]] = [config]
     current = parser
     path: list[str] = []
-    words = iter(word for word in argv if not word.startswith("-"))
-    _apply(current, tables, path)
-    for word in words:
+    fills: dict[str, list[Any]] = {}
+    _apply(current, tables, path, fills)
+    for word in (word for word in argv if not word.startswith("-")):
         found = dict(_subparsers(current)).get(word)
         if found is None:
             break
@@ -92,31 +100,52 @@ def apply_defaults(parser: argparse.ArgumentParser, argv: list[str], config: dic
         path.append(word)
         table = tables[-1].get(word)
         tables.append(table if isinstance(table, dict) else {})
-        _apply(current, tables, path)
+        _apply(current, tables, path, fills)
+    return fills
 
 
-def _apply(parser: argparse.ArgumentParser, tables: list[dict[str, Any]], path: list[str]) -> None:
+def _refuse_secrets(config: dict[str, Any], where: str = "") -> None:
+    """A secret's value anywhere in the file, whatever command it is for, is refused at once."""
+    for key, value in config.items():
+        name = key.replace("_", "-")
+        if isinstance(value, dict):
+            _refuse_secrets(value, f"{where}[{key}] ")
+        elif name in SECRET_OPTIONS:
+            raise ConfigError(
+                f"the config file: {where}{key} is a secret and cannot be kept there: use {name}-file or {name}-env"
+            )
+
+
+def _apply(
+    parser: argparse.ArgumentParser, tables: list[dict[str, Any]], path: list[str], fills: dict[str, list[Any]]
+) -> None:
     where = " ".join(["quecmqtt", *path])
-    for name, action in _long_options(parser):
-        if name in NOT_DEFAULTS or isinstance(action, argparse._SubParsersAction):
+    for action in parser._actions:
+        names = [option[2:] for option in action.option_strings if option.startswith("--")]
+        if not names or isinstance(action, argparse._SubParsersAction) or NOT_DEFAULTS & set(names):
             continue
+        if SECRET_OPTIONS & set(names):
+            continue  # never from the environment (its -env form names a variable) nor the file
         value: Any = None
         source = ""
         for table in tables:  # the more specific table wins
-            if name in table or name.replace("-", "_") in table:
-                value = table.get(name, table.get(name.replace("-", "_")))
-                source = "the config file"
-        env = ENV_PREFIX + name.upper().replace("-", "_")
-        if os.environ.get(env):
-            value, source = os.environ[env], env
+            for name in names:  # --ca and --cafile are one option
+                for key in (name, name.replace("-", "_")):
+                    if key in table and not isinstance(table[key], dict):  # a table: a command's
+                        value, source = table[key], "the config file"
+        for name in names:
+            env = ENV_PREFIX + name.upper().replace("-", "_")
+            if os.environ.get(env):
+                value, source = os.environ[env], env
+                break
         if value is None:
             continue
-        if name in SECRET_OPTIONS:
-            raise ConfigError(
-                f"{where}: --{name} is a secret and cannot come from {source}: use {name}-file or {name}-env there"
-            )
-        action.default = _converted(action, value, f"{where}: --{name} from {source}")
+        what = f"{where}: --{names[0]} from {source}"
         action.required = False
+        if isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*"):
+            fills[action.dest] = _converted(action, value, what)
+        else:
+            action.default = _converted(action, value, what)
 
 
 def _converted(action: argparse.Action, value: Any, what: str) -> Any:

@@ -155,22 +155,26 @@ async def sub(args: argparse.Namespace) -> int:
             granted = await client.subscribe([(t, args.qos) for t in args.topic])
             for g in granted:
                 note(f"subscribed to {g.topic}: {'REFUSED by the broker' if g.rejected else f'QoS {g.qos}'}")
-            async with asyncio.timeout(args.wait):
-                async for message in client.messages:  # what arrived before a loss, then LinkLost
-                    if not isinstance(message, MqttMessage):
-                        print(f"(dropped {message.dropped} messages: the queue was full)", file=sys.stderr, flush=True)
-                        continue
-                    received += 1
-                    _print_message(args, message)
-                    if args.count and received >= args.count:
-                        break
+            waiting = asyncio.timeout(args.wait)  # -W; None: no end
+            try:
+                async with waiting:
+                    async for message in client.messages:  # what arrived before a loss, then LinkLost
+                        if not isinstance(message, MqttMessage):
+                            note(f"(dropped {message.dropped} messages: the queue was full)")
+                            continue
+                        received += 1
+                        _print_message(args, message)
+                        if args.count and received >= args.count:
+                            break
+            except TimeoutError:
+                if not waiting.expired():
+                    raise  # the module's time-out (CommandTimeout), not -W's
+                if args.count:  # -W: the time ran out before -C messages came
+                    raise SubscriptionEnded(f"{received} of {args.count} messages within {args.wait:g} s") from None
         except LinkLost as exc:
             raise SubscriptionEnded(
                 f"the connection to {args.broker} was lost ({exc.reason}) after {received} messages"
             ) from None
-        except TimeoutError:
-            if args.count:  # -W: the time ran out before -C messages came
-                raise SubscriptionEnded(f"{received} of {args.count} messages within {args.wait:g} s") from None
     return 0
 
 

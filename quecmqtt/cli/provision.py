@@ -168,10 +168,9 @@ async def provision_one(port: str, args: argparse.Namespace, product_secret: Any
             )  # fmt: skip
         say(port, f"registered; stored in {store.path(args.product_key, row.device_name)}")
         row.step = "login"
-        client = MqttClient(modem, 0)
-        await login(client, args.endpoint, args.mqtt_port, login_credentials(args.product_key, row.device_name, result))
-        await client.disconnect()
-        await client.close()
+        async with MqttClient(modem, 0) as client:  # leaving disconnects and closes, whatever happened
+            credentials = login_credentials(args.product_key, row.device_name, result)
+            await login(client, args.endpoint, args.mqtt_port, credentials)
         say(port, "login proven")
         row.status, row.step = PROVISIONED, ""
     except StoreError as exc:

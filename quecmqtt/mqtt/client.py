@@ -162,10 +162,13 @@ class MqttClient:
 
     async def __aexit__(self, *exc: object) -> None:
         if not self.modem.closed:
+            # each with its own time: a DISCONNECT that fails must not keep the QMTCLOSE from going
             with contextlib.suppress(QuecError, TimeoutError):
                 async with asyncio.timeout(10):
                     if self.connected:
                         await self.disconnect()
+            with contextlib.suppress(QuecError, TimeoutError):
+                async with asyncio.timeout(10):
                     if self.state is not ClientState.CLOSED:
                         await self.close()
         await self.aclose()

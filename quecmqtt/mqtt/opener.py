@@ -128,12 +128,14 @@ class SessionOpener:
 
         config = self.config or MqttConfig(keepalive=self.keepalive)
         if self.tls:
-            self._tls = await setup_tls(self.modem, self.ssl_context, self.host, ca=self.ca, insecure=self.insecure)
             config = replace(config, ssl_context=self.ssl_context)
+        # built first: a bad option fails here, before anything is set up on the module
         session = Session(
             self.modem, self.host, self.port, self.client_id, self.username, self.password,
             config=config, **self.session_options,
         )  # fmt: skip
+        if self.tls:
+            self._tls = await setup_tls(self.modem, self.ssl_context, self.host, ca=self.ca, insecure=self.insecure)
         try:
             # a failure to connect is retried (a certificate the module's clock rejects, a
             # broker still starting): `timeout` bounds the wait, TimeoutError, nothing left

@@ -257,10 +257,12 @@ class SqliteOutbox(Outbox):
             # version left 0644 (and its side files) is tightened here
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                os.fchmod(fd, 0o600)
+                owned = os.fstat(fd).st_uid == os.geteuid()  # a shared database is its owner's to set
+                if owned:
+                    os.fchmod(fd, 0o600)
             finally:
                 os.close(fd)
-            for suffix in ("-wal", "-shm", "-journal"):
+            for suffix in ("-wal", "-shm", "-journal") if owned else ():
                 with contextlib.suppress(FileNotFoundError):
                     os.chmod(f"{self.path}{suffix}", 0o600)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

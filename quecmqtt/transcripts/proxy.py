@@ -136,6 +136,7 @@ class SerialProxy:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.pty.unplug()
             self._learn_unfinished_line()
+            self._drop_data()  # an upload cut by the end of the recording
             await self.recorder.close()
 
     # -- host -> module ------------------------------------------------------------------------------
@@ -193,6 +194,15 @@ class SerialProxy:
                 self.redactor.add(bytes(data.received), "private_key")  # before its bytes are recorded
             self._answer_prompt()
 
+    def _drop_data(self) -> None:
+        """The data phase ends unfinished (an ERROR, the host moved on, the recording stopped):
+        an upload that was a key is hidden all the same, before its bytes are recorded."""
+        data = self._data
+        upload = data is not None and data.command.spec.name == "+QFUPL" and bool(data.received)
+        if upload and data is not None and _is_private_key(data.command, data.received):
+            self.redactor.add(bytes(data.received), "private_key")
+        self._data = None
+
     def _command_line(self, line: bytes) -> None:
         start = line.upper().find(b"AT")
         if start < 0:
@@ -205,7 +215,7 @@ class SerialProxy:
             self._drain()
         self.codec.send(command)
         phase = command.spec.data
-        self._data = None
+        self._drop_data()  # the host moved on
         if phase is not None and phase.kind is not DataKind.DOWNLOAD:
             remaining = command.data_length if not phase.terminator else None
             if remaining != 0:
@@ -285,6 +295,12 @@ class SerialProxy:
             elif isinstance(event, CommandComplete | UnsolicitedFinal) and not self._typing_command():
                 # the module answered: what the host sent since its last line was data (AT+QISEND's
                 # payload), not the start of a command; it can be recorded now, before the answer
+                if (
+                    isinstance(event, CommandComplete)
+                    and self._data is not None
+                    and self._data.command is event.command
+                ):
+                    self._drop_data()  # an upload the module ended (ERROR, time-out): a key stays hidden
                 self._host_line.clear()
                 self.recorder.settle_host(0)
             if isinstance(event, CommandComplete):
@@ -293,7 +309,7 @@ class SerialProxy:
                 if event.body and event.command.spec.name == "+QHTTPREAD":
                     self._learn_reply(event.body)  # an HTTPS registration answers with the secret
                 if self._data is not None and self._data.command is event.command:
-                    self._data = None  # answered without a prompt (ERROR): the host is back to commands
+                    self._drop_data()  # answered without a prompt (ERROR): the host is back to commands
             elif isinstance(event, MqttMessage) and event.topic in REGISTRATION_TOPICS:
                 self._learn_reply(event.payload)
 
