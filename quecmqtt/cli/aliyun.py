@@ -235,7 +235,7 @@ async def _device_secret(args: argparse.Namespace) -> Any:
     args.ca_pem = await _ca(args) if args.tls else None
     secret: Any = resolve_secret(args, "device-secret", prompt=False) if given(args, "device-secret") else None
     if secret is None:
-        secret = _store(args).load(args.product_key, args.device_name)
+        secret = await asyncio.to_thread(_store(args).load, args.product_key, args.device_name)
     if secret is None:
         try:
             secret = resolve_secret(args, "device-secret")  # a prompt, on a terminal
