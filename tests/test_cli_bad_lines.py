@@ -1,8 +1,9 @@
-"""Bad command lines (issue 13): each ends with one line on standard error, the documented exit
-status (2 for a command line that cannot work, 1 for a failure), a message in the user's terms,
-no traceback, and nothing left behind: no file in the working directory, no module client
-connected. `{emu}` is an emulated module (behind it Mosquitto answers as broker.test), `{tmp}`
-the working directory."""
+"""Bad command lines (issue 13), each run under a real pty as a user types it: one line, the
+documented exit status (2 for a command line that cannot work, 1 for a failure), a message in
+the user's terms, no traceback, and nothing left behind: no file in the working directory, no
+module client connected, the emulator behind `fault` still answering. `{emu}` is an emulated
+module (behind it Mosquitto answers as broker.test), `{tmp}` the working directory, `{control}`
+a running `quecmqtt emulate`'s control socket."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from quecmqtt.emulator import EmulatorThread
@@ -499,8 +501,6 @@ def emulator(broker: Broker) -> Iterator[EmulatorThread]:
 @pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The control socket of a running `quecmqtt emulate`."""
-    import pexpect
-
     link = tmp_path_factory.mktemp("emulate") / "tty"
     child = pexpect.spawn(sys.executable, ["-m", "quecmqtt", "emulate", "--link", str(link)], timeout=20)
     child.expect("Ctrl-C stops")
@@ -525,20 +525,34 @@ def test_a_bad_command_line_gets_one_clear_line(
         word.replace("{emu}", emulator.path).replace("{tmp}", str(tmp_path)).replace("{control}", control)
         for word in argv
     ]
-    done = subprocess.run(
-        [sys.executable, "-m", "quecmqtt", *words], cwd=tmp_path, env=env, capture_output=True, timeout=30,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    err = done.stderr.decode(errors="replace")
+    # under a real pty, as a user types it (a prompt would show: none of these may prompt)
+    if not any("\udc80" <= ch <= "\udcff" for word in words for ch in word):
+        # under a real pty, as a user types it (a prompt would show: none of these may prompt)
+        child = pexpect.spawn(
+            sys.executable, ["-m", "quecmqtt", *words], cwd=str(tmp_path), env=env, encoding="utf-8",
+            codec_errors="replace", timeout=30, echo=False, dimensions=(24, 200),
+        )  # fmt: skip
+        if "-" in words:  # standard input: what a user gives by pressing Ctrl-D at once
+            child.expect_exact("end it with Ctrl-D")
+            child.sendeof()
+        err = child.read().replace("\r\n", "\n")
+        child.close()
+        exitstatus = child.exitstatus
+    else:  # an argument that is not text (a surrogate escape): the OS's bytes, which pexpect cannot pass
+        done = subprocess.run(
+            [os.fsencode(sys.executable), b"-m", b"quecmqtt", *map(os.fsencode, words)],
+            cwd=tmp_path, env=env, capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        err, exitstatus = done.stderr.decode(errors="replace"), done.returncode
     lines = [line for line in err.splitlines() if line.strip()]
-    assert done.returncode == status, (done.returncode, err)
+    assert exitstatus == status, (exitstatus, err)
     assert message.replace("{tmp}", str(tmp_path)) in err, err
     assert "Traceback" not in err and "QUECMQTT_DEBUG" not in err, err
     # one line: the error; a command that got as far as connecting may have said so first
     assert len([line for line in lines if not line.startswith(("connecting to", "subscribed to"))]) == 1, err
     assert list(tmp_path.iterdir()) == []  # nothing left behind
     assert not any(client.connected for client in emulator.emulator.module.clients)
-    assert "recorded 0 bytes" not in done.stdout.decode(errors="replace")
+    assert "recorded 0 bytes" not in err
     if "{control}" in argv:  # the emulator behind the control socket still answers
         from quecmqtt.emulator.control import send_fault
 
