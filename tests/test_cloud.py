@@ -5,6 +5,7 @@ clients, the `quecmqtt cloud` command under a pty, and a whole flow on the embed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import re
 import sys
@@ -29,8 +30,9 @@ from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.secret import Secret
 from quecmqtt.transport.serial import SerialTransport
-from quecmqtt.wire.mqtt import Connect
+from quecmqtt.wire.mqtt import BACKEND_USER, Connect
 from tests.children import spawn_child
+from tests.peer import until
 from tests.test_cli import ENV
 
 
@@ -158,6 +160,7 @@ class Paho:
         self.client.on_subscribe = lambda *args: self.subscribed.set()
         if "will" in options:
             self.client.will_set("wills/" + client_id, b"gone", 1)
+        self.client.username_pw_set(BACKEND_USER, TOKEN)
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
         assert self.connected.wait(5), "no CONNACK"
@@ -167,9 +170,12 @@ class Paho:
         self.client.loop_stop()
 
 
+TOKEN = b"test-broker-token"
+
+
 @pytest_asyncio.fixture
 async def embedded() -> AsyncIterator[EmbeddedBroker]:
-    broker = EmbeddedBroker()
+    broker = EmbeddedBroker(token=TOKEN, max_buffer=64 << 10)
     await broker.start()
     yield broker
     await broker.stop()
@@ -302,5 +308,114 @@ async def test_the_https_server_answers_a_request_it_cannot_read_with_400_and_go
         answer = await asyncio.wait_for(reader.read(-1), 10)
         writer.close()
         assert answer.startswith(b"HTTP/1.1 404 ") and answer.endswith(b'"message":"not found"}'), answer
+    finally:
+        await twin.stop()
+
+
+# -- the twin under hostile input (issue 14) ----------------------------------------------------
+
+
+async def _mqtt_exchange(host: str, port: int, data: bytes, *, read: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(4), 10) if read else b""
+    finally:
+        writer.close()
+
+
+async def test_the_embedded_broker_takes_no_login_but_the_twins() -> None:
+    """A local program cannot reach the devices behind the front: a CONNECT without the twin's
+    token gets CONNACK 5 (on b32764a: CONNACK 0, then `#` and a device's property/set)."""
+    twin = CloudTwin(respond=True)
+    await twin.start()
+    try:
+        host, port = twin.broker_address()
+        for user, password in ((None, None), ("x", b"guess"), (BACKEND_USER, b"not-the-token")):
+            answer = await _mqtt_exchange(host, port, Connect("intruder", user, password, 60, True).encode())
+            assert answer == b"\x20\x02\x00\x05", (user, answer)
+        assert twin.responder is not None  # the twin's own client got in
+    finally:
+        await twin.stop()
+
+
+async def test_credentials_with_any_bytes_are_refused_with_connack_4() -> None:
+    """Non-ASCII, non-hex passwords and user names: CONNACK 4, never a TypeError in
+    compare_digest (on b32764a: no CONNACK, "Task exception was never retrieved")."""
+    twin = CloudTwin(respond=False)
+    twin.registry.add_product("pkHostile001", "ps")
+    twin.registry.add_device("pkHostile001", "dev", "device-secret")
+    await twin.start()
+    try:
+        client_id = "pkHostile001.dev|securemode=3,signmethod=hmacsha256,timestamp=1|"
+        for password in ("pässwörd".encode(), b"\xff\xfe\x00", ("é" * 64).encode()):
+            connect = Connect(client_id, "dev&pkHostile001", password, 60, True).encode()
+            assert await _mqtt_exchange(twin.host, twin.mqtt_port, connect) == b"\x20\x02\x00\x04", password
+        connect = Connect(client_id, "dév&pkHostile001", b"00", 60, True).encode()
+        assert await _mqtt_exchange(twin.host, twin.mqtt_port, connect) == b"\x20\x02\x00\x04"
+    finally:
+        await twin.stop()
+
+
+async def test_an_oversized_connect_is_dropped_before_it_is_read() -> None:
+    """A CONNECT announcing 1 MiB: the front reads none of it (at most 8 KiB per CONNECT, so
+    300 such connections cost ~2 MB, not 300 MB)."""
+    twin = CloudTwin(respond=False)
+    await twin.start()
+    try:
+        reader, writer = await asyncio.open_connection(twin.host, twin.mqtt_port)
+        writer.write(b"\x10" + bytes([0x80, 0x80, 0x40]))  # remaining length 1 MiB
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(10), 10) == b""  # closed, nothing answered
+        writer.close()
+    finally:
+        await twin.stop()
+
+
+async def test_a_subscriber_that_does_not_read_is_cut_off(embedded: EmbeddedBroker) -> None:
+    """Memory does not grow for a subscriber that never reads: once 64 KiB wait for it, it is
+    disconnected (on b32764a the broker buffered without limit: +124 MB)."""
+    _, writer = await asyncio.open_connection("127.0.0.1", embedded.port)
+    writer.transport.pause_reading()  # never reads: the kernel buffers fill, then the broker's
+    writer.write(Connect("sleeper", BACKEND_USER, TOKEN, 60, True).encode())
+    topic = b"flood/x"
+    writer.write(
+        bytes([0x82]) + bytes([2 + 2 + len(topic) + 1]) + b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x00"
+    )
+    await writer.drain()
+
+    def flood() -> None:
+        pub = Paho(embedded.port, "flooder")
+        payload = b"x" * 60000
+        for _ in range(400):  # 24 MB offered to the sleeper
+            pub.client.publish("flood/x", payload, 0)
+        pub.close()
+
+    await asyncio.to_thread(flood)
+    await until(lambda: "sleeper" not in embedded._clients, timeout=20)  # cut off past the bound
+    writer.close()
+
+
+async def test_an_https_body_over_the_limit_is_refused_with_bounded_memory() -> None:
+    """`Content-Length: 4000000000`: the server stops at its limit with 400 (on b32764a it kept
+    1.7 GB before its time-out)."""
+    import ssl
+
+    twin = CloudTwin(respond=False)
+    await twin.start()
+    try:
+        context = ssl.create_default_context(cadata=twin.ca_pem.decode())
+        context.check_hostname = False
+        reader, writer = await asyncio.open_connection(twin.host, twin.https_port, ssl=context)
+        writer.write(b"POST /auth/register/device HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000000\r\n\r\n")
+        chunk = b"a" * 65536
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            for _ in range(40):  # 2.5 MB, over the 1 MiB limit
+                writer.write(chunk)
+                await writer.drain()
+        answer = await asyncio.wait_for(reader.read(-1), 10)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+        writer.close()
     finally:
         await twin.stop()

@@ -38,8 +38,14 @@ def ntp_time(device_send: int, server_recv: int, server_send: int, device_recv: 
 
 
 class Thing:
-    def __init__(self, link: MqttClient | Session, product_key: str, device_name: str, *, qos: int = 1) -> None:
+    def __init__(
+        self, link: MqttClient | Session, product_key: str, device_name: str, *, qos: int = 1,
+        auto_subscribed: bool = False,
+    ) -> None:  # fmt: skip
+        """`auto_subscribed`: the login asked the platform to subscribe the device to its reply
+        and downlink topics (``_ss=1``): no SUBSCRIBE is sent for them."""
         self.link = link
+        self.auto_subscribed = auto_subscribed
         self.product_key = product_key
         self.device_name = device_name
         self.qos = qos
@@ -65,12 +71,10 @@ class Thing:
         """Subscribe to what the cloud sends this device and start dispatching."""
         if self._stop_listening is None:
             self._stop_listening = self.link.on_message(self._on_message)
-        for topic in (
-            f"{self.base}/event/+/post_reply",
-            f"{self.base}/service/property/set",
-            f"{self.base}/service/+",
-            f"/ext/ntp/{self.product_key}/{self.device_name}/response",
-        ):
+        system = () if self.auto_subscribed else (
+            f"{self.base}/event/+/post_reply", f"{self.base}/service/property/set", f"{self.base}/service/+",
+        )  # fmt: skip
+        for topic in (*system, f"/ext/ntp/{self.product_key}/{self.device_name}/response"):  # NTP: never automatic
             await self._subscribe(topic)
 
     async def _subscribe(self, topic: str) -> None:

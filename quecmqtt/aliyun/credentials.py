@@ -83,9 +83,12 @@ def direct_login(
     timestamp: int | str | None = None,
     sign_method: str = "hmacsha256",
     secure_mode: int = 2,
+    auto_subscribe: bool = False,
 ) -> MqttCredentials:
     """One-device-one-secret login. `client_id` defaults to ``{pk}.{dn}``; `timestamp`
-    (milliseconds) is signed and sent when given; `secure_mode` 2 is TLS, 3 plain TCP."""
+    (milliseconds) is signed and sent when given; `secure_mode` 2 is TLS, 3 plain TCP.
+    `auto_subscribe` adds ``_ss=1``, as Aliyun's own SDKs do: the platform then subscribes
+    the device to its system reply and downlink topics itself (not signed)."""
     _check_name("product key", product_key)
     _check_name("device name", device_name)
     cid = client_id if client_id is not None else f"{product_key}.{device_name}"
@@ -100,6 +103,8 @@ def direct_login(
             raise InvalidArgument(f"timestamp {ts!r} is not a number of milliseconds")
         content += f"timestamp{ts}"
         extras += f",timestamp={ts}"
+    if auto_subscribe:
+        extras += ",_ss=1"
     password = sign(sign_method, device_secret, content)
     return MqttCredentials(f"{cid}|{extras}|", f"{device_name}&{product_key}", Secret(password, "password"))
 

@@ -86,6 +86,7 @@ def login_credentials(
     timestamp: int | str | None = None,
     sign_method: str = "hmacsha256",
     tls: bool = True,
+    auto_subscribe: bool = False,
 ) -> MqttCredentials:
     """Host-signed login from a DeviceSecret or a registration result (Registered: direct
     login; Whitelisted: connwl). `timestamp` defaults to now (milliseconds)."""
@@ -100,6 +101,7 @@ def login_credentials(
         timestamp=timestamp if timestamp is not None else now_ms(),
         sign_method=sign_method,
         secure_mode=2 if tls else 3,
+        auto_subscribe=auto_subscribe,
     )
 
 

@@ -17,6 +17,7 @@ given). The TLS certificate names Aliyun's endpoints and is signed by a test CA 
 
 from __future__ import annotations
 
+import secrets
 import ssl
 from importlib import resources
 from pathlib import Path
@@ -56,12 +57,17 @@ class CloudTwin:
         self.registry = registry if registry is not None else Registry()
         self.host = host
         self._broker_address = broker
-        self.embedded: EmbeddedBroker | None = None if broker is not None else EmbeddedBroker(host)
+        # what the twin's own parts log in to the embedded broker with: only they reach it
+        self.broker_token = secrets.token_hex(16).encode()
+        self.embedded: EmbeddedBroker | None = (
+            None if broker is not None else EmbeddedBroker(host, token=self.broker_token)
+        )
         tls = server_tls_context()
         self.decisions: list[tuple[str, Any]] = []  # (client id, decision), for tests and logs
         self.front = AuthFront(
             self.registry, self.broker_address, tls, host=host, port=mqtt_port,
             on_decision=lambda cid, d: self.decisions.append((cid, d)),
+            broker_token=self.broker_token if broker is None else None,
         )  # fmt: skip
         self.https = RegistrationServer(self.registry, tls, host=host, port=https_port)
         self.responder: Responder | None = None
@@ -97,7 +103,7 @@ class CloudTwin:
         await self.https.start()
         if self._respond:
             host, port = self.broker_address()
-            self.responder = Responder(host, port)
+            self.responder = Responder(host, port, token=self.broker_token if self.embedded is not None else None)
             await self.responder.start()
 
     async def stop(self) -> None:

@@ -73,7 +73,9 @@ def sign_ok(method: str, key: str, content: str, password: bytes | None) -> bool
     if digest is None or password is None:
         return False
     expected = hmac.new(key.encode(), content.encode(), digest).hexdigest()
-    return hmac.compare_digest(expected, password.decode("ascii", errors="replace").lower())
+    # as bytes: a password with any bytes in it (not hex, not ASCII) is simply wrong, never a
+    # TypeError from compare_digest on non-ASCII text
+    return hmac.compare_digest(expected.encode(), password.lower())
 
 
 def decide(connect: Connect, registry: Registry, *, tls: bool) -> Decision:

@@ -1,11 +1,18 @@
 """A small MQTT 3.1.1 broker for the cloud twin when no Mosquitto is given (the zero-install
 demo). Clean sessions only, in memory: QoS 0/1/2 in and out, wildcards, retained messages,
-wills, keep-alive, and a second CONNECT with a client id taking over the first."""
+wills, keep-alive, and a second CONNECT with a client id taking over the first.
+
+Reachable only through the twin: every CONNECT must carry the twin's token (the auth front
+forwards a device's session with it; the responder logs in with it), anything else gets
+CONNACK 5, so a local program cannot subscribe to `#` or set a device's properties. A
+subscriber that does not read is disconnected once `max_buffer` bytes wait for it (Mosquitto
+bounds its queues too), so memory does not grow with it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -33,19 +40,27 @@ def matches(topic_filter: str, topic: str) -> bool:
 class _Client:
     client_id: str
     writer: asyncio.StreamWriter
+    max_buffer: int = 1 << 20
     subscriptions: dict[str, int] = field(default_factory=dict)
     ids: itertools.cycle[int] = field(default_factory=lambda: itertools.cycle(range(1, 65536)))
     will: tuple[str, bytes, int, bool] | None = None
 
     def send(self, data: bytes) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(data)
+        if self.writer.is_closing():
+            return
+        if self.writer.transport.get_write_buffer_size() + len(data) > self.max_buffer:
+            log.warning("broker: %s does not read (%d bytes wait): disconnected", self.client_id, self.max_buffer)
+            self.writer.transport.abort()  # what was queued for it goes too
+            return
+        self.writer.write(data)
 
 
 class EmbeddedBroker:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: bytes, max_buffer: int = 1 << 20) -> None:
         self.host = host
         self.port = port
+        self.token = token
+        self.max_buffer = max_buffer
         self._server: asyncio.Server | None = None
         self._clients: dict[str, _Client] = {}
         self._retained: dict[str, tuple[bytes, int]] = {}
@@ -83,11 +98,16 @@ class EmbeddedBroker:
         client: _Client | None = None
         clean_end = False
         try:
-            kind, _, body, _ = await asyncio.wait_for(wire.read_packet(reader), 30)
+            kind, _, body, _ = await asyncio.wait_for(wire.read_packet(reader, wire.MAX_CONNECT), 30)
             if kind != wire.CONNECT:
                 return
             connect = wire.Connect.parse(body)
-            client = _Client(connect.client_id or f"auto-{id(writer):x}", writer)
+            if connect.username != wire.BACKEND_USER or not hmac.compare_digest(connect.password or b"", self.token):
+                log.warning("broker: a CONNECT not from the twin's front (%r): refused", connect.client_id[:64])
+                writer.write(wire.connack(5))
+                await writer.drain()
+                return
+            client = _Client(connect.client_id or f"auto-{id(writer):x}", writer, self.max_buffer)
             if connect.will_topic is not None:
                 client.will = (
                     connect.will_topic.decode(),

@@ -11,12 +11,27 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from quecmqtt.cloud.auth import SERVER_UNAVAILABLE, Forward, Push, Refuse, decide
+from quecmqtt.cloud.auth import SERVER_UNAVAILABLE, Forward, Push, Refuse, decide, split_client_id
+from quecmqtt.cloud.autosub import QOS, topics_for, wants_auto_subscription
 from quecmqtt.cloud.registry import Registry
-from quecmqtt.wire.mqtt import CONNECT, Connect, WireError, connack, publish, read_packet
+from quecmqtt.wire.mqtt import (
+    CONNACK,
+    CONNECT,
+    MAX_CONNECT,
+    SUBACK,
+    SUBSCRIBE,
+    Connect,
+    WireError,
+    connack,
+    packet,
+    publish,
+    read_packet,
+    string,
+)
 
 log = logging.getLogger("quecmqtt.cloud")
 TLS_HANDSHAKE = 0x16
+AUTO_SUB_ID = 1  # the packet id of the front's own SUBSCRIBE, sent before any of the device's
 
 
 class AuthFront:
@@ -29,8 +44,10 @@ class AuthFront:
         host: str = "127.0.0.1",
         port: int = 0,
         on_decision: Callable[[str, object], None] | None = None,
+        broker_token: bytes | None = None,
     ) -> None:
         self.registry = registry
+        self.broker_token = broker_token
         self.backend = backend
         self.tls_context = tls_context
         self.host = host
@@ -96,7 +113,7 @@ class AuthFront:
                     lambda: protocol, conn, ssl=self.tls_context if tls else None
                 )
                 writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-                kind, _, body, _ = await read_packet(reader)
+                kind, _, body, _ = await read_packet(reader, MAX_CONNECT)  # 300 big CONNECTs: 300 x 8 KiB
                 if kind != CONNECT:
                     raise WireError("the first packet is not CONNECT")
                 connect = Connect.parse(body)
@@ -134,6 +151,32 @@ class AuthFront:
         assert isinstance(decision, Forward)
         await self._pipe(connect, decision, reader, writer)
 
+    async def _auto_subscribe(
+        self,
+        decision: Forward,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Subscribe the device to the platform's system topics on its behalf, before any of its
+        own packets go up (so no packet id of ours meets one of its), and keep the SUBACK from
+        it: a device that never sent SUBSCRIBE must not get one."""
+        kind, _, body, raw = await read_packet(up_reader)
+        writer.write(raw)  # the CONNACK, as the broker sent it
+        if kind != CONNACK or body[1:2] != b"\x00":
+            return
+        topics = topics_for(decision.product_key, decision.device_name)
+        up_writer.write(
+            packet(SUBSCRIBE, 2, AUTO_SUB_ID.to_bytes(2, "big") + b"".join(string(t) + bytes([QOS]) for t in topics))
+        )
+        while True:
+            kind, _, body, raw = await read_packet(up_reader)
+            if kind == SUBACK and body[:2] == AUTO_SUB_ID.to_bytes(2, "big"):
+                log.info("front: %s/%s auto-subscribed to %d topics", decision.product_key, decision.device_name,
+                         len(topics))  # fmt: skip
+                return
+            writer.write(raw)  # a retained message on one of them: the device's
+
     async def _pipe(
         self, connect: Connect, decision: Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -146,7 +189,10 @@ class AuthFront:
             await writer.drain()
             return
         log.info("front: %s/%s logged in as %s", decision.product_key, decision.device_name, decision.client_id)
-        up_writer.write(connect.forwarded(decision.client_id).encode())
+        up_writer.write(connect.forwarded(decision.client_id, self.broker_token).encode())
+        split = split_client_id(connect.client_id)
+        if split is not None and wants_auto_subscription(split[1]):
+            await self._auto_subscribe(decision, up_reader, up_writer, writer)
 
         async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):

@@ -28,8 +28,11 @@ SUBSCRIPTIONS = (
 
 
 class Responder:
-    def __init__(self, host: str, port: int, client_id: str = "quecmqtt-cloud-twin") -> None:
+    def __init__(
+        self, host: str, port: int, client_id: str = "quecmqtt-cloud-twin", *, token: bytes | None = None
+    ) -> None:
         self.host = host
+        self.token = token  # the embedded broker's: it takes no other login
         self.port = port
         self.client_id = client_id
         self.posts: list[tuple[str, str, str, dict[str, Any]]] = []  # (pk, dn, method, params)
@@ -43,7 +46,8 @@ class Responder:
     async def start(self) -> None:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self._writer = writer
-        writer.write(wire.Connect(self.client_id, None, None, 60, True).encode())
+        user = wire.BACKEND_USER if self.token else None
+        writer.write(wire.Connect(self.client_id, user, self.token, 60, True).encode())
         kind, _, body, _ = await wire.read_packet(reader)
         if kind != wire.CONNACK or body[1:2] != b"\x00":
             raise WireError("the broker refused the twin's responder")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
 MAX_PACKET = 1 << 20
+MAX_CONNECT = 8 << 10  # a CONNECT: client id, user name, password, a will; Aliyun's are ~300 bytes
+BACKEND_USER = "quecmqtt-twin"  # the user name the twin's own parts log in to its broker with
 
 
 class WireError(Exception):
@@ -142,9 +144,10 @@ class Connect:
         head = string(self.protocol) + bytes([self.level, flags]) + struct.pack("!H", self.keepalive)
         return packet(CONNECT, 0, head + payload)
 
-    def forwarded(self, client_id: str) -> Connect:
-        """The CONNECT the backend broker sees: our client id, no credentials."""
-        return replace(self, client_id=client_id, username=None, password=None)
+    def forwarded(self, client_id: str, token: bytes | None = None) -> Connect:
+        """The CONNECT the backend broker sees: our client id, and no credentials but the
+        front's own (`token`, which the embedded broker requires)."""
+        return replace(self, client_id=client_id, username=BACKEND_USER if token else None, password=token)
 
 
 def connack(code: int, session_present: bool = False) -> bytes:
