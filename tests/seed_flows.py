@@ -217,7 +217,7 @@ async def aliyun_4_2_1(modem: Modem) -> None:
     product = Product("i2uqZnX9tZK", "meter001", Secret(PRODUCT_SECRET_421))
     result = await register_mqtt(
         modem, product, HOST, 1883, client=client, configure_tls=False, client_id="864430010001091",
-        instance_id="iot-06z00hxss3rggno", random="123", sign_method="hmacsha1",
+        instance_id="iot-06z00hxss3rggno", random="123", sign_method="hmacsha1", secure_mode=2,  # the seed's
     )  # fmt: skip
     assert isinstance(result, Registered) and result.device_secret.reveal() == "d2a03b64a5e06b051f481136668133cf"
     await client.aclose()

@@ -9,6 +9,7 @@ from quecmqtt.aliyun.credentials import (
     connwl_login,
     direct_login,
     https_registration,
+    instance_id_from_endpoint,
     registration_login,
     registration_sign,
     sign,
@@ -172,6 +173,7 @@ def test_seed_registration_logins() -> None:
         sign_method="hmacsha1",
         instance_id="iot-06z00hxss3rggno",
         client_id="864430010001091",
+        secure_mode=2,  # what the seed's host sent on a new instance (the platform took it)
     )
     assert register.client_id == (
         "864430010001091|securemode=2,authType=register,random=123,signmethod=hmacsha1,instanceId=iot-06z00hxss3rggno|"
@@ -236,3 +238,37 @@ def test_https_replies() -> None:
         parse_https_reply(b'{"code":6600,"message":"sign check error"}', status=200)
     with pytest.raises(AliyunError, match="500"):
         parse_https_reply(b"<html>oops</html>", status=500)
+
+
+def test_securemode_follows_the_instance_as_the_registration_document_writes_it() -> None:
+    """Aliyun's MQTT dynamic-registration document: a new public or Enterprise instance
+    `clientId|securemode=-2,authType=...,random=...,signmethod=...,instanceId=...|`, an old
+    public instance `clientId|securemode=2,authType=...,random=...,signmethod=...|`; 2 on
+    request (what the SDKs and the seed's 4.2.1 send)."""
+    new = registration_login("pk", "dn", "ps", auth_type="register", random="r1", instance_id="iot-06z00abc")
+    assert (
+        new.client_id == "dn|securemode=-2,authType=register,random=r1,signmethod=hmacsha256,instanceId=iot-06z00abc|"
+    )
+    old = registration_login("pk", "dn", "ps", auth_type="regnwl", random="r1")
+    assert old.client_id == "dn|securemode=2,authType=regnwl,random=r1,signmethod=hmacsha256|"
+    asked = registration_login("pk", "dn", "ps", random="r1", instance_id="iot-06z00abc", secure_mode=2)
+    assert asked.client_id.startswith("dn|securemode=2,")
+    assert asked.password.reveal() == new.password.reveal()  # the mode is not signed
+    with pytest.raises(InvalidArgument, match="secure mode is 2 or -2"):
+        registration_login("pk", "dn", "ps", random="r1", secure_mode=3)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "instance"),
+    [
+        ("iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com", "iot-06z00hxss3rggno"),  # the seed's
+        ("IOT-06Z00ABC.mqtt.iothub.aliyuncs.com.", "iot-06z00abc"),
+        ("a1B2c3D4e5F.iot-as-mqtt.cn-shanghai.aliyuncs.com", None),  # an old public instance
+        ("broker.example", None),
+        (".mqtt.iothub.aliyuncs.com", None),
+        ("a.b.mqtt.iothub.aliyuncs.com", None),
+    ],
+)
+def test_the_instance_id_an_endpoint_names(endpoint: str, instance: str | None) -> None:
+    """As Link SDK 4.x derives it: what stands before `.mqtt.iothub.aliyuncs.com`."""
+    assert instance_id_from_endpoint(endpoint) == instance

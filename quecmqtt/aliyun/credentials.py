@@ -109,6 +109,21 @@ def direct_login(
     return MqttCredentials(f"{cid}|{extras}|", f"{device_name}&{product_key}", Secret(password, "password"))
 
 
+INSTANCE_ENDPOINT_SUFFIX = ".mqtt.iothub.aliyuncs.com"
+
+
+def instance_id_from_endpoint(endpoint: str) -> str | None:
+    """The instance id an endpoint names (``iot-06z00abc.mqtt.iothub.aliyuncs.com`` ->
+    ``iot-06z00abc``), as Link SDK 4.x derives it (`_core_append_instance_id`); None for an
+    old public instance's endpoint (``pk.iot-as-mqtt.cn-shanghai.aliyuncs.com``) or another host."""
+    host = endpoint.strip().lower().rstrip(".")
+    if host.endswith(INSTANCE_ENDPOINT_SUFFIX):
+        instance = host[: -len(INSTANCE_ENDPOINT_SUFFIX)]
+        if instance and "." not in instance:
+            return instance
+    return None
+
+
 def registration_sign(
     product_key: str, device_name: str, product_secret: str | Secret, random: str, method: str
 ) -> str:
@@ -131,9 +146,12 @@ def registration_login(
 ) -> MqttCredentials:
     """One-product-one-secret registration over MQTT (TLS only). `auth_type` "register"
     (pre-registered device: the reply carries its DeviceSecret) or "regnwl" (registration
-    free: a client id and a token). `secure_mode` defaults to 2 for register and -2 for
-    regnwl, as the seed and the current documentation write them (the SDKs send 2 for both;
-    the platform accepts either). `client_id` defaults to the device name."""
+    free: a client id and a token). `secure_mode` follows the instance, as Aliyun's MQTT
+    dynamic-registration document writes it: -2 with an `instance_id` (a new public or an
+    Enterprise instance), 2 without (an old public instance), for both auth types. The
+    platform also takes 2 on a new instance (the seed's 4.2.1 session; Link SDK 4.x and
+    aliyun-iot-linkkit send 2 for both): give `secure_mode` to send what they send.
+    `client_id` defaults to the device name."""
     _check_name("product key", product_key)
     _check_name("device name", device_name)
     if auth_type not in AUTH_TYPES:
@@ -142,7 +160,9 @@ def registration_login(
         raise InvalidArgument(f"random {random!r} must be non-empty and hold no '|', ',' or '='")
     cid = client_id if client_id is not None else device_name
     _check_client_id(cid)
-    mode = secure_mode if secure_mode is not None else (2 if auth_type == "register" else -2)
+    if secure_mode is not None and secure_mode not in (2, -2):
+        raise InvalidArgument(f"a registration's secure mode is 2 or -2, not {secure_mode}")
+    mode = secure_mode if secure_mode is not None else (-2 if instance_id else 2)
     extras = f"securemode={mode},authType={auth_type},random={random},signmethod={sign_method.lower()}"
     if instance_id:
         _check_client_id(instance_id)

@@ -29,6 +29,7 @@ from quecmqtt.aliyun.credentials import (
     connwl_login,
     direct_login,
     https_registration,
+    instance_id_from_endpoint,
     now_ms,
     registration_login,
 )
@@ -197,12 +198,15 @@ async def register_mqtt(
     index: int = 0,
     client: MqttClient | None = None,
     timeout: float = 15.0,
+    secure_mode: int | None = None,
 ) -> RegistrationResult:
     """Dynamic registration over MQTT: `register` (the reply carries the DeviceSecret) or
     `regnwl` (a client id and token for `connwl`). The platform pushes the result and
     closes the connection; that close is the normal end (we close after 2 s if it does
     not). Never reconnects. `client`: a configured MqttClient to use (its configuration
-    must turn TLS on) instead of a new one on `index`."""
+    must turn TLS on) instead of a new one on `index`. `instance_id` defaults to the one the
+    endpoint names (`iot-xxx.mqtt.iothub.aliyuncs.com`); `secure_mode` to the instance's
+    (see `registration_login`)."""
     want = Registered if auth_type == "register" else Whitelisted
     stored = _reuse(store, product, force, want)
     if stored is not None:
@@ -221,8 +225,9 @@ async def register_mqtt(
         auth_type=auth_type,
         random=random or secrets.token_hex(6),
         sign_method=sign_method,
-        instance_id=instance_id,
+        instance_id=instance_id if instance_id is not None else instance_id_from_endpoint(host),
         client_id=client_id,
+        secure_mode=secure_mode,
     )
     own = client is None
     if client is None:
