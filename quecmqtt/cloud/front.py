@@ -192,7 +192,12 @@ class AuthFront:
         up_writer.write(connect.forwarded(decision.client_id, self.broker_token).encode())
         split = split_client_id(connect.client_id)
         if split is not None and wants_auto_subscription(split[1]):
-            await self._auto_subscribe(decision, up_reader, up_writer, writer)
+            try:
+                async with asyncio.timeout(10):  # a broker that never answers does not hold the session
+                    await self._auto_subscribe(decision, up_reader, up_writer, writer)
+            except BaseException:
+                up_writer.close()
+                raise
 
         async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
