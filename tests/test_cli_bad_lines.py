@@ -355,8 +355,8 @@ BAD: list[tuple[str, int, str]] = [
         "cannot write the registry /nonexistent/dir/r.json: no directory /nonex",
     ),
     ("cloud --registry {tmp}", 2, "the registry {tmp} is a directory"),
-    ("cloud --product nocolon", 2, "--product wants PK:PRODUCT_SECRET, got 'nocolon':..."),
-    ("cloud --device pk", 2, "--device wants PK:DN[:DEVICE_SECRET], got 'pk':..."),
+    ("cloud --product nocolon", 2, "--product wants PK:$VAR or PK:@FILE, got 'nocolon':..."),
+    ("cloud --device pk", 2, "--device wants PK:DN[:$VAR or :@FILE], got 'pk':..."),
     ("cloud --broker nohost", 2, "argument --broker: want HOST:PORT, got 'nohost'"),
     ('cloud --endpoint ""', 2, "--endpoint is empty: give the MQTT endpoint's name"),
     ("cloud --mqtt-port 99999", 2, "argument --mqtt-port: a port is 1-65535 (0: any free one), not 99999"),
@@ -468,6 +468,11 @@ BAD: list[tuple[str, int, str]] = [
         "argument --mqtt-port: a port is 1-65535, not 0",
     ),
     (f"info --port replay:{SEED}", 1, "ReplayMismatch"),
+    # the twin's secrets never on the command line (issue 14: visible to every process)
+    ("cloud --device pk:dn:a-literal-secret", 2, "--device pk:dn: a secret on the command line is visible"),
+    ("cloud --product pk:a-literal-secret", 2, "--product pk: a secret on the command line is visible"),
+    ("cloud --product pk:@/nonexistent/ps.txt", 2, "--product pk: cannot read /nonexistent/ps.txt"),
+    ("cloud --device pk:dn:$QUECMQTT_NO_SUCH_VAR", 2, "the environment variable QUECMQTT_NO_SUCH_VAR is not set"),
     # faults for a running emulator: out of range, the emulator keeps answering (on b32764a
     # `fragment -1` was taken and the emulator stopped answering)
     ("fault --control {control} fragment -1", 2, "MAX: want 0-65536, got -1"),

@@ -23,6 +23,7 @@ from tests.test_cli import ENV, run_cli
 
 PK, PS, DS2 = "pkCli0000001", "cli-product-secret", "cli-device-secret-2"
 ENDPOINT = "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com"
+TWIN_ENV = {**ENV, "TWIN_PS": PS, "TWIN_DS2": DS2}  # the twin takes secrets from variables, never argv
 
 
 def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> pexpect.spawn:
@@ -102,8 +103,8 @@ def test_mqtt_pub_and_sub(broker: Broker) -> None:
 
 def test_aliyun_register_connect_post_through_the_cli(tmp_path: Path) -> None:
     cloud = spawn(
-        "cloud", "--product", f"{PK}:{PS}", "--device", f"{PK}:dev1", "--device", f"{PK}:dev2:{DS2}",
-        "--device", f"{PK}:dev3",
+        "cloud", "--product", f"{PK}:$TWIN_PS", "--device", f"{PK}:dev1", "--device", f"{PK}:dev2:$TWIN_DS2",
+        "--device", f"{PK}:dev3", env=TWIN_ENV,
     )  # fmt: skip
     try:
         cloud.expect(r"ca: (\S+)")

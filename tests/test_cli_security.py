@@ -13,7 +13,7 @@ from quecmqtt.emulator import EmulatorThread
 from tests.broker import Broker, Cloud
 from tests.serialport import Port
 from tests.test_cli import run_cli
-from tests.test_cli_module import DS2, ENDPOINT, PK, PS, spawn
+from tests.test_cli_module import DS2, ENDPOINT, PK, TWIN_ENV, spawn
 
 pytestmark = pytest.mark.broker
 
@@ -27,7 +27,7 @@ def test_an_aliyun_login_the_module_signed_never_reaches_another_broker(broker: 
     """`aliyun connect --module-signs` sets the module's aliauth; a later `mqtt pub` with no user
     name to another broker must not be signed with it (client id "|securemode=...|", user
     name dn&pk, an HMAC password: the device's login, replayable)."""
-    cloud = spawn("cloud", "--product", f"{PK}:{PS}", "--device", f"{PK}:dev2:{DS2}")
+    cloud = spawn("cloud", "--product", f"{PK}:$TWIN_PS", "--device", f"{PK}:dev2:$TWIN_DS2", env=TWIN_ENV)
     try:
         cloud.expect(r"ca: (\S+)")
         ca = cloud.match.group(1)

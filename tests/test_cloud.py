@@ -213,9 +213,9 @@ async def test_embedded_broker_routes_every_qos_retained_and_wills(embedded: Emb
 def test_cloud_command_serves_logins_and_stops_on_ctrl_c() -> None:
     child = spawn_child(
         sys.executable,
-        ["-m", "quecmqtt", "cloud", "--product", "pk1:product-secret-1", "--device", "pk1:dev1:device-secret-1"],
+        ["-m", "quecmqtt", "cloud", "--product", "pk1:$TWIN_PS", "--device", "pk1:dev1:$TWIN_DS"],
         encoding="utf-8",
-        env=ENV,
+        env={**ENV, "TWIN_PS": "product-secret-1", "TWIN_DS": "device-secret-1"},
         timeout=20,
     )
     child.expect(r"mqtt: 127\.0\.0\.1:(\d+)")
@@ -251,7 +251,7 @@ def test_cloud_command_serves_logins_and_stops_on_ctrl_c() -> None:
     status = pexpect.run(
         f"{sys.executable} -m quecmqtt cloud --product nocolon", env=ENV, withexitstatus=True, encoding="utf-8"
     )
-    assert status[1] == 2 and "PK:PRODUCT_SECRET" in status[0]
+    assert status[1] == 2 and "PK:$VAR or PK:@FILE" in status[0]
     help_text = pexpect.run(f"{sys.executable} -m quecmqtt cloud --help", env=ENV, encoding="utf-8")
     assert all(o in help_text for o in ("--registry", "--product", "--device", "--broker", "--endpoint"))
     assert re.search(r"embedded", help_text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,8 @@ from quecmqtt.cloud.registry import Registry
 
 EPILOG = """\
 Examples:
-  quecmqtt cloud --product i2uqc2dloOl:PRODUCT-SECRET --device i2uqc2dloOl:device001:DEVICE-SECRET
+  quecmqtt cloud --product 'i2uqc2dloOl:$PS' --device 'i2uqc2dloOl:device001:@ds.txt'
+  (secrets from a variable or a file: the command line is visible to every process)
   quecmqtt cloud --registry twin.json --broker 127.0.0.1:1883      # Mosquitto behind it
 
 Then run an emulated module that reaches it by the endpoint's name:
@@ -24,6 +26,29 @@ Then run an emulated module that reaches it by the endpoint's name:
 and point the module at the endpoint (default iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com, any
 port). Modules verify the twin's TLS certificate with the CA file printed at start.
 """
+
+
+def _secret_value(text: str, what: str) -> str:
+    """A secret given as `@FILE` (its content, without a trailing newline) or `$VARIABLE`; the
+    secret itself on the command line is refused: every process on the machine sees argv."""
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as file:
+                value = file.read().removesuffix("\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{what}: cannot read {text[1:]}: {getattr(exc, 'strerror', None) or exc}") from None
+    elif text.startswith("$"):
+        value = os.environ.get(text[1:], "")
+        if not value:
+            raise ValueError(f"{what}: the environment variable {text[1:]} is not set")
+    else:
+        raise ValueError(
+            f"{what}: a secret on the command line is visible to every process (ps): give @FILE or $VARIABLE "
+            "(quoted, so the shell passes it as it is)"
+        )
+    if not value:
+        raise ValueError(f"{what}: the secret is empty")
+    return value
 
 
 def _cmd_cloud(args: argparse.Namespace) -> int:
@@ -43,13 +68,17 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
         for item in args.product:
             pk, sep, ps = item.partition(":")
             if not sep or not pk or not ps:
-                raise ValueError(f"--product wants PK:PRODUCT_SECRET, got {item.split(':')[0]!r}:...")
+                raise ValueError(f"--product wants PK:$VAR or PK:@FILE, got {item.split(':')[0]!r}:...")
+            ps = _secret_value(ps, f"--product {pk}")
             registry.add_product(pk, ps, dynamic_registration=not args.no_dynamic_registration)
         for item in args.device:
             parts = item.split(":", 2)
             if len(parts) < 2 or not all(parts[:2]):
-                raise ValueError(f"--device wants PK:DN[:DEVICE_SECRET], got {parts[0]!r}:...")
-            registry.add_device(parts[0], parts[1], parts[2] if len(parts) == 3 and parts[2] else None)
+                raise ValueError(f"--device wants PK:DN[:$VAR or :@FILE], got {parts[0]!r}:...")
+            secret = (
+                _secret_value(parts[2], f"--device {parts[0]}:{parts[1]}") if len(parts) == 3 and parts[2] else None
+            )
+            registry.add_device(parts[0], parts[1], secret)
         broker = tuple(args.broker) if args.broker else None
     except json.JSONDecodeError as exc:
         print(f"quecmqtt cloud: {args.registry} is not a registry (a JSON file): {exc}", file=sys.stderr)
@@ -106,9 +135,16 @@ def add_parser(sub: Any) -> None:
     cloud.add_argument(
         "--registry", metavar="FILE", help="products and devices, a JSON file (created; kept up to date)"
     )
-    cloud.add_argument("--product", action="append", default=[], metavar="PK:PS", help="add a product (repeatable)")
     cloud.add_argument(
-        "--device", action="append", default=[], metavar="PK:DN[:DS]", help="add a device, with its secret (repeatable)"
+        "--product", action="append", default=[], metavar="PK:$VAR|PK:@FILE",
+        help="add a product, its ProductSecret from a variable or a file (repeatable)",
+    )  # fmt: skip
+    cloud.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="PK:DN[:$VAR|:@FILE]",
+        help="add a device, with its DeviceSecret from a variable or a file (repeatable)",
     )
     cloud.add_argument(
         "--no-dynamic-registration", action="store_true", help="products given here refuse dynamic registration"
