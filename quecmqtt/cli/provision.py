@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -103,16 +104,26 @@ class Report:
         self.save()
 
     def save(self) -> None:
+        """Write the whole report to a temporary file, on disk (fsync) before it replaces the
+        old one, and the rename on disk too: after a power cut the report is the old one or
+        the new one, never half of either (blocking: called in a thread)."""
         tmp = self.path.with_name(self.path.name + ".tmp")
         rows = list(self.rows.values())
-        if self.path.suffix == ".json":
-            tmp.write_text(json.dumps([asdict(r) for r in rows], indent=1))
-        else:
-            with tmp.open("w", newline="") as fh:
+        with tmp.open("w", newline="") as fh:
+            if self.path.suffix == ".json":
+                fh.write(json.dumps([asdict(r) for r in rows], indent=1))
+            else:
                 writer = csv.DictWriter(fh, [f.name for f in fields(Row)])
                 writer.writeheader()
                 writer.writerows(asdict(r) for r in rows)
+            fh.flush()
+            os.fsync(fh.fileno())
         tmp.replace(self.path)
+        directory = os.open(self.path.resolve().parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 LABELS: dict[str, str] = {}
@@ -148,7 +159,8 @@ async def provision_one(port: str, args: argparse.Namespace, product_secret: Any
         row.model, row.imei = identity.model, identity.imei
         row.device_name = args.device_name.format(imei=identity.imei, model=identity.model)
         say(port, f"{identity.manufacturer} {identity.model}, IMEI {identity.imei} -> {row.device_name}")
-        if report.provisioned(identity.imei) and store.load(args.product_key, row.device_name) is not None:
+        stored = await asyncio.to_thread(store.load, args.product_key, row.device_name)
+        if report.provisioned(identity.imei) and stored is not None:
             row.status, row.step = SKIPPED, ""
             say(port, "already provisioned: skipped")
             return row
@@ -214,7 +226,7 @@ async def main(args: argparse.Namespace) -> int:
         return 2
     try:
         report = Report(Path(args.report))
-        report.save()  # a report that cannot be written is found now, not after the first module
+        await asyncio.to_thread(report.save)  # a report that cannot be written is found now
     except ReportError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -222,6 +234,7 @@ async def main(args: argparse.Namespace) -> int:
         print(f"{PROG}: cannot write the report {args.report}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     limit = asyncio.Semaphore(args.parallel)
+    saving = asyncio.Lock()
     LABELS.update(port_labels(args.ports))
     print(f"provisioning {len(args.ports)} port(s), {args.parallel} at a time; report: {args.report}", flush=True)
     finished = 0
@@ -231,7 +244,8 @@ async def main(args: argparse.Namespace) -> int:
         async with limit:
             row = await provision_one(port, args, product_secret, report)
             try:
-                report.add(row)
+                async with saving:  # one writer: the report is rewritten whole each time
+                    await asyncio.to_thread(report.add, row)  # the disk waits, not the other ports
             except OSError as exc:  # a full disk: keep going, the row is kept in memory and retried
                 say(port, f"WARNING: the report could not be written: {exc.strerror or exc}")
             finished += 1
@@ -246,7 +260,7 @@ async def main(args: argparse.Namespace) -> int:
     for row in failed:
         print(f"  {row.port}: {row.step}: {row.error}", flush=True)
     try:
-        report.save()
+        await asyncio.to_thread(report.save)
     except OSError as exc:
         print(f"{PROG}: the report {args.report} could not be written: {exc.strerror or exc}", file=sys.stderr)
         return 1
