@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -121,7 +120,6 @@ def test_the_command_line_replaces_a_configured_list_and_tables_are_not_values(
     assert "/nonexistent/from-file.pem" in output and status == 2, output  # the file's, by its alias
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 @pytest.mark.parametrize(
     ("words", "expected"),
     [

@@ -44,6 +44,7 @@ from quecmqtt.aliyun.replies import (
 )
 from quecmqtt.aliyun.replies import Registration as RegistrationResult
 from quecmqtt.aliyun.store import SecretStore
+from quecmqtt.at import commands as C
 from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import ConnectRefused, InvalidArgument, QuecError
 from quecmqtt.modem import Modem
@@ -129,6 +130,17 @@ def aliauth_config(product_key: str, device_name: str, device_secret: str | Secr
     """A client configuration with which the module signs the login itself (seed 4.1.1)."""
     ds = device_secret if isinstance(device_secret, Secret) else Secret(device_secret, "device_secret")
     return MqttConfig(aliauth=AliAuth(product_key, device_name, ds), **options)  # type: ignore[arg-type]
+
+
+async def clear_aliauth(modem: Modem, index: int = 0) -> None:
+    """Clear the module's `aliauth` on client `index` (an empty triple, as the module shows a
+    cleared one): after a login the module signed, so that no later CONNECT, another program's
+    or another broker's, is signed with the device's secret. Best effort: a module that is
+    gone or refuses leaves nothing more to do."""
+    if modem.closed:
+        return
+    with contextlib.suppress(QuecError):
+        await modem.execute(C.QMTCFG["aliauth"](index, "", "", ""))
 
 
 async def _setup_tls(

@@ -15,7 +15,6 @@ endpoint against the shipped public roots (or `ca`). Aliyun's endpoints take TLS
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 from quecmqtt.errors import InvalidArgument, QuecError
@@ -138,12 +137,10 @@ class Device:
             try:
                 await opener.__aexit__(None, None, None)
             finally:
-                if self.module_signs and not self.modem.closed:
-                    from quecmqtt.at import commands as C
+                if self.module_signs:
+                    from quecmqtt.aliyun.device import clear_aliauth
 
-                    with contextlib.suppress(QuecError):
-                        index = int(self.session_options.get("index", 0))
-                        await self.modem.execute(C.QMTCFG["aliauth"](index, "", "", ""))
+                    await clear_aliauth(self.modem, int(self.session_options.get("index", 0)))
 
     async def post(self, params: Params, *, timeout: float = 10.0) -> int:
         """Post properties (``thing.event.property.post``); the platform's reply code, 200

@@ -11,6 +11,7 @@ spans come from the line itself, so a recording can cut them out."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 
 from quecmqtt.at import commands
@@ -66,19 +67,34 @@ def _split_concatenated(line: bytes) -> list[tuple[int, int]]:
     return [r for r in ranges if line[r[0] : r[1]].strip()]
 
 
-def _concatenated(line: bytes, pieces: list[tuple[int, int]]) -> Command:
-    """`AT+CSQ;+QMTCONN=...`: each piece parsed as its own command (`AT` + piece) so that the
-    secrets of every one are known; shown joined again."""
-    secrets: list[Secret] = []
-    spans: list[tuple[int, int, str]] = []
-    shown: list[str] = []
+def _parsed_pieces(line: bytes, pieces: list[tuple[int, int]]) -> Iterator[tuple[int, Command]]:
+    """Each piece of `AT+CSQ;+QMTCONN=...` parsed as its own command (`AT` + piece), with the
+    offset in `line` that its spans count from."""
     for n, (start, end) in enumerate(pieces):
         start += len(line[start:end]) - len(line[start:end].lstrip())  # `AT+CSQ; +CPIN=1234`
         piece = line[start:end].rstrip()
         prefix = b"" if n == 0 or piece[:2].upper() == b"AT" else b"AT"
-        part = _parse_one(prefix + piece)
+        yield start - len(prefix), _parse_one(prefix + piece)
+
+
+def has_unknown_arguments(line: bytes) -> bool:
+    """`line` holds a command the table does not know, written with arguments (`AT+VENDOR=...`,
+    also as a piece of `AT+CSQ;+VENDOR=...`): which of them are secret nobody can say."""
+    stripped = line.strip()
+    for _, part in _parsed_pieces(stripped, _split_concatenated(stripped)):
+        if part.spec.id.startswith("UNKNOWN") and part.spec.form is Form.WRITE and part.values:
+            return True
+    return False
+
+
+def _concatenated(line: bytes, pieces: list[tuple[int, int]]) -> Command:
+    """`AT+CSQ;+QMTCONN=...`: each piece parsed as its own command so that the secrets of
+    every one are known; shown joined again."""
+    secrets: list[Secret] = []
+    spans: list[tuple[int, int, str]] = []
+    shown: list[str] = []
+    for n, (shift, part) in enumerate(_parsed_pieces(line, pieces)):
         secrets.extend(part.secrets)
-        shift = start - len(prefix)
         spans.extend((s + shift, e + shift, name) for s, e, name in part.secret_spans)
         shown.append(part.redacted if n == 0 else part.redacted[2:].lstrip())
     text = line.decode("utf-8", errors="replace").strip()

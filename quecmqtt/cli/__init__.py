@@ -156,23 +156,18 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def _hosts_problem(item: str) -> str | None:
-    """What is wrong with one --hosts entry, or None."""
-
-    def bad_port(text: str) -> bool:
-        return not text.isdigit() or not 0 < int(text) < 65536
+    """What is wrong with one --hosts entry, or None: the emulator's own reading of it, and
+    a port for the target (the command line asks for ADDR:PORT, as its help says)."""
+    from quecmqtt.emulator import parse_hosts
 
     name, sep, target = item.partition("=")
     if not sep or not name or not target:
         return "want NAME=TARGET"
-    host, colon, port = name.partition(":")
-    if not host or (colon and bad_port(port)):
-        return f"the name {name!r} is not NAME or NAME:PORT"
-    address, colon, port = target.rpartition(":")
-    if not colon or not address:
-        return f"the target {target!r} has no port"
-    if bad_port(port):
-        return f"the target's port {port!r} is not 1-65535"
-    return None
+    try:
+        parse_hosts({name: target})
+    except ValueError as exc:
+        return str(exc)
+    return None if ":" in target else f"the target {target!r} has no port"
 
 
 def _cmd_fault(args: argparse.Namespace) -> int:

@@ -287,10 +287,9 @@ async def _aliauth_cleared(args: argparse.Namespace, modem: Any) -> AsyncIterato
         yield
     finally:
         if args.module_signs:
-            from quecmqtt.at import commands as C
+            from quecmqtt.aliyun.device import clear_aliauth
 
-            with contextlib.suppress(QuecError):
-                await modem.execute(C.QMTCFG["aliauth"](0, "", "", ""))
+            await clear_aliauth(modem)
 
 
 async def _connect_cmd(args: argparse.Namespace) -> int:

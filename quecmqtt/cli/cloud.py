@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -31,24 +30,28 @@ port). Modules verify the twin's TLS certificate with the CA file printed at sta
 def _secret_value(text: str, what: str) -> str:
     """A secret given as `@FILE` (its content, without a trailing newline) or `$VARIABLE`; the
     secret itself on the command line is refused: every process on the machine sees argv."""
+    from quecmqtt.errors import InvalidArgument
+    from quecmqtt.secret import load_secret
+
     if text.startswith("@"):
         try:
-            with open(text[1:], encoding="utf-8") as file:
-                value = file.read().removesuffix("\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{what}: cannot read {text[1:]}: {getattr(exc, 'strerror', None) or exc}") from None
+            secret = load_secret(file=text[1:], name="secret")
+        except OSError as exc:
+            raise ValueError(f"{what}: cannot read {text[1:]}: {exc.strerror or exc}") from None
+        except InvalidArgument as exc:  # not text
+            raise ValueError(f"{what}: {exc}") from None
     elif text.startswith("$"):
-        value = os.environ.get(text[1:], "")
-        if not value:
+        secret = load_secret(env=text[1:], name="secret")
+        if secret is None:
             raise ValueError(f"{what}: the environment variable {text[1:]} is not set")
     else:
         raise ValueError(
             f"{what}: a secret on the command line is visible to every process (ps): give @FILE or $VARIABLE "
             "(quoted, so the shell passes it as it is)"
         )
-    if not value:
+    if secret is None or not secret.reveal():
         raise ValueError(f"{what}: the secret is empty")
-    return value
+    return secret.reveal()  # the registry keeps it as text
 
 
 def _cmd_cloud(args: argparse.Namespace) -> int:

@@ -109,45 +109,36 @@ def add_port_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def positive(text: str) -> int:
-    """An argparse type for a count that must be at least 1."""
+def _whole(text: str, low: int, high: int | None, wanted: str, outside: str) -> int:
+    """`text` as a whole number in [low, high]; the errors say `want <wanted>` and `outside`
+    (formatted with the number)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"want a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"want 1 or more, got {value}")
+        raise argparse.ArgumentTypeError(f"want {wanted}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(outside.format(value))
     return value
+
+
+def positive(text: str) -> int:
+    """An argparse type for a count that must be at least 1."""
+    return _whole(text, 1, None, "a whole number", "want 1 or more, got {}")
 
 
 def listen_port(text: str) -> int:
     """An argparse type for a port to listen on: 1-65535, or 0 for any free one."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"want a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535 (0: any free one), not {value}")
-    return value
+    return _whole(text, 0, 65535, "a port number", "a port is 1-65535 (0: any free one), not {}")
 
 
 def context_id(text: str) -> int:
     """An argparse type for a PDP context id: 1-16 (AT+QIACT)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"want a context id 1-16, got {text!r}") from None
-    if not 1 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"a context id is 1-16, not {value}")
-    return value
+    return _whole(text, 1, 16, "a context id 1-16", "a context id is 1-16, not {}")
 
 
 def connect_port(text: str) -> int:
     """An argparse type for a port to connect to: 1-65535."""
-    value = listen_port(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("a port is 1-65535, not 0")
-    return value
+    return _whole(text, 1, 65535, "a port number", "a port is 1-65535, not {}")
 
 
 def not_negative(text: str) -> float:

@@ -122,32 +122,17 @@ async def _session(args: argparse.Namespace, readline: Any) -> int:
     return 0
 
 
-def _unknown_with_arguments(line: str) -> bool:
-    """A write form (`AT+NAME=...` with something after the `=`) of a command not in the table,
-    in any of its pieces (`AT+CSQ;+VENDOR=...`)."""
-    from quecmqtt.at.parse import parse_command
-
-    if "=" not in line or not line[line.index("=") + 1 :].strip():
-        return False
-    pieces = line.split(";")
-    for n, piece in enumerate(pieces):
-        text = piece if n == 0 or piece.strip()[:2].upper() == "AT" else "AT" + piece.strip()
-        if "=" in text and parse_command(text.encode()).spec.id.startswith("UNKNOWN"):
-            return True
-    return False
-
-
 def _save_history(readline: Any, history: Path) -> None:
     """Write the history with every secret redacted. During the session Up-arrow gives back
     what was typed; the file gets the redacted form of each line, and nothing else."""
-    from quecmqtt.at.parse import parse_command
+    from quecmqtt.at.parse import has_unknown_arguments, parse_command
 
     for index in range(readline.get_current_history_length()):
         line = readline.get_history_item(index + 1)  # get_history_item counts from 1
         command = parse_command(line.encode()) if line else None
         if command is not None and command.secrets:  # whatever the line looks like: ` AT+..`, `at+..;+..`
             readline.replace_history_item(index, command.redacted)  # replace_history_item counts from 0
-        elif command is not None and _unknown_with_arguments(line):
+        elif command is not None and has_unknown_arguments(line.encode()):
             # a command the table does not know (a vendor's, a typo): its arguments may be
             # anything, a secret too; the file keeps the name only
             readline.replace_history_item(index, line[: line.index("=") + 1] + REDACTED)  # the first `=`

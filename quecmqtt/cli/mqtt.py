@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -44,7 +43,9 @@ def _check(args: argparse.Namespace, *, publish_to: str | None = None, filters: 
     if args.client_id == "":
         raise UsageError("the client id is empty: leave --client-id out for a random one")
     if not args.client_id:
-        args.client_id = f"quecmqtt-{os.urandom(4).hex()}"
+        from quecmqtt.mqtt.opener import random_client_id
+
+        args.client_id = random_client_id()
     try:
         C.QMTCFG["keepalive"](args.index, args.keepalive)
         C.QMTCFG["ssl"](args.index, 1, args.ssl_context)

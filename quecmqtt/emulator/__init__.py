@@ -29,20 +29,35 @@ T = TypeVar("T")
 HostMap = Mapping[str, str | tuple[str, int | None]]
 
 
+def _port(text: str, what: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{what} {text!r} is not 1-65535")
+    return int(text)
+
+
 def parse_hosts(hosts: HostMap | None) -> Network:
     """``{"name": "127.0.0.1:1883"}`` maps a name (any port) to an address and port;
     ``{"name:8883": "127.0.0.1:18883"}`` maps one port of a name only; a value without a
-    port keeps the port the module asked for."""
+    port keeps the port the module asked for. ValueError names an entry that is none of these."""
     network = Network()
     for name, target in (hosts or {}).items():
         if isinstance(target, str):
-            address, _, port_text = target.rpartition(":") if ":" in target else (target, "", "")
-            port = int(port_text) if port_text else None
+            address, colon, port_text = target.rpartition(":")
+            if not colon:
+                address = target
+            port = _port(port_text, "the target's port") if colon else None
         else:
             address, port = target
-        if ":" in name:
-            host, _, original = name.rpartition(":")
-            network.ports[(host, int(original))] = (address, port if port is not None else int(original))
+        if not address:
+            raise ValueError(f"the target {target!r} has no address")
+        host, colon, original = name.rpartition(":")
+        if not colon:
+            host = name
+        if not host or (colon and not original.isdigit()):
+            raise ValueError(f"the name {name!r} is not NAME or NAME:PORT")
+        if colon:
+            number = _port(original, "the name's port")
+            network.ports[(host, number)] = (address, port if port is not None else number)
         else:
             network.hosts[name] = (address, port)
     return network
