@@ -26,6 +26,7 @@ from typing import Any
 from quecmqtt.cloud.broker import EmbeddedBroker
 from quecmqtt.cloud.front import AuthFront
 from quecmqtt.cloud.https import RegistrationServer
+from quecmqtt.cloud.ota import OTA_HOST, FirmwareStore
 from quecmqtt.cloud.registry import Registry
 from quecmqtt.cloud.responder import Responder
 
@@ -53,8 +54,11 @@ class CloudTwin:
         mqtt_port: int = 0,
         https_port: int = 0,
         respond: bool = True,
+        region: str = "cn-shanghai",
     ) -> None:
         self.registry = registry if registry is not None else Registry()
+        self.region = region
+        self.firmware = FirmwareStore()  # what `ota_offer` offers, served from the HTTPS port
         self.host = host
         self._broker_address = broker
         # what the twin's own parts log in to the embedded broker with: only they reach it
@@ -69,7 +73,7 @@ class CloudTwin:
             on_decision=lambda cid, d: self.decisions.append((cid, d)),
             broker_token=self.broker_token if broker is None else None,
         )  # fmt: skip
-        self.https = RegistrationServer(self.registry, tls, host=host, port=https_port)
+        self.https = RegistrationServer(self.registry, tls, host=host, port=https_port, firmware=self.firmware)
         self.responder: Responder | None = None
         self._respond = respond
         self.ca_pem = certificate("ca.pem")
@@ -88,12 +92,14 @@ class CloudTwin:
     def https_port(self) -> int:
         return self.https.port
 
-    def hosts(self, endpoint: str = DEFAULT_ENDPOINT, region: str = "cn-shanghai") -> dict[str, str]:
-        """A hosts table for the emulator: the MQTT endpoint (every port) to the front and
-        the HTTPS registration host to the registration server."""
+    def hosts(self, endpoint: str = DEFAULT_ENDPOINT, region: str | None = None) -> dict[str, str]:
+        """A hosts table for the emulator: the MQTT endpoint (every port) to the front, the
+        HTTPS registration host and the OTA download host to the HTTPS server."""
+        region = region or self.region
         return {
             endpoint: f"{self.host}:{self.mqtt_port}",
             f"iot-auth.{region}.aliyuncs.com": f"{self.host}:{self.https_port}",
+            OTA_HOST.format(region=region): f"{self.host}:{self.https_port}",
         }
 
     async def start(self) -> None:
@@ -103,7 +109,10 @@ class CloudTwin:
         await self.https.start()
         if self._respond:
             host, port = self.broker_address()
-            self.responder = Responder(host, port, token=self.broker_token if self.embedded is not None else None)
+            self.responder = Responder(
+                host, port, token=self.broker_token if self.embedded is not None else None,
+                firmware=self.firmware, region=self.region, online=self.front.is_online,
+            )  # fmt: skip
             await self.responder.start()
 
     async def stop(self) -> None:

@@ -56,6 +56,10 @@ class AuthFront:
         self._sock: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self._online: dict[tuple[str, str], int] = {}  # piped sessions per device (a takeover overlaps)
+
+    def is_online(self, product_key: str, device_name: str) -> bool:
+        return self._online.get((product_key, device_name), 0) > 0
 
     async def start(self) -> None:
         sock = socket.socket()
@@ -189,6 +193,24 @@ class AuthFront:
             await writer.drain()
             return
         log.info("front: %s/%s logged in as %s", decision.product_key, decision.device_name, decision.client_id)
+        device = (decision.product_key, decision.device_name)
+        self._online[device] = self._online.get(device, 0) + 1
+        try:
+            await self._forward(connect, decision, reader, writer, up_reader, up_writer)
+        finally:
+            left = self._online.pop(device, 1) - 1
+            if left:
+                self._online[device] = left
+
+    async def _forward(
+        self,
+        connect: Connect,
+        decision: Forward,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
         up_writer.write(connect.forwarded(decision.client_id, self.broker_token).encode())
         split = split_client_id(connect.client_id)
         if split is not None and wants_auto_subscription(split[1]):

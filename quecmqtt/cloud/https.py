@@ -1,6 +1,7 @@
-"""``POST /auth/register/device`` over HTTPS, as iot-auth.<region>.aliyuncs.com answers it
-(reference/aliyun.md 3). Replies are HTTP 200 with the JSON code [R: whether errors keep
-status 200 is not documented]."""
+"""The twin's HTTPS: ``POST /auth/register/device``, as iot-auth.<region>.aliyuncs.com answers
+it (reference/aliyun.md 3; replies are HTTP 200 with the JSON code [R: whether errors keep
+status 200 is not documented]), and ``GET`` of the OTA firmware its upgrade tasks link to, in
+ranges (``Range: bytes=a-b`` -> 206, as OSS serves it)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import urllib.parse
 from typing import Any
 
 from quecmqtt.cloud.auth import HASHES, sign_ok
+from quecmqtt.cloud.ota import Firmware, FirmwareStore, Unsatisfiable, byte_range
 from quecmqtt.cloud.registry import Registry, RegistryRefusal
 from quecmqtt.wire.http import HttpFramingError, read_request, response
 
 log = logging.getLogger("quecmqtt.cloud")
 REGISTER_PATH = "/auth/register/device"
+PIECE = 1 << 16  # firmware is read and written in pieces: memory stays flat whatever the range
 
 
 def register_device(form: dict[str, str], registry: Registry) -> dict[str, Any]:
@@ -39,8 +42,12 @@ def register_device(form: dict[str, str], registry: Registry) -> dict[str, Any]:
 
 
 class RegistrationServer:
-    def __init__(self, registry: Registry, tls_context: ssl.SSLContext, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, registry: Registry, tls_context: ssl.SSLContext, *, host: str = "127.0.0.1", port: int = 0,
+        firmware: FirmwareStore | None = None,
+    ) -> None:  # fmt: skip
         self.registry = registry
+        self.firmware = firmware if firmware is not None else FirmwareStore()
         self.tls_context = tls_context
         self.host = host
         self.port = port
@@ -58,7 +65,11 @@ class RegistrationServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(30):
-                method, path, _, body = await read_request(reader)
+                method, path, headers, body = await read_request(reader)
+            firmware = self.firmware.find(path) if method in ("GET", "HEAD") else None
+            if firmware is not None:
+                await self._send_firmware(writer, firmware, headers.get("range"), head_only=method == "HEAD")
+                return
             if method != "POST" or path.split("?")[0] != REGISTER_PATH:
                 status, reply = 404, {"code": 404, "message": "not found"}
             else:
@@ -81,3 +92,41 @@ class RegistrationServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _send_firmware(
+        self, writer: asyncio.StreamWriter, firmware: Firmware, range_header: str | None, *, head_only: bool
+    ) -> None:
+        try:
+            wanted = byte_range(range_header, firmware.size)
+        except Unsatisfiable:
+            refusal = (("Content-Range", f"bytes */{firmware.size}"),)
+            writer.write(response(416, b"", "application/octet-stream", headers=refusal))
+            await writer.drain()
+            return
+        first, last = (0, firmware.size - 1) if wanted is None else wanted
+        extra: tuple[tuple[str, str], ...] = (("Accept-Ranges", "bytes"),)
+        status = 200
+        if wanted is not None:
+            status, extra = 206, (*extra, ("Content-Range", f"bytes {first}-{last}/{firmware.size}"))
+        length = last - first + 1
+        writer.write(response(status, b"", "application/octet-stream", length=length, headers=extra))
+        if head_only:
+            await writer.drain()
+            return
+        log.info("https: firmware %s %d-%d of %d", firmware.version, first, last, firmware.size)
+        with firmware.path.open("rb") as file:  # opening is quick; the reads go to a thread
+            position = first
+            while position <= last:
+                piece = await asyncio.to_thread(_read_at, file, position, min(PIECE, last - position + 1))
+                if not piece:  # the file shrank under us: the client sees a short body
+                    break
+                writer.write(piece)
+                self.firmware.served += len(piece)
+                position += len(piece)
+                await writer.drain()
+
+
+def _read_at(file: Any, position: int, size: int) -> bytes:
+    file.seek(position)
+    data: bytes = file.read(size)
+    return data

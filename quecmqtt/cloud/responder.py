@@ -1,7 +1,11 @@
 """The platform's side of the Alink thing model, as a client on the twin's broker: answers
 property posts and events with ``post_reply`` (in the form the seed's 4.1.3 shows), NTP
-requests, records OTA version reports, and pushes property sets and service calls to devices,
-returning their replies."""
+requests, OTA version reports (a device on another version than the one offered gets the
+upgrade task) and firmware queries, records OTA progress, and pushes property sets, service
+calls and RRPC requests to devices, returning their replies.
+
+What it keeps grows with the number of devices, never with the number of messages: the
+history it shows tests and the console is a bounded window."""
 
 from __future__ import annotations
 
@@ -11,9 +15,16 @@ import itertools
 import json
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from quecmqtt.cloud import shadow as shadows
 from quecmqtt.cloud.broker import matches
+from quecmqtt.cloud.ota import FirmwareStore
+from quecmqtt.cloud.shadow import Shadow
+from quecmqtt.cloud.thingmodel import PlatformModel, Refused
 from quecmqtt.wire import mqtt as wire
 from quecmqtt.wire.mqtt import Cursor, WireError
 
@@ -24,23 +35,48 @@ SUBSCRIPTIONS = (
     "/sys/+/+/thing/service/#",
     "/ext/ntp/+/+/request",
     "/ota/device/inform/+/+",
+    "/ota/device/progress/+/+",
+    "/sys/+/+/thing/ota/firmware/get",
+    "/sys/+/+/rrpc/response/+",
+    "/ext/rrpc/+/sys/+/+/thing/service/+",
+    "/shadow/update/+/+",
 )
+HISTORY = 1000  # posts and progress reports kept for tests and the console
+RRPC_TIMEOUT = 8.0  # the RRpc API's Timeout: 1000-8000 ms; the platform answers TIMEOUT after it
+
+
+@dataclass(frozen=True)
+class RrpcResult:
+    """What the RRpc API returns: `code` SUCCESS, TIMEOUT or OFFLINE, and the device's bytes."""
+
+    code: str
+    payload: bytes = b""
 
 
 class Responder:
     def __init__(
-        self, host: str, port: int, client_id: str = "quecmqtt-cloud-twin", *, token: bytes | None = None
-    ) -> None:
+        self, host: str, port: int, client_id: str = "quecmqtt-cloud-twin", *, token: bytes | None = None,
+        firmware: FirmwareStore | None = None, region: str = "cn-shanghai", https_port: int | None = None,
+        online: Callable[[str, str], bool] | None = None, models: dict[str, PlatformModel] | None = None,
+    ) -> None:  # fmt: skip
         self.host = host
+        self.firmware = firmware if firmware is not None else FirmwareStore()
+        self.region = region
+        self.https_port = https_port  # where the firmware links point (None: 443)
+        self.online = online  # whether a device is connected (None: assume it is)
+        self.models = models if models is not None else {}  # product key -> its thing model
+        self.shadows: dict[tuple[str, str], Shadow] = {}
         self.token = token  # the embedded broker's: it takes no other login
         self.port = port
         self.client_id = client_id
-        self.posts: list[tuple[str, str, str, dict[str, Any]]] = []  # (pk, dn, method, params)
+        self.posts: deque[tuple[str, str, str, dict[str, Any]]] = deque(maxlen=HISTORY)  # (pk, dn, method, params)
         self.versions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.progress: deque[tuple[str, str, int, str]] = deque(maxlen=HISTORY)  # (pk, dn, step, desc)
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._rrpc: dict[str, asyncio.Future[bytes]] = {}
         self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
@@ -103,6 +139,11 @@ class Responder:
             self._writer.write(data)
 
     def _on_publish(self, topic: str, payload: bytes) -> None:
+        if matches("/sys/+/+/rrpc/response/+", topic):  # any bytes
+            answered = self._rrpc.pop(topic.rsplit("/", 1)[1], None)
+            if answered is not None and not answered.done():
+                answered.set_result(payload)
+            return
         try:
             body = json.loads(payload)
         except (ValueError, UnicodeDecodeError):
@@ -112,12 +153,10 @@ class Responder:
             return
         parts = topic.split("/")
         if matches("/sys/+/+/thing/event/+/post", topic):
-            pk, dn = parts[2], parts[3]
-            method = str(body.get("method", f"thing.event.{parts[6]}.post"))
-            self.posts.append((pk, dn, method, body.get("params") or {}))
-            reply = {"code": 200, "data": {}, "id": str(body.get("id", "")), "message": "success",
-                     "method": method, "version": "1.0"}  # fmt: skip
-            self.publish(topic + "_reply", reply, qos=0)
+            self._answer_post(topic, parts[2], parts[3], parts[6], body)
+        elif matches("/shadow/update/+/+", topic):
+            shadow = self.shadows.setdefault((parts[3], parts[4]), Shadow())
+            self.publish(f"/shadow/get/{parts[3]}/{parts[4]}", shadows.handle(shadow, body), qos=1)
         elif matches("/ext/ntp/+/+/request", topic):
             now = int(time.time() * 1000)
             self.publish(
@@ -127,11 +166,94 @@ class Responder:
                 qos=0,
             )  # fmt: skip
         elif matches("/ota/device/inform/+/+", topic):
-            self.versions[(parts[4], parts[5])] = body.get("params") or {}
+            params: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
+            self.versions[(parts[4], parts[5])] = params
+            self._offer_upgrade(parts[4], parts[5], str(params.get("version", "")))
+        elif matches("/ota/device/progress/+/+", topic):
+            report: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                self.progress.append((parts[4], parts[5], int(report["step"]), str(report.get("desc", ""))))
+        elif matches("/sys/+/+/thing/ota/firmware/get", topic):
+            self._answer_firmware_get(parts[2], parts[3], body)
+        elif matches("/ext/rrpc/+/sys/+/+/thing/service/+", topic):
+            if "code" in body:  # the device's answer (the request comes back to us too)
+                future = self._replies.pop(f"rrpc:{parts[3]}", None)
+                if future is not None and not future.done():
+                    future.set_result(body)
         elif matches("/sys/+/+/thing/service/#", topic) and topic.endswith("_reply"):
             future = self._replies.pop(str(body.get("id")), None)
             if future is not None and not future.done():
                 future.set_result(body)
+
+    def _answer_post(self, topic: str, pk: str, dn: str, event: str, body: dict[str, Any]) -> None:
+        """post_reply, after the product's thing model (if one is loaded) judged the post."""
+        method = str(body.get("method", f"thing.event.{event}.post"))
+        params: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
+        reply: dict[str, Any] = {"code": 200, "data": {}, "id": str(body.get("id", "")), "message": "success",
+                                 "method": method, "version": "1.0"}  # fmt: skip
+        model = self.models.get(pk)
+        try:
+            if model is not None and event == "property":
+                reply["data"] = model.judge_properties(params)
+                params = {k: v for k, v in params.items() if k not in reply["data"]}  # dropped, not kept
+            elif model is not None:
+                model.judge_event(event, params)
+        except Refused as refused:
+            reply.update(code=refused.code, message=refused.message)
+            log.info("responder: %s/%s %s refused: %d %s", pk, dn, method, refused.code, refused.message)
+        else:
+            self.posts.append((pk, dn, method, params))
+        self.publish(topic + "_reply", reply, qos=0)
+
+    async def set_desired(self, pk: str, dn: str, desired: dict[str, Any]) -> int:
+        """Set a device's desired state (the UpdateDeviceShadow API): the control message
+        goes to /shadow/get; the shadow's new version."""
+        shadow = self.shadows.setdefault((pk, dn), Shadow())
+        self.publish(f"/shadow/get/{pk}/{dn}", shadows.control(shadow, desired), qos=1)
+        return shadow.version
+
+    # -- OTA ------------------------------------------------------------------------------------
+
+    def _offer_upgrade(self, pk: str, dn: str, version: str) -> None:
+        """A device that reports another version than the product's offered firmware gets
+        the task pushed on /ota/device/upgrade (Aliyun OTA: a device online gets its task;
+        it reports its version on connecting)."""
+        firmware = self.firmware.offered(pk)
+        if firmware is None or firmware.version == version:
+            return
+        task = firmware.task(self.region, self.https_port, next(self._ids))
+        self.publish(f"/ota/device/upgrade/{pk}/{dn}", task, qos=1)
+        log.info("responder: upgrade task %s pushed to %s/%s (on %s)", firmware.version, pk, dn, version or "?")
+
+    def _answer_firmware_get(self, pk: str, dn: str, body: dict[str, Any]) -> None:
+        firmware = self.firmware.offered(pk)
+        data = firmware.task(self.region, self.https_port)["data"] if firmware is not None else {}
+        reply = {"id": str(body.get("id", "")), "code": 200, "data": data, "message": "success",
+                 "method": "thing.ota.firmware.get", "version": "1.0"}  # fmt: skip
+        self.publish(f"/sys/{pk}/{dn}/thing/ota/firmware/get_reply", reply, qos=0)
+
+    # -- calls to devices -----------------------------------------------------------------------
+
+    async def rrpc(self, pk: str, dn: str, payload: bytes, timeout: float = RRPC_TIMEOUT) -> RrpcResult:
+        """System RRPC (the RRpc API): the request on ``/sys/pk/dn/rrpc/request/<messageId>``,
+        the device's answer on ``.../rrpc/response/<messageId>``. OFFLINE when the device is
+        not connected, TIMEOUT when it does not answer within `timeout` (at most 8 s)."""
+        if not 0 < timeout <= RRPC_TIMEOUT:
+            raise ValueError(f"the RRPC time-out is 0-{RRPC_TIMEOUT:g} s (the RRpc API's 1000-8000 ms)")
+        if self.online is not None and not self.online(pk, dn):
+            return RrpcResult("OFFLINE")
+        message_id = str(int(time.time() * 1000) * 1000 + next(self._ids) % 1000)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._rrpc[message_id] = future
+        assert self._writer is not None
+        self._writer.write(wire.publish(f"/sys/{pk}/{dn}/rrpc/request/{message_id}", payload, 0, 0))
+        try:
+            async with asyncio.timeout(timeout):
+                return RrpcResult("SUCCESS", await future)
+        except TimeoutError:
+            return RrpcResult("TIMEOUT")
+        finally:
+            self._rrpc.pop(message_id, None)
 
     async def _call(self, topic: str, method: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
         request_id = str(int(time.time() * 1000) + next(self._ids))
@@ -154,6 +276,43 @@ class Responder:
         self, pk: str, dn: str, identifier: str, params: dict[str, Any], timeout: float = 10.0
     ) -> dict[str, Any]:
         """Call the async service `identifier`; the device's reply."""
+        refusal = self._unknown_service(pk, identifier)
+        if refusal is not None:
+            return refusal
         return await self._call(
             f"/sys/{pk}/{dn}/thing/service/{identifier}", f"thing.service.{identifier}", params, timeout
         )
+
+    async def call_sync_service(
+        self, pk: str, dn: str, identifier: str, params: dict[str, Any], timeout: float = RRPC_TIMEOUT
+    ) -> dict[str, Any]:
+        """Call the sync service `identifier` through RRPC
+        (``/ext/rrpc/<id>/sys/pk/dn/thing/service/<identifier>``, answered on the same topic);
+        the device's reply. TimeoutError after `timeout` (at most the platform's 8 s)."""
+        if not 0 < timeout <= RRPC_TIMEOUT:
+            raise ValueError(f"a synchronous call waits 0-{RRPC_TIMEOUT:g} s (the platform's limit)")
+        refusal = self._unknown_service(pk, identifier)
+        if refusal is not None:
+            return refusal
+        rrpc_id = str(int(time.time() * 1000) * 1000 + next(self._ids) % 1000)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[f"rrpc:{rrpc_id}"] = future
+        try:
+            self.publish(
+                f"/ext/rrpc/{rrpc_id}/sys/{pk}/{dn}/thing/service/{identifier}",
+                {"id": rrpc_id, "version": "1.0", "params": params, "method": f"thing.service.{identifier}"},
+                qos=0,
+            )
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self._replies.pop(f"rrpc:{rrpc_id}", None)
+
+    def _unknown_service(self, pk: str, identifier: str) -> dict[str, Any] | None:
+        """The platform checks a call against the product's thing model before sending it:
+        a service the model does not define never reaches the device [R: code 6321 from the
+        device code document's list; the cloud API says the service is not found]."""
+        model = self.models.get(pk)
+        if model is None or model.has_service(identifier):
+            return None
+        return {"code": 6321, "message": f"tsl parse: service not exist -> {identifier}", "data": {}}

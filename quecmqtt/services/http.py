@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from quecmqtt.at import commands as C
 from quecmqtt.at.cme import cme_description
 from quecmqtt.at.spec import Command
-from quecmqtt.errors import CommandError, HttpError, HttpStatusError, InvalidArgument
+from quecmqtt.errors import CommandError, HttpError, HttpStatusError, InvalidArgument, QuecError
 from quecmqtt.probe import TestAnswers, first_range
 from quecmqtt.runtime import Modem, Reply, StepHandle
 from quecmqtt.secret import Secret
 
 log = logging.getLogger("quecmqtt.services.http")
 
+HEADER_MODE_MAX = 2048  # request-header mode's data: 1-2048 bytes on BG96 ([HTTP] 2.3), the lowest
 CONTENT_FORM, CONTENT_TEXT, CONTENT_OCTETS, CONTENT_MULTIPART, CONTENT_JSON, CONTENT_JPEG = range(6)
 
 
@@ -134,6 +135,35 @@ class Http:
         await self._set_url(url)
         return await self._finish("GET", url, lambda: self.modem.execute(C.QHTTPGET(timeout)), timeout, on_body)
 
+    async def get_range(
+        self, url: str, first: int, last: int, *, timeout: int = 60, on_body: Callable[[bytes], None] | None = None
+    ) -> HttpResponse:
+        """GET bytes `first`..`last` (inclusive) of `url` with a ``Range`` header: status 206
+        and those bytes when the server honours it (200 and the whole body when it does not).
+
+        The module's request-header mode carries the header (``AT+QHTTPCFG="requestheader",1``,
+        then ``AT+QHTTPGET=<rsptime>,<length>,<input_time>`` and the request as the host writes
+        it): every family's HTTP(S) manual has it, where ``reqheader/add`` and ``QHTTPGETEX``
+        are the EC200 family's alone. The mode is set back as configured afterwards (and by the
+        init script after a reboot)."""
+        if not 0 <= first <= last:
+            raise InvalidArgument(f"not a byte range: {first}-{last}")
+        request = range_request(url, first, last)
+        if len(request) > HEADER_MODE_MAX:
+            raise InvalidArgument(
+                f"the request is {len(request)} bytes; header mode takes at most {HEADER_MODE_MAX} (BG96): "
+                "shorten the URL"
+            )
+        await self._set_url(url)
+        await self.modem.execute(C.QHTTPCFG["requestheader"](1))
+        try:
+            command = C.QHTTPGET_HEADER(timeout, len(request), 60)
+            return await self._finish("GET", url, lambda: self.modem.execute(command, request), timeout, on_body)
+        finally:
+            if not self.config.request_header:
+                with contextlib.suppress(QuecError):  # a reboot forgot it anyway; the init step sets it
+                    await self.modem.execute(C.QHTTPCFG["requestheader"](0))
+
     async def post(
         self,
         url: str,
@@ -222,6 +252,28 @@ class Http:
             return
         with contextlib.suppress(CommandError):
             await self.modem.execute(C.QHTTPSTOP())
+
+
+def range_request(url: str, first: int, last: int) -> bytes:
+    """The GET request with a ``Range`` header that request-header mode sends for `url`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest:
+        raise InvalidArgument(f"not an http(s) URL: {_strip_query(url)!r}")
+    host, slash, target = rest.partition("/")
+    default = ":443" if scheme == "https" else ":80"
+    host = host.removesuffix(default)
+    lines = (
+        f"GET /{target if slash else ''} HTTP/1.1",
+        f"Host: {host}",
+        f"Range: bytes={first}-{last}",
+        "User-Agent: QUECTEL_MODULE",
+        "Accept: */*",
+        "Connection: close",
+    )
+    text = "\r\n".join(lines) + "\r\n\r\n"
+    if any(ord(c) < 0x21 and c != " " for c in host + target) or not text.isascii():
+        raise InvalidArgument(f"the URL cannot go into a request line: {_strip_query(url)!r}")
+    return text.encode("ascii")
 
 
 def _strip_query(url: str) -> str:

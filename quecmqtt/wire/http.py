@@ -78,11 +78,16 @@ async def read_request(reader: asyncio.StreamReader, limit: int = 1 << 20) -> tu
         raise HttpFramingError(str(exc)) from None
 
 
-def response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
+def response(
+    status: int, body: bytes, content_type: str = "application/json", *, length: int | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> bytes:  # fmt: skip
     """A whole response with its length, that closes the connection (written as it is: only
-    reading needs h11's care)."""
+    reading needs h11's care). `length` with an empty `body`: the head alone, the body to
+    follow."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body) if length is None else length}\r\n{extra}Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body

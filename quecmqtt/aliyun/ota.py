@@ -1,0 +1,372 @@
+"""OTA on the device: take the platform's upgrade task, download the firmware through the
+**module's** HTTP(S) client in byte ranges, keep what has arrived on disk so a link drop, a
+module reboot or a restart of this process resumes where it stopped, verify the digest the
+task gives, report progress, and hand the finished file to the application.
+
+    ota = Ota(thing, Http(modem, HttpConfig(ssl_context=1)), "/var/lib/app/ota",
+              on_firmware=install)              # install(path, task): flash it, or raise
+    await ota.start()                           # subscribes to the task topics
+    await thing.report_version("1.0.0")         # the platform pushes a task for another version
+    task = await ota.next_task()                # or: await ota.request() asks for one
+    path = await ota.run(task)                  # downloaded, verified, handed over
+
+Topics and payloads (Aliyun OTA documentation; Link SDK C 4.x `components/ota`; the Python
+SDK aliyun-iot-linkkit 1.2.13): the task arrives on ``/ota/device/upgrade/<pk>/<dn>`` as
+``{"code": "1000", "data": {"size", "version", "url", "md5", "sign", "signMethod"}, ...}``;
+asked for on ``/sys/<pk>/<dn>/thing/ota/firmware/get`` (answered on ``..._reply``); progress
+goes up on ``/ota/device/progress/<pk>/<dn>`` as ``{"id", "params": {"step", "desc"}}``, step
+1-100 or a failure: -1 upgrade failed, -2 download failed, -3 verification failed, -4 flashing
+failed.
+
+On disk, in `directory`: ``ota-task.json`` (which task the partial file belongs to: version,
+size, digest; never the URL, whose signature is a credential) and ``<version>.part``, whose
+length is the progress: each range is appended and synced before the next is asked for.
+Disk work runs in a thread, off the event loop that reads the serial port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quecmqtt.aliyun.alink import Thing
+from quecmqtt.at.events import MqttMessage
+from quecmqtt.errors import InvalidArgument, QuecError
+from quecmqtt.services.http import Http
+from quecmqtt.services.network import Network
+
+log = logging.getLogger("quecmqtt.aliyun.ota")
+
+CHUNK = 32 * 1024  # bytes per range: what a drop can cost, and what the host holds at once
+STEP_UPGRADE_FAILED, STEP_DOWNLOAD_FAILED, STEP_VERIFY_FAILED, STEP_FLASH_FAILED = -1, -2, -3, -4
+HASHES = {"md5": hashlib.md5, "sha256": hashlib.sha256}
+_VERSION = re.compile(r"[\w.+\-]{1,64}")  # it names a file: no separators, no dot-only names
+
+FirmwareHandler = Callable[[Path, "OtaTask"], "Awaitable[None] | None"]
+
+
+class OtaFailed(QuecError):
+    """The upgrade failed; `step` is the failure code reported to the platform."""
+
+    def __init__(self, message: str, step: int) -> None:
+        self.step = step
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class OtaTask:
+    version: str
+    url: str
+    size: int
+    sign: str  # hex digest of the whole file, by `sign_method`
+    sign_method: str  # "md5" or "sha256"
+    module: str | None = None
+
+    def __repr__(self) -> str:  # the URL's query is a signature: left out
+        return f"OtaTask(version={self.version!r}, size={self.size}, {self.sign_method}={self.sign[:12]}…)"
+
+    @classmethod
+    def from_message(cls, body: Any) -> OtaTask:
+        """The task in an upgrade push or a firmware/get reply (its ``data``, or ``params`` in
+        the Alink form). ValueError says what is missing or wrong."""
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict) or not data:
+            data = body.get("params") if isinstance(body, dict) else None
+        if not isinstance(data, dict) or not data:
+            raise ValueError("no task in the message (no data)")
+        version, url, size = data.get("version"), data.get("url"), data.get("size")
+        if not isinstance(version, str) or not _VERSION.fullmatch(version) or version.strip(".") == "":
+            raise ValueError(f"the task's version {version!r} is not one this device can name a file after")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ValueError("the task has no http(s) URL")
+        if isinstance(size, str) and size.isdigit():
+            size = int(size)
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise ValueError(f"the task's size {size!r} is not a positive number")
+        method = str(data.get("signMethod") or "Md5").lower()
+        sign = data.get("sign") or (data.get("md5") if method == "md5" else None)
+        if method not in HASHES:
+            raise ValueError(f"the task's signMethod {data.get('signMethod')!r} is not Md5 or SHA256")
+        digest_length = hashlib.new(method).digest_size * 2
+        if not isinstance(sign, str) or len(sign) != digest_length or not _is_hex(sign):
+            raise ValueError(f"the task's {method} digest is not {digest_length} hex digits")
+        module = data.get("module")
+        return cls(version, url, size, sign.lower(), method, module if isinstance(module, str) else None)
+
+    def identity(self) -> dict[str, Any]:
+        """What names the partial file's task on disk (the URL changes with each push)."""
+        return {"version": self.version, "size": self.size, "sign": self.sign, "signMethod": self.sign_method}
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+class Ota:
+    def __init__(
+        self,
+        thing: Thing,
+        http: Http,
+        directory: str | Path,
+        *,
+        on_firmware: FirmwareHandler | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        chunk_size: int = CHUNK,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 30.0,
+        give_up_after: int = 30,
+        network: Network | None = None,
+    ) -> None:
+        """`on_firmware(path, task)`: the verified file, to flash (raise to report a flashing
+        failure). `on_progress(received, size)`: after each range. A range that fails is
+        asked for again after `retry_delay` (doubling up to `max_retry_delay`); after
+        `give_up_after` failures in a row the download is reported failed. `network`: asked
+        to bring a lost PDP context back before a range is asked for again."""
+        if chunk_size < 1:
+            raise InvalidArgument(f"chunk_size is at least 1 byte, not {chunk_size}")
+        self.thing = thing
+        self.http = http
+        self.directory = Path(directory)
+        self.on_firmware = on_firmware
+        self.on_progress = on_progress
+        self.chunk_size = chunk_size
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.give_up_after = give_up_after
+        self.network = network
+        self.fetched = 0  # body bytes the module delivered, this process (resumes included)
+        pk, dn = thing.product_key, thing.device_name
+        self._upgrade_topic = f"/ota/device/upgrade/{pk}/{dn}"
+        self._get_reply_topic = f"/sys/{pk}/{dn}/thing/ota/firmware/get_reply"
+        self._tasks: asyncio.Queue[OtaTask] = asyncio.Queue(maxsize=4)
+        self._pending_get: dict[str, asyncio.Future[Any]] = {}
+        self._stop_listening: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        """Listen for tasks (neither topic is on the platform's automatic list)."""
+        if self._stop_listening is None:
+            self._stop_listening = self.thing.link.on_message(self._on_message)
+        await self.thing.subscribe(self._upgrade_topic)
+        await self.thing.subscribe(self._get_reply_topic)
+
+    def close(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
+
+    async def __aenter__(self) -> Ota:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_message(self, message: MqttMessage) -> None:
+        if message.topic not in (self._upgrade_topic, self._get_reply_topic):
+            return
+        try:
+            body = json.loads(message.payload)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("OTA: not JSON on %s: ignored", message.topic)
+            return
+        if message.topic == self._get_reply_topic:
+            future = self._pending_get.pop(str(body.get("id")) if isinstance(body, dict) else "", None)
+            if future is not None and not future.done():
+                future.set_result(body)
+            return
+        try:
+            task = OtaTask.from_message(body)
+        except ValueError as exc:
+            log.warning("OTA: an upgrade push this device cannot use: %s", exc)
+            return
+        if self._tasks.full():  # the platform pushes again; the newest matters
+            self._tasks.get_nowait()
+        self._tasks.put_nowait(task)
+
+    async def next_task(self, timeout: float | None = None) -> OtaTask:
+        """The next task the platform pushes (TimeoutError after `timeout` seconds)."""
+        async with asyncio.timeout(timeout):
+            return await self._tasks.get()
+
+    async def request(self, timeout: float = 10.0) -> OtaTask | None:
+        """Ask the platform for a pending task (after boot); None when it has none."""
+        request_id = self.thing.next_id()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending_get[request_id] = future
+        params: dict[str, Any] = {"module": "default"}
+        try:
+            await self.thing.publish_json(
+                f"/sys/{self.thing.product_key}/{self.thing.device_name}/thing/ota/firmware/get",
+                {"id": request_id, "version": "1.0", "params": params, "method": "thing.ota.firmware.get"},
+            )
+            async with asyncio.timeout(timeout):
+                reply = await future
+        finally:
+            self._pending_get.pop(request_id, None)
+        if str(reply.get("code")) != "200" or not reply.get("data"):
+            return None
+        return OtaTask.from_message(reply)
+
+    async def report(self, step: int, desc: str = "") -> None:
+        """Report progress (1-100) or a failure (-1..-4) to the platform."""
+        await self.thing.publish_json(
+            f"/ota/device/progress/{self.thing.product_key}/{self.thing.device_name}",
+            {"id": self.thing.next_id(), "params": {"step": str(step), "desc": desc}},
+        )
+
+    async def run(self, task: OtaTask) -> Path:
+        """Download (resuming what is on disk), verify, report, and hand over `task`'s file.
+        Raises `OtaFailed` with the step reported; the file is never handed over unverified."""
+        try:
+            path = await self.download(task)
+        except OtaFailed as exc:
+            await self._report_quietly(exc.step, str(exc))
+            raise
+        if self.on_firmware is not None:
+            try:
+                handed = self.on_firmware(path, task)
+                if inspect.isawaitable(handed):
+                    await handed
+            except Exception as exc:
+                log.exception("OTA: the application could not flash %s", task.version)
+                await self._report_quietly(STEP_FLASH_FAILED, f"flashing failed: {type(exc).__name__}")
+                raise OtaFailed(f"the application could not flash {task.version}: {exc}", STEP_FLASH_FAILED) from exc
+        return path
+
+    async def _report_quietly(self, step: int, desc: str) -> None:
+        try:
+            await self.report(step, desc[:128])
+        except QuecError as exc:
+            log.warning("OTA: could not report step %d: %s", step, exc)
+
+    async def download(self, task: OtaTask) -> Path:
+        """The verified file `<directory>/<version>.bin`. Progress is reported at each 10 %."""
+        part = self.directory / f"{task.version}.part"
+        done = self.directory / f"{task.version}.bin"
+        received = await asyncio.to_thread(_prepare, self.directory, part, task.identity())
+        if received > task.size:  # not this task's bytes after all
+            received = await asyncio.to_thread(_truncate, part)
+        if received:
+            log.info("OTA: resuming %s at %d of %d bytes", task.version, received, task.size)
+        reported = received * 100 // task.size // 10 * 10
+        failures = 0
+        while received < task.size:
+            last = min(received + self.chunk_size, task.size) - 1
+            try:
+                response = await self.http.get_range(task.url, received, last)
+                piece = _piece(response.status, response.body, received, last, task.size)
+            except (QuecError, ValueError) as exc:
+                failures += 1
+                if failures >= self.give_up_after:
+                    raise OtaFailed(f"download failed: {exc}", STEP_DOWNLOAD_FAILED) from exc
+                delay = min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay)
+                log.warning("OTA: range %d-%d failed (%s); again in %.0f s", received, last, exc, delay)
+                await asyncio.sleep(delay)
+                if self.network is not None:
+                    try:
+                        await self.network.ensure_active()
+                    except QuecError as restore_error:  # the next range tells; counted as its failure
+                        log.info("OTA: the PDP context is not back yet: %s", restore_error)
+                continue
+            failures = 0
+            self.fetched += len(response.body)
+            received = await asyncio.to_thread(_append, part, piece)
+            if self.on_progress is not None:
+                self.on_progress(received, task.size)
+            percent = received * 100 // task.size
+            if percent // 10 * 10 > reported or received == task.size:
+                reported = percent // 10 * 10
+                await self._report_quietly(max(1, percent), "downloading")
+        if not await asyncio.to_thread(_verify, part, task.sign_method, task.sign):
+            await asyncio.to_thread(_discard, part, self.directory)
+            raise OtaFailed(f"the firmware's {task.sign_method} does not match the task's", STEP_VERIFY_FAILED)
+        await asyncio.to_thread(_finish, part, done, self.directory)
+        log.info("OTA: %s downloaded and verified (%d bytes)", task.version, task.size)
+        return done
+
+
+def _piece(status: int, body: bytes, first: int, last: int, size: int) -> bytes:
+    """The bytes `first`..`last` out of a ranged answer (206), or out of the whole file when
+    the server ignored the range (200)."""
+    if status == 206:
+        if len(body) != last - first + 1:
+            raise ValueError(f"the server sent {len(body)} bytes for range {first}-{last}")
+        return body
+    if status == 200 and len(body) == size:
+        return body[first : last + 1]
+    raise ValueError(f"HTTP status {status} for range {first}-{last}")
+
+
+# -- disk, run in a thread ------------------------------------------------------------------
+
+
+def _prepare(directory: Path, part: Path, identity: dict[str, Any]) -> int:
+    """Make the directory, match the partial file to the task; how many bytes it holds."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = directory / "ota-task.json"
+    try:
+        same = json.loads(state.read_text()) == identity
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        for old in directory.glob("*.part"):
+            old.unlink()
+        temporary = state.with_suffix(".tmp")
+        temporary.write_text(json.dumps(identity))
+        with temporary.open("rb") as file:
+            os.fsync(file.fileno())
+        temporary.replace(state)
+        _sync_directory(directory)
+    try:
+        return part.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _append(part: Path, piece: bytes) -> int:
+    with part.open("ab") as file:
+        file.write(piece)
+        file.flush()
+        os.fsync(file.fileno())
+        return file.tell()
+
+
+def _truncate(part: Path) -> int:
+    part.unlink(missing_ok=True)
+    return 0
+
+
+def _verify(part: Path, method: str, expected: str) -> bool:
+    digest = HASHES[method]()
+    with part.open("rb") as file:
+        while piece := file.read(1 << 16):
+            digest.update(piece)
+    return digest.hexdigest() == expected.lower()
+
+
+def _discard(part: Path, directory: Path) -> None:
+    part.unlink(missing_ok=True)
+    (directory / "ota-task.json").unlink(missing_ok=True)
+
+
+def _finish(part: Path, done: Path, directory: Path) -> None:
+    part.replace(done)
+    (directory / "ota-task.json").unlink(missing_ok=True)
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
