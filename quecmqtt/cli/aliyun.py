@@ -329,12 +329,15 @@ async def _post(args: argparse.Namespace) -> int:
     from quecmqtt.aliyun.alink import Thing
 
     params = await _params(args.params)
+    model = await _thing_model(args.tsl) if args.tsl else None
+    if model is not None:
+        model.check_properties(params)  # refused before the port is opened: TslError, status 2
     secret = await _device_secret(args)
     async with (
         open_modem(args) as modem,
         _aliauth_cleared(args, modem),
         _logged_in(args, modem, secret) as client,
-        Thing(client, args.product_key, args.device_name) as thing,
+        Thing(client, args.product_key, args.device_name, model=model) as thing,
     ):
         started = time.monotonic()
         try:
@@ -346,6 +349,16 @@ async def _post(args: argparse.Namespace) -> int:
         seconds = time.monotonic() - started
         emit(args, {"code": code, "seconds": round(seconds, 3)}, f"post_reply code {code} after {seconds:.2f} s")
     return 0 if code == 200 else 1
+
+
+async def _thing_model(path: str) -> Any:
+    """--tsl: the console's thing model export (read in a thread)."""
+    from quecmqtt.aliyun.tsl import ThingModel
+
+    try:
+        return await asyncio.to_thread(ThingModel.load, path)
+    except OSError as exc:
+        raise UsageError(f"--tsl: cannot read {path}: {exc.strerror or exc}") from None
 
 
 class PostUnanswered(QuecError):
@@ -418,4 +431,14 @@ def add_module_parsers(commands: Any) -> None:
                 help="the properties as JSON, e.g. '{\"Temp\": 21.5}'; @FILE reads a file, - standard input",
             )
             p.add_argument("--timeout", type=seconds, default=10.0, help="seconds to wait for post_reply (default 10)")
+            p.add_argument(
+                "--tsl",
+                metavar="FILE",
+                help="the product's thing model (console: 功能定义 > 物模型 TSL > 导出): properties it does not "
+                "allow are refused before anything is sent",
+            )
         p.set_defaults(func=lambda args, body=body, name=name: run(f"aliyun {name}", lambda: body(args)))
+
+    from quecmqtt.cli.ota import add_ota_parser
+
+    add_ota_parser(commands, _device_options)

@@ -10,15 +10,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from quecmqtt.cli import cloud_console
 from quecmqtt.cli.common import host_port, listen_port, stop_on_signals
 from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
+from quecmqtt.cloud.ota import FirmwareStore
 from quecmqtt.cloud.registry import Registry
+from quecmqtt.cloud.thingmodel import PlatformModel
 
 EPILOG = """\
 Examples:
   quecmqtt cloud --product 'i2uqc2dloOl:$PS' --device 'i2uqc2dloOl:device001:@ds.txt'
   (secrets from a variable or a file: the command line is visible to every process)
   quecmqtt cloud --registry twin.json --broker 127.0.0.1:1883      # Mosquitto behind it
+  quecmqtt cloud --product 'i2uqc2dloOl:$PS' --tsl i2uqc2dloOl=tsl.json --ota i2uqc2dloOl:2.0.0:fw.bin
+
+While it runs, commands typed on standard input reach devices (help lists them):
+  rrpc i2uqc2dloOl device001 ping           call i2uqc2dloOl device001 GetStatus '{"Verbose": 1}'
+  set i2uqc2dloOl device001 '{"LightStatus": 1}'      desired i2uqc2dloOl device001 '{"Mode": 2}'
 
 Then run an emulated module that reaches it by the endpoint's name:
   quecmqtt emulate --hosts <the --hosts line printed at start>
@@ -83,6 +91,24 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
             )
             registry.add_device(parts[0], parts[1], secret)
         broker = tuple(args.broker) if args.broker else None
+        models = {}
+        for item in args.tsl:
+            pk, sep, path = item.partition("=")
+            if not sep or not pk or not path:
+                raise ValueError(f"--tsl wants PRODUCTKEY=FILE, got {item!r}")
+            models[pk] = PlatformModel.load(path)
+        firmware = FirmwareStore()
+        for item in args.ota:
+            pk, version, path = ([*item.split(":", 2), "", ""])[:3]
+            if not (pk and version and path):
+                raise ValueError(f"--ota wants PK:VERSION:FILE, got {item!r}")
+            if not Path(path).is_file():
+                raise ValueError(f"--ota {pk}:{version}: {path} is not a file")
+            try:  # read whole for its digests, before the twin serves anything
+                offered = firmware.add(pk, version, path, args.ota_sign_method)
+            except ValueError as exc:
+                raise ValueError(f"--ota {pk}:{version}: {exc}") from None
+            print(f"ota: {pk} offers {version} ({offered.size} bytes, {args.ota_sign_method})", flush=True)
     except json.JSONDecodeError as exc:
         print(f"quecmqtt cloud: {args.registry} is not a registry (a JSON file): {exc}", file=sys.stderr)
         return 2
@@ -93,8 +119,10 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
     async def serve() -> int:
         stop = stop_on_signals()  # before anything is printed: "Ctrl-C stops" must be true at once
         twin = CloudTwin(
-            registry=registry, broker=broker, host=args.host, mqtt_port=args.mqtt_port, https_port=args.https_port
-        )
+            registry=registry, broker=broker, host=args.host, mqtt_port=args.mqtt_port, https_port=args.https_port,
+            firmware=firmware,
+        )  # fmt: skip
+        twin.models.update(models)
         await twin.start()
         backend = f"{args.broker} (external)" if broker else f"embedded on {twin.host}:{twin.broker_address()[1]}"
         hosts = " ".join(f"{name}={target}" for name, target in twin.hosts(args.endpoint).items())
@@ -109,9 +137,14 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
             f"registry: {args.registry or 'in memory'} ({products} products, {devices} devices); Ctrl-C stops",
             flush=True,
         )
+        console = None
+        if twin.responder is not None and cloud_console.wanted():
+            console = asyncio.create_task(cloud_console.serve(twin.responder))
         try:
             await stop.event.wait()
         finally:
+            if console is not None:
+                console.cancel()
             await twin.stop()
         return stop.status()
 
@@ -165,4 +198,17 @@ def add_parser(sub: Any) -> None:
     cloud.add_argument(
         "--endpoint", default=DEFAULT_ENDPOINT, help=f"the MQTT endpoint name (default {DEFAULT_ENDPOINT})"
     )
+    cloud.add_argument(
+        "--tsl", action="append", default=[], metavar="PK=FILE",
+        help="check the product's posts against its thing model, a console export (repeatable)",
+    )  # fmt: skip
+    cloud.add_argument(
+        "--ota", action="append", default=[], metavar="PK:VERSION:FILE",
+        help="offer firmware to the product's devices: a device reporting another version gets the task "
+        "(repeatable)",
+    )  # fmt: skip
+    cloud.add_argument(
+        "--ota-sign-method", choices=("Md5", "SHA256"), default="Md5",
+        help="the digest the task carries, as the platform spells it (default Md5)",
+    )  # fmt: skip
     cloud.set_defaults(func=_cmd_cloud)

@@ -8,11 +8,13 @@
         await twin.responder.set_properties("i2uqc2dloOl", "device001", {"LightStatus": 1})
 
 Parts: `front.AuthFront` (MQTT and TLS on one port, Aliyun's CONNACK codes, register/regnwl
-pushes, connwl, client id rewriting, pipe to the broker), `https.RegistrationServer`
-(``/auth/register/device``), `registry.Registry` (products and devices, in a JSON file),
-`responder.Responder` (post_reply, NTP, pushes), `broker.EmbeddedBroker` (when no broker is
-given). The TLS certificate names Aliyun's endpoints and is signed by a test CA shipped in
-`quecmqtt/cloud/certs/` whose private key is public: it is for this twin only.
+pushes, connwl, client id rewriting, automatic subscription, pipe to the broker),
+`https.RegistrationServer` (``/auth/register/device`` and the OTA downloads),
+`registry.Registry` (products and devices, in a JSON file), `responder.Responder`
+(post_reply judged by `thingmodel`, NTP, OTA tasks from `ota`, `shadow`, RRPC, pushes),
+`broker.EmbeddedBroker` (when no broker is given). The TLS certificate names Aliyun's
+endpoints and is signed by a test CA shipped in `quecmqtt/cloud/certs/` whose private key is
+public: it is for this twin only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from quecmqtt.cloud.https import RegistrationServer
 from quecmqtt.cloud.ota import OTA_HOST, FirmwareStore
 from quecmqtt.cloud.registry import Registry
 from quecmqtt.cloud.responder import Responder
+from quecmqtt.cloud.thingmodel import PlatformModel
 
 DEFAULT_ENDPOINT = "iot-06z00hxss3rggno.mqtt.iothub.aliyuncs.com"
 
@@ -55,10 +58,13 @@ class CloudTwin:
         https_port: int = 0,
         respond: bool = True,
         region: str = "cn-shanghai",
+        firmware: FirmwareStore | None = None,
     ) -> None:
         self.registry = registry if registry is not None else Registry()
         self.region = region
-        self.firmware = FirmwareStore()  # what `ota_offer` offers, served from the HTTPS port
+        # offered per product (firmware.add), served from the HTTPS port
+        self.firmware = firmware if firmware is not None else FirmwareStore()
+        self.models: dict[str, PlatformModel] = {}  # product key -> thing model (load_model)
         self.host = host
         self._broker_address = broker
         # what the twin's own parts log in to the embedded broker with: only they reach it
@@ -77,6 +83,11 @@ class CloudTwin:
         self.responder: Responder | None = None
         self._respond = respond
         self.ca_pem = certificate("ca.pem")
+
+    def load_model(self, product_key: str, path: str | Path) -> PlatformModel:
+        """Check the product's posts against its console-exported thing model from now on."""
+        model = self.models[product_key] = PlatformModel.load(path)
+        return model
 
     def broker_address(self) -> tuple[str, int]:
         if self._broker_address is not None:
@@ -111,7 +122,7 @@ class CloudTwin:
             host, port = self.broker_address()
             self.responder = Responder(
                 host, port, token=self.broker_token if self.embedded is not None else None,
-                firmware=self.firmware, region=self.region, online=self.front.is_online,
+                firmware=self.firmware, region=self.region, online=self.front.is_online, models=self.models,
             )  # fmt: skip
             await self.responder.start()
 
