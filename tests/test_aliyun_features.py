@@ -108,7 +108,7 @@ def _escape(text: str) -> str:
      '{"properties": [{"identifier": "x", "dataType": {"type": "enum", "specs": {"on": "1"}}}]}'],
 )  # fmt: skip
 def test_a_file_that_is_not_a_thing_model_is_refused_with_why(document: str) -> None:
-    with pytest.raises(TslError, match="thing model|not JSON"):
+    with pytest.raises(TslError, match=r"thing model|not JSON"):
         ThingModel.from_json(document)
 
 
@@ -219,9 +219,12 @@ def test_the_platforms_shadow_refusals() -> None:
     assert code({"method": "get"}) == "407"
     many = {f"p{i}": i for i in range(129)}
     assert code({"method": "update", "state": {"reported": many}, "version": 1}) == "408"
-    assert shadow.handle(document, {"method": "update", "state": {"reported": {"a": 1}}, "version": 5})["payload"][
-        "status"
-    ] == "success"
+    assert (
+        shadow.handle(document, {"method": "update", "state": {"reported": {"a": 1}}, "version": 5})["payload"][
+            "status"
+        ]
+        == "success"
+    )
     assert code({"method": "update", "state": {"reported": {"a": 2}}, "version": 5}) == "409"
     cleared = shadow.handle(document, {"method": "update", "state": {"reported": {"a": 2}}, "version": -1})
     assert cleared["payload"] == {"status": "success", "version": 0} and document.reported == {}

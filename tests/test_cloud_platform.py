@@ -33,12 +33,12 @@ def sign(method: str, key: str, content: str) -> str:
     return hmac.new(key.encode(), content.encode(), digest).hexdigest()
 
 
-def link_sdk_4_login(timestamp: str = "2524608000000") -> tuple[str, str, str]:
+def link_sdk_4_login(timestamp: str = "2524608000000", dn: str = DN, secret: str = DS) -> tuple[str, str, str]:
     """As Link SDK 4.x builds it: a fixed timestamp (2050), `_ss=1`, `_v`, `ext=3` and the
     trailing comma of its format string; plain TCP is securemode 3."""
-    client_id = f"{PK}.{DN}|timestamp={timestamp},_ss=1,_v=sdk-c-4.1.0,securemode=3,signmethod=hmacsha256,ext=3,|"
-    content = f"clientId{PK}.{DN}deviceName{DN}productKey{PK}timestamp{timestamp}"
-    return client_id, f"{DN}&{PK}", sign("hmacsha256", DS, content)
+    client_id = f"{PK}.{dn}|timestamp={timestamp},_ss=1,_v=sdk-c-4.1.0,securemode=3,signmethod=hmacsha256,ext=3,|"
+    content = f"clientId{PK}.{dn}deviceName{dn}productKey{PK}timestamp{timestamp}"
+    return client_id, f"{dn}&{PK}", sign("hmacsha256", secret, content)
 
 
 def python_linkkit_login() -> tuple[str, str, str]:
@@ -155,3 +155,179 @@ async def test_quecmqtts_thing_with_ss_sends_no_subscribe_for_replies(twin: Clou
             assert not any("post_reply" in line or "property/set" in line for line in sent), sent
     finally:
         await asyncio.to_thread(emulator.close)
+
+
+# -- the registration flows and the event post, as the SDKs write them -------------------------
+
+PS = "sdk-product-secret-0001"
+
+
+def tls_device(
+    twin: CloudTwin, ca_file: str, client_id: str, username: str, password: str
+) -> tuple[mqtt.Client, queue.Queue[mqtt.MQTTMessage], threading.Event]:
+    """A paho client over TLS verifying the twin, as the SDKs connect for registration; it
+    subscribes to nothing."""
+    messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    closed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.tls_set(ca_certs=ca_file)
+    client.username_pw_set(username, password)
+    client.on_message = lambda c, u, m: messages.put(m)
+    client.on_disconnect = lambda *args: closed.set()
+    client.connect("127.0.0.1", twin.mqtt_port, keepalive=60)
+    client.loop_start()
+    return client, messages, closed
+
+
+def link_sdk_registration(auth_type: str, dn: str, random: str) -> tuple[str, str, str]:
+    """Link SDK 4.x `aiot_dynregmq_api.c`: client id `dn.pk|random,authType,securemode=2,
+    signmethod=hmacsha256|` (securemode 2, as the SDK sends it), user `dn&pk`, the password
+    HMAC-SHA256 of deviceName..productKey..random.. under the ProductSecret."""
+    client_id = f"{dn}.{PK}|random={random},authType={auth_type},securemode=2,signmethod=hmacsha256|"
+    return client_id, f"{dn}&{PK}", sign("hmacsha256", PS, f"deviceName{dn}productKey{PK}random{random}")
+
+
+@pytest_asyncio.fixture
+async def registering_twin(tmp_path: object) -> AsyncIterator[tuple[CloudTwin, str]]:
+    from pathlib import Path
+
+    twin = CloudTwin()
+    twin.registry.add_product(PK, PS)
+    twin.registry.add_device(PK, "pre-registered")  # register: the console has the name, no secret yet
+    await twin.start()
+    ca_file = Path(str(tmp_path)) / "twin-ca.pem"
+    ca_file.write_bytes(twin.ca_pem)
+    yield twin, str(ca_file)
+    await twin.stop()
+
+
+def post_and_reply(client: mqtt.Client, messages: queue.Queue[mqtt.MQTTMessage], dn: str) -> dict[str, object]:
+    body = {"id": "7", "version": "1.0", "params": {"Temp": 20.5}, "method": "thing.event.property.post"}
+    client.publish(f"/sys/{PK}/{dn}/thing/event/property/post", json.dumps(body), 1).wait_for_publish(5)
+    reply = messages.get(timeout=5)
+    assert reply.topic == f"/sys/{PK}/{dn}/thing/event/property/post_reply"
+    result: dict[str, object] = json.loads(reply.payload)
+    return result
+
+
+async def test_pre_registration_as_the_link_sdk_does_it(registering_twin: tuple[CloudTwin, str]) -> None:
+    twin, ca_file = registering_twin
+
+    def device_side() -> dict[str, object]:
+        login = link_sdk_registration("register", "pre-registered", "7fe3")
+        client, messages, closed = tls_device(twin, ca_file, *login)
+        try:
+            pushed = messages.get(timeout=5)  # no SUBSCRIBE: the result is pushed
+            assert pushed.topic == "/ext/register"
+            assert closed.wait(5)  # and the platform closes, as the seed's 4.2.1 shows (+QMTSTAT: 0,1)
+        finally:
+            client.loop_stop()
+        secret = json.loads(pushed.payload)["deviceSecret"]
+        device = SdkDevice(twin.mqtt_port, link_sdk_4_login(dn="pre-registered", secret=secret))
+        try:
+            return post_and_reply(device.client, device.messages, "pre-registered")
+        finally:
+            device.close()
+
+    assert (await asyncio.to_thread(device_side))["code"] == 200
+
+
+async def test_regnwl_then_connwl_as_the_link_sdk_does_it(registering_twin: tuple[CloudTwin, str]) -> None:
+    twin, ca_file = registering_twin
+
+    def device_side() -> dict[str, object]:
+        client, messages, closed = tls_device(twin, ca_file, *link_sdk_registration("regnwl", "fresh-01", "a1b2"))
+        try:
+            pushed = messages.get(timeout=5)
+            assert pushed.topic == "/ext/regnwl" and closed.wait(5)
+        finally:
+            client.loop_stop()
+        token = json.loads(pushed.payload)
+        # Link SDK 4.x `_dynregmq_recv_handler`: the connwl login with the pushed client id and token
+        connwl_id = f"{token['clientId']}|authType=connwl,securemode=-2,_ss=1,ext=3,_v=sdk-c-4.1.0|"
+        client, messages, _ = tls_device(twin, ca_file, connwl_id, f"fresh-01&{PK}", token["deviceToken"])
+        try:
+            return post_and_reply(client, messages, "fresh-01")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    assert (await asyncio.to_thread(device_side))["code"] == 200
+
+
+async def test_https_registration_as_the_link_sdk_does_it(registering_twin: tuple[CloudTwin, str]) -> None:
+    """Link SDK 4.x `components/dynreg`: POST /auth/register/device, a form of productKey,
+    deviceName, random, sign and signMethod; the secret in ``data``."""
+    import http.client
+    import ssl
+    import urllib.parse
+
+    twin, ca_file = registering_twin
+
+    def device_side() -> dict[str, object]:
+        form = {"productKey": PK, "deviceName": "pre-registered", "random": "xyz",
+                "sign": sign("hmacsha256", PS, f"deviceNamepre-registeredproductKey{PK}randomxyz"),
+                "signMethod": "hmacsha256"}  # fmt: skip
+        context = ssl.create_default_context(cafile=ca_file)
+        connection = http.client.HTTPSConnection("127.0.0.1", twin.https_port, context=context, timeout=5)
+        connection.request("POST", "/auth/register/device", urllib.parse.urlencode(form),
+                           {"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        response = connection.getresponse()
+        assert response.status == 200
+        result: dict[str, object] = json.loads(response.read())
+        connection.close()
+        return result
+
+    reply = await asyncio.to_thread(device_side)
+    assert reply["code"] == 200 and isinstance(reply["data"], dict) and len(str(reply["data"]["deviceSecret"])) > 16
+
+
+async def test_an_event_post_gets_its_reply_without_a_subscribe(twin: CloudTwin) -> None:
+    def device_side() -> dict[str, object]:
+        device = SdkDevice(twin.mqtt_port, link_sdk_4_login())
+        try:  # Link SDK 4.x `aiot_dm_send` of an event: the topic names it, the method too
+            body = {"id": "9", "version": "1.0", "params": {"value": {"Level": 2}, "time": 1700000000000},
+                    "method": "thing.event.Alarm.post"}  # fmt: skip
+            device.client.publish(f"/sys/{PK}/{DN}/thing/event/Alarm/post", json.dumps(body), 0).wait_for_publish(5)
+            reply = device.messages.get(timeout=5)
+            assert reply.topic == f"/sys/{PK}/{DN}/thing/event/Alarm/post_reply"
+            result: dict[str, object] = json.loads(reply.payload)
+            return result
+        finally:
+            device.close()
+
+    reply = await asyncio.to_thread(device_side)
+    assert reply["id"] == "9" and reply["code"] == 200 and reply["method"] == "thing.event.Alarm.post"
+
+
+async def test_ota_rrpc_and_shadow_reach_an_auto_subscribed_sdk_device(twin: CloudTwin, tmp_path: object) -> None:
+    """Link SDK 4.x's OTA, shadow and data-model components never SUBSCRIBE (they only map
+    topics to handlers): the platform delivers to the `_ss=1` login."""
+    from pathlib import Path
+
+    assert twin.responder is not None
+    firmware = Path(str(tmp_path)) / "fw.bin"
+    firmware.write_bytes(b"\x7fELF" * 1000)
+    twin.firmware.add(PK, "2.0.0", firmware, "Md5")
+    device = await asyncio.to_thread(SdkDevice, twin.mqtt_port, link_sdk_4_login())
+    try:
+        inform = {"id": 1, "params": {"version": "1.0.0"}}
+        device.client.publish(f"/ota/device/inform/{PK}/{DN}", json.dumps(inform), 0)
+        task = await asyncio.to_thread(device.messages.get, True, 5)
+        assert task.topic == f"/ota/device/upgrade/{PK}/{DN}"
+        data = json.loads(task.payload)["data"]
+        assert json.loads(task.payload)["code"] == "1000" and data["signMethod"] == "Md5" and data["size"] == 4000
+
+        call = asyncio.create_task(twin.responder.rrpc(PK, DN, b"ping", timeout=5))
+        request = await asyncio.to_thread(device.messages.get, True, 5)
+        assert request.topic.startswith(f"/sys/{PK}/{DN}/rrpc/request/") and request.payload == b"ping"
+        device.client.publish(request.topic.replace("/request/", "/response/"), b"pong", 0)
+        assert (await call).payload == b"pong"
+
+        update = {"method": "update", "state": {"reported": {"Mode": 1}}, "version": 1}
+        device.client.publish(f"/shadow/update/{PK}/{DN}", json.dumps(update), 1)
+        reply = await asyncio.to_thread(device.messages.get, True, 5)
+        assert reply.topic == f"/shadow/get/{PK}/{DN}"
+        assert json.loads(reply.payload)["payload"] == {"status": "success", "version": 1}
+    finally:
+        await asyncio.to_thread(device.close)

@@ -82,9 +82,10 @@ class Thing:
         system = () if self.auto_subscribed else (
             f"{self.base}/event/+/post_reply", f"{self.base}/service/property/set", f"{self.base}/service/+",
         )  # fmt: skip
-        rrpc: tuple[str, ...] = (f"/ext/rrpc/+/sys/{self.product_key}/{self.device_name}/thing/service/+",)
-        if not self.auto_subscribed:  # system RRPC is on the automatic list
-            rrpc = (f"/sys/{self.product_key}/{self.device_name}/rrpc/request/+", *rrpc)
+        rrpc = () if self.auto_subscribed else (
+            f"/sys/{self.product_key}/{self.device_name}/rrpc/request/+",
+            f"/ext/rrpc/+/sys/{self.product_key}/{self.device_name}/thing/service/+",
+        )  # fmt: skip
         for topic in (*system, *rrpc, f"/ext/ntp/{self.product_key}/{self.device_name}/response"):
             await self.subscribe(topic)
 

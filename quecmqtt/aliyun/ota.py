@@ -152,11 +152,12 @@ class Ota:
         self._stop_listening: Callable[[], None] | None = None
 
     async def start(self) -> None:
-        """Listen for tasks (neither topic is on the platform's automatic list)."""
+        """Listen for tasks (subscribed by the platform itself when the login asked for it)."""
         if self._stop_listening is None:
             self._stop_listening = self.thing.link.on_message(self._on_message)
-        await self.thing.subscribe(self._upgrade_topic)
-        await self.thing.subscribe(self._get_reply_topic)
+        if not self.thing.auto_subscribed:
+            await self.thing.subscribe(self._upgrade_topic)
+            await self.thing.subscribe(self._get_reply_topic)
 
     def close(self) -> None:
         if self._stop_listening is not None:

@@ -52,7 +52,8 @@ class DeviceShadow:
     async def start(self) -> None:
         if self._stop_listening is None:
             self._stop_listening = self.thing.link.on_message(self._on_message)
-        await self.thing.subscribe(self.get_topic)
+        if not self.thing.auto_subscribed:  # else the platform subscribed it
+            await self.thing.subscribe(self.get_topic)
 
     def close(self) -> None:
         if self._stop_listening is not None:

@@ -27,6 +27,14 @@ TOPICS = (
     "/sys/{pk}/{dn}/thing/service/+",
     "/sys/{pk}/{dn}/thing/topo/change",
     "/sys/{pk}/{dn}/thing/sub/register_reply",
+    # Not in the part of the document we could read, yet Link SDK 4.x's OTA, shadow and
+    # data-model components only map these to handlers and never SUBSCRIBE (aiot_ota_api.c,
+    # aiot_shadow_api.c, aiot_dm_api.c: AIOT_MQTTOPT_APPEND_TOPIC_MAP), and the Python SDK does
+    # not either: the platform delivers them to an `_ss=1` login.
+    "/ota/device/upgrade/{pk}/{dn}",
+    "/sys/{pk}/{dn}/thing/ota/firmware/get_reply",
+    "/shadow/get/{pk}/{dn}",
+    "/ext/rrpc/+/sys/{pk}/{dn}/thing/service/+",
 )
 QOS = 0
 
