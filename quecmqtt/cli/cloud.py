@@ -162,8 +162,10 @@ def add_parser(sub: Any) -> None:
         description=(
             "Serve Aliyun IoT's device side on this machine: logins checked against a registry of products and "
             "devices (Aliyun's signatures and CONNACK codes), dynamic registration over MQTT (register, regnwl, "
-            "TLS only) and HTTPS, connwl, post_reply answers, all piped to an MQTT broker (Mosquitto, or an "
-            "embedded one when --broker is not given). Plain MQTT and TLS share one port."
+            "TLS only) and HTTPS, connwl, the automatic subscription of Aliyun's SDKs (_ss=1), post_reply answers "
+            "(checked against a thing model with --tsl), NTP, OTA tasks and ranged firmware downloads (--ota), "
+            "the device shadow and RRPC, all piped to an MQTT broker (Mosquitto, or an embedded one when --broker "
+            "is not given). Plain MQTT and TLS share one port."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
