@@ -149,6 +149,7 @@ async def test_a_download_resumes_after_a_link_drop_a_reboot_and_a_restart(rig: 
     steps = [step for *_, step, _ in rig.twin.responder.progress]
     assert steps == sorted(steps) and len(steps) <= 12  # at each 10 %, not at each range
     assert not list(directory.glob("*.part")) and not (directory / "ota-task.json").exists()
+    assert served.offered(PK) is not None and served.offered(PK).token.encode() in rig.modem.redactor  # type: ignore[union-attr]
     second.close()
 
 

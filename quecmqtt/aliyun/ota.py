@@ -251,6 +251,9 @@ class Ota:
 
     async def download(self, task: OtaTask) -> Path:
         """The verified file `<directory>/<version>.bin`. Progress is reported at each 10 %."""
+        signature = _link_signature(task.url)
+        if signature:  # the link is a credential for as long as it lives: kept out of logs and transcripts
+            self.http.modem.redactor.add(signature, "ota_link_signature")
         part = self.directory / f"{task.version}.part"
         done = self.directory / f"{task.version}.bin"
         received = await asyncio.to_thread(_prepare, self.directory, part, task.identity())
@@ -264,7 +267,7 @@ class Ota:
             last = min(received + self.chunk_size, task.size) - 1
             try:
                 response = await self.http.get_range(task.url, received, last)
-                piece = _piece(response.status, response.body, received, last, task.size)
+                piece = range_piece(response.status, response.body, received, last, task.size)
             except (QuecError, ValueError) as exc:
                 failures += 1
                 if failures >= self.give_up_after:
@@ -295,7 +298,15 @@ class Ota:
         return done
 
 
-def _piece(status: int, body: bytes, first: int, last: int, size: int) -> bytes:
+def _link_signature(url: str) -> str | None:
+    """The ``Signature`` of a signed download link (OSS's query parameter), if it has one."""
+    from urllib.parse import parse_qs, urlsplit
+
+    values = parse_qs(urlsplit(url).query).get("Signature")
+    return values[0] if values else None
+
+
+def range_piece(status: int, body: bytes, first: int, last: int, size: int) -> bytes:
     """The bytes `first`..`last` out of a ranged answer (206), or out of the whole file when
     the server ignored the range (200)."""
     if status == 206:
