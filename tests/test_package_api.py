@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -100,16 +101,21 @@ async def twin(broker: Broker) -> AsyncIterator[CloudTwin]:
 
 @pytest.mark.parametrize("module_signs", [False, True])
 async def test_an_aliyun_device_posts_and_leaves_nothing_set(twin: CloudTwin, module_signs: bool) -> None:
+    from quecmqtt.aliyun.tsl import ThingModel, TslError
+
+    model = ThingModel.load(Path(__file__).parent.parent / "fixtures" / "tsl" / "seed-product.json")
     emulator = await asyncio.to_thread(EmulatorThread, model="EC200U", hosts=twin.hosts())
     try:
         async with quecmqtt.connect(emulator.path) as modem:
             device = quecmqtt.aliyun.Device(
-                modem, PK, DN, secret=DS, endpoint=DEFAULT_ENDPOINT, module_signs=module_signs
+                modem, PK, DN, secret=DS, endpoint=DEFAULT_ENDPOINT, module_signs=module_signs, model=model
             )
             assert DS not in repr(device) and DS not in repr(device.secret)
             async with device:
                 assert await device.post({"Temp": 21.5}) == 200
                 assert twin.responder is not None and twin.responder.posts[-1][3] == {"Temp": 21.5}
+                with pytest.raises(TslError, match="Humi: 101 is above the maximum 100"):
+                    await device.post({"Humi": 101})
             assert emulator.emulator.module.clients[0].cfg["aliauth"] is None  # no later CONNECT is signed with it
             assert not emulator.emulator.module.clients[0].connected
     finally:

@@ -11,6 +11,7 @@ manager over a modem (a login, a kept-up session and the Alink thing model):
 does (`module_signs=True`: ``AT+QMTCFG="aliauth"``, cleared again on the way out, so no later
 CONNECT of another program is signed with the device's triple). `tls=True` verifies the
 endpoint against the shipped public roots (or `ca`). Aliyun's endpoints take TLS on 1883 too.
+`model`: the product's `ThingModel`; posts it does not allow raise `TslError` unsent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from quecmqtt.secret import Secret
 if TYPE_CHECKING:
     from quecmqtt.aliyun.alink import Params, ServiceHandler, SetHandler, Thing
     from quecmqtt.aliyun.replies import Registered, Whitelisted
+    from quecmqtt.aliyun.tsl import ThingModel
     from quecmqtt.mqtt.opener import CaSource, SessionOpener
     from quecmqtt.mqtt.session import Session
     from quecmqtt.runtime import Modem
@@ -42,6 +44,7 @@ class Device:
         ca: CaSource | None = None,
         module_signs: bool = False,
         ssl_context: int = 2,
+        model: ThingModel | None = None,
         **session_options: Any,
     ) -> None:
         from quecmqtt.aliyun.replies import Whitelisted
@@ -67,6 +70,7 @@ class Device:
         self.ca = ca
         self.module_signs = module_signs
         self.ssl_context = ssl_context
+        self.model = model
         self.session_options = session_options
         self._opener: SessionOpener | None = None
         self._thing: Thing | None = None
@@ -115,7 +119,7 @@ class Device:
             await opener.__aenter__()
             self._opener = opener
             assert opener.session is not None
-            self._thing = Thing(opener.session, self.product_key, self.device_name)
+            self._thing = Thing(opener.session, self.product_key, self.device_name, model=self.model)
             await self._thing.start()
         except BaseException:
             self._opener = None
