@@ -152,7 +152,8 @@ async def test_quecmqtts_thing_with_ss_sends_no_subscribe_for_replies(twin: Clou
             modem.observe_commands(lambda command, *rest: sent.append(command.redacted))
             async with Thing(client, PK, DN, auto_subscribed=True) as thing:
                 assert await thing.post_properties({"Temp": 23.9}) == 200
-            assert not any("post_reply" in line or "property/set" in line for line in sent), sent
+                assert await thing.post_event("Alarm", {"Level": 2}) == 200  # the event's reply, unsubscribed
+            assert not any("post_reply" in line or "property/set" in line or "rrpc" in line for line in sent), sent
     finally:
         await asyncio.to_thread(emulator.close)
 
