@@ -229,3 +229,83 @@ def test_the_platforms_shadow_refusals() -> None:
     cleared = shadow.handle(document, {"method": "update", "state": {"reported": {"a": 2}}, "version": -1})
     assert cleared["payload"] == {"status": "success", "version": 0} and document.reported == {}
     assert json.dumps(cleared)  # what goes on the wire is JSON
+
+
+# -- the twin under hostile input --------------------------------------------------------------
+
+
+async def test_no_message_silences_the_platform_side(rig: Rig) -> None:
+    post = f"/sys/{PK}/{DN}/thing/event/property/post"
+    hostile = [
+        b"[" * 3000,  # deeper than the JSON parser goes
+        json.dumps({"id": "1", "params": {"Temp": 10**400}}).encode(),  # no float holds it
+        json.dumps({"id": "2", "params": {"Temp": {"value": {"x": 1}}}}).encode(),
+        json.dumps({"id": "3", "params": ["Temp"]}).encode(),
+        b'{"id": "4", "params": {"Label": "\\ud800"}}',
+    ]
+    for payload in hostile:
+        await rig.client.publish(post, payload, 1)
+    await rig.client.publish(f"/shadow/update/{PK}/made-up-{'x' * 50}", b'{"method":"get"}', 1)
+    await rig.client.publish(f"/ota/device/inform/{PK}/made-up", b'{"params":{"version":"1"}}', 1)
+    assert await rig.thing.post_properties(SEED_POST) == 200  # still answering
+    assert (PK, f"made-up-{'x' * 50}") not in rig.responder.shadows  # no state for made-up names
+    assert (PK, "made-up") not in rig.responder.versions
+
+
+async def test_names_that_cannot_be_topics_are_refused_before_anything_is_sent(rig: Rig) -> None:
+    for call in (
+        rig.responder.set_properties(PK, "dev+", {}),
+        rig.responder.call_sync_service(PK, DN, "a/b", {}),
+        rig.responder.call_service(PK, DN, "#", {}),
+        rig.responder.rrpc(PK, "", b"x"),
+        rig.responder.set_desired(PK, "dev\x00", {"a": 1}),
+    ):
+        with pytest.raises(ValueError, match="cannot be part of a topic"):
+            await call
+    assert await rig.thing.post_properties(SEED_POST) == 200  # the responder's link is still up
+
+
+def test_both_models_agree_on_the_edges() -> None:
+    from quecmqtt.cloud.thingmodel import PlatformModel, Refused
+
+    device, platform = ThingModel.load(TSL), PlatformModel.load(TSL)
+    struct = {"properties": [{"identifier": "Reading", "dataType": {"type": "struct", "specs": [
+        {"identifier": "value", "dataType": {"type": "int", "specs": {"min": "0", "max": "9"}}},
+        {"identifier": "time", "dataType": {"type": "date", "specs": {}}}]}}]}  # fmt: skip
+    for params, ok in (
+        ({"Samples": [0]}, True),
+        ({"LastSeen": "1700000000000"}, True),
+        ({"Humi": 2**31 - 1}, False),  # an int, but above the model's maximum of 100
+        ({"Temp": {"value": 20.5, "time": 1}}, True),
+        ({"Temp": 10**400}, False),
+    ):
+        try:
+            device.check_properties(params)
+            device_ok = True
+        except TslError:
+            device_ok = False
+        try:
+            platform.judge_properties(params)
+            platform_ok = True
+        except Refused:
+            platform_ok = False
+        assert device_ok == platform_ok == ok, params
+    ThingModel.from_json(json.dumps(struct)).check_properties({"Reading": {"value": 3, "time": "1"}})
+    PlatformModel(struct).judge_properties({"Reading": {"value": 3, "time": "1"}})
+    with pytest.raises(TslError, match=r"Reading\.value: 12 is above the maximum 9"):
+        ThingModel.from_json(json.dumps(struct)).check_properties({"Reading": {"value": 12}})
+    huge = {"properties": [{"identifier": "T", "dataType": {"type": "text", "specs": {"length": "1e400"}}}]}
+    ThingModel.from_json(json.dumps(huge)).check_properties({"T": "short"})
+    PlatformModel(huge).judge_properties({"T": "short"})
+
+
+async def test_a_handler_that_returns_the_wrong_thing_is_logged_not_sent(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.thing.on_rrpc(lambda payload: "text, not bytes")  # type: ignore[arg-type,return-value]
+    rig.thing.on_service("GetStatus", lambda params: {"Uptime": object()})
+    assert (await rig.responder.rrpc(PK, DN, b"ping", timeout=1)).code == "TIMEOUT"
+    reply = await rig.responder.call_sync_service(PK, DN, "GetStatus", {})
+    assert reply["code"] == 460
+    text = caplog.text
+    assert "RRPC handler failed" in text and "returns bytes, not str" in text and "handler for GetStatus failed" in text

@@ -112,7 +112,7 @@ class Thing:
             return
         try:
             body = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             if topic.startswith(self.base) or topic.startswith("/ext/ntp/"):
                 log.warning("not JSON on %s: ignored", topic)
             return
@@ -219,6 +219,8 @@ class Thing:
         try:
             answer = handler(payload)
             answer = await answer if inspect.isawaitable(answer) else answer
+            if not isinstance(answer, (bytes, bytearray, memoryview)):
+                raise TypeError(f"an RRPC handler returns bytes, not {type(answer).__name__}")
         except Exception:
             log.exception("RRPC handler failed: request %s not answered", message_id)
             return
@@ -252,6 +254,7 @@ class Thing:
                 else:
                     data = handler(params or {})
                     data = await data if inspect.isawaitable(data) else data
+                    json.dumps(data or {})  # what cannot go out as JSON fails here, logged, answered 460
                     reply["data"] = data or {}
         except Exception:
             log.exception("handler for %s failed", identifier)

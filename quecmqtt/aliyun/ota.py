@@ -176,7 +176,7 @@ class Ota:
             return
         try:
             body = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             log.warning("OTA: not JSON on %s: ignored", message.topic)
             return
         if message.topic == self._get_reply_topic:

@@ -64,7 +64,7 @@ def parse_registration(payload: bytes | str) -> Registration:
     Raises AliyunError for anything else (never showing the payload: it may hold a secret)."""
     try:
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise AliyunError("the registration reply is not JSON", -1) from None
     if isinstance(data, dict) and isinstance(data.get("data"), dict) and "code" in data:
         return parse_https_reply(data)
@@ -87,7 +87,7 @@ def parse_https_reply(reply: bytes | str | dict[str, Any], status: int = 200) ->
     else:
         try:
             data = json.loads(reply)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             raise AliyunError(f"HTTPS registration answered {status} with a body that is not JSON", status) from None
     if not isinstance(data, dict):
         raise AliyunError("the HTTPS registration reply is not a JSON object", status)

@@ -69,7 +69,7 @@ class DeviceShadow:
             return
         try:
             body = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             log.warning("shadow: not JSON on %s: ignored", message.topic)
             return
         if not isinstance(body, dict):

@@ -109,7 +109,7 @@ class ThingModel:
             data_type = self.properties.get(identifier)
             if data_type is None:
                 raise TslError(f"{identifier}: not a property of this thing model")
-            if isinstance(value, dict) and "value" in value and set(value) <= {"value", "time"}:
+            if _timestamped(data_type, value):
                 value = value["value"]
             data_type.check(value, identifier)
 
@@ -164,36 +164,58 @@ def _data_type(node: dict[str, Any], source: str) -> DataType:
     return DataType(kind, dict(specs or {}))
 
 
+def _timestamped(data_type: DataType, value: Any) -> bool:
+    """``{"value": v, "time": ms}`` (Alink's form with a time), unless the property is a struct
+    with an item called value."""
+    if not isinstance(value, dict) or "value" not in value or not set(value) <= {"value", "time"}:
+        return False
+    return not (data_type.kind == "struct" and "value" in data_type.specs)
+
+
 def _number(specs: dict[str, Any], key: str) -> float | None:
     text = specs.get(key)
     if text in (None, ""):
         return None
     try:
-        return float(text)
+        number = float(text)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None  # "1e400" limits nothing
 
 
 def _check_number(data_type: DataType, value: Any, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TslError(f"{where}: {value!r} is not a number ({data_type.kind})")
+        raise TslError(f"{where}: {_shown(value)} is not a number ({data_type.kind})")
     if data_type.kind == "int":
         if isinstance(value, float) and not value.is_integer():
-            raise TslError(f"{where}: {value!r} is not a whole number (int)")
+            raise TslError(f"{where}: {_shown(value)} is not a whole number (int)")
         if not INT32[0] <= value <= INT32[1]:
-            raise TslError(f"{where}: {value!r} does not fit a 32-bit int")
-    elif not math.isfinite(value) or (data_type.kind == "float" and abs(value) > FLOAT32_MAX):
-        raise TslError(f"{where}: {value!r} is not a finite {data_type.kind}")
+            raise TslError(f"{where}: {_shown(value)} does not fit a 32-bit int")
+    elif not _finite(value) or (data_type.kind == "float" and abs(value) > FLOAT32_MAX):
+        raise TslError(f"{where}: {_shown(value)} is not a finite {data_type.kind}")
     low, high = _number(data_type.specs, "min"), _number(data_type.specs, "max")
     if low is not None and value < low:
-        raise TslError(f"{where}: {value!r} is below the minimum {data_type.specs['min']}")
+        raise TslError(f"{where}: {_shown(value)} is below the minimum {data_type.specs['min']}")
     if high is not None and value > high:
-        raise TslError(f"{where}: {value!r} is above the maximum {data_type.specs['max']}")
+        raise TslError(f"{where}: {_shown(value)} is above the maximum {data_type.specs['max']}")
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, cut short: a 400-digit number is named, not printed."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for any float
+        return False
 
 
 def _check_text(data_type: DataType, value: Any, where: str) -> None:
     if not isinstance(value, str):
-        raise TslError(f"{where}: {value!r} is not text")
+        raise TslError(f"{where}: {_shown(value)} is not text")
     limit = int(_number(data_type.specs, "length") or TEXT_MAX)
     size = len(value.encode("utf-8"))
     if size > limit:
@@ -202,7 +224,7 @@ def _check_text(data_type: DataType, value: Any, where: str) -> None:
 
 def _check_choice(data_type: DataType, value: Any, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TslError(f"{where}: {value!r} is not an integer ({data_type.kind})")
+        raise TslError(f"{where}: {_shown(value)} is not an integer ({data_type.kind})")
     if data_type.specs and value not in data_type.specs:
         allowed = ", ".join(str(key) for key in sorted(data_type.specs))
         raise TslError(f"{where}: {value} is not one of its values ({allowed})")
@@ -211,7 +233,7 @@ def _check_choice(data_type: DataType, value: Any, where: str) -> None:
 def _check_date(data_type: DataType, value: Any, where: str) -> None:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str) or not text.isdigit() or not text.isascii():
-        raise TslError(f"{where}: {value!r} is not a date (UTC milliseconds, as a string)")
+        raise TslError(f"{where}: {_shown(value)} is not a date (UTC milliseconds, as a string)")
 
 
 def _check_struct(data_type: DataType, value: Any, where: str) -> None:
@@ -221,7 +243,7 @@ def _check_struct(data_type: DataType, value: Any, where: str) -> None:
 def _check_array(data_type: DataType, value: Any, where: str) -> None:
     size, item = data_type.specs
     if not isinstance(value, list):
-        raise TslError(f"{where}: {value!r} is not an array")
+        raise TslError(f"{where}: {_shown(value)} is not an array")
     if size and len(value) > size:
         raise TslError(f"{where}: {len(value)} elements, more than its size {size}")
     for index, element in enumerate(value):

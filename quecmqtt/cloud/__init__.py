@@ -123,6 +123,7 @@ class CloudTwin:
             self.responder = Responder(
                 host, port, token=self.broker_token if self.embedded is not None else None,
                 firmware=self.firmware, region=self.region, online=self.front.is_online, models=self.models,
+                known=lambda pk, dn: self.registry.device(pk, dn) is not None,
             )  # fmt: skip
             await self.responder.start()
 

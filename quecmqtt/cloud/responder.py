@@ -58,6 +58,7 @@ class Responder:
         self, host: str, port: int, client_id: str = "quecmqtt-cloud-twin", *, token: bytes | None = None,
         firmware: FirmwareStore | None = None, region: str = "cn-shanghai", https_port: int | None = None,
         online: Callable[[str, str], bool] | None = None, models: dict[str, PlatformModel] | None = None,
+        known: Callable[[str, str], bool] | None = None,
     ) -> None:  # fmt: skip
         self.host = host
         self.firmware = firmware if firmware is not None else FirmwareStore()
@@ -65,6 +66,7 @@ class Responder:
         self.https_port = https_port  # where the firmware links point (None: 443)
         self.online = online  # whether a device is connected (None: assume it is)
         self.models = models if models is not None else {}  # product key -> its thing model
+        self.known = known or (lambda pk, dn: True)  # whether the registry has the device
         self.shadows: dict[tuple[str, str], Shadow] = {}
         self.token = token  # the embedded broker's: it takes no other login
         self.port = port
@@ -96,8 +98,12 @@ class Responder:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the rest of the twin still has to stop
+                log.exception("responder: it had failed")
         if self._writer is not None:
             with contextlib.suppress(OSError):
                 self._writer.write(wire.packet(wire.DISCONNECT, 0, b""))
@@ -121,7 +127,10 @@ class Responder:
                         self._send(wire.ack(wire.PUBACK, packet_id))
                     elif qos == 2:
                         self._send(wire.ack(wire.PUBREC, packet_id))
-                    self._on_publish(topic.decode("utf-8", errors="replace"), payload)
+                    try:
+                        self._on_publish(topic.decode("utf-8", errors="replace"), payload)
+                    except Exception:  # one device's message must not silence the platform for all
+                        log.exception("responder: a message on %r could not be handled", topic[:128])
                 elif kind == wire.PUBREL:
                     self._send(wire.ack(wire.PUBCOMP, Cursor(body).u16()))
         except (asyncio.IncompleteReadError, OSError, WireError) as exc:
@@ -140,13 +149,14 @@ class Responder:
 
     def _on_publish(self, topic: str, payload: bytes) -> None:
         if matches("/sys/+/+/rrpc/response/+", topic):  # any bytes
-            answered = self._rrpc.pop(topic.rsplit("/", 1)[1], None)
+            parts = topic.split("/")  # an answer counts only from the device that was asked
+            answered = self._rrpc.pop(f"{parts[2]}/{parts[3]}/{parts[6]}", None)
             if answered is not None and not answered.done():
                 answered.set_result(payload)
             return
         try:
             body = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # "[" * 3000: too deep for the parser
             log.info("responder: not JSON on %s", topic)
             return
         if not isinstance(body, dict):
@@ -155,6 +165,9 @@ class Responder:
         if matches("/sys/+/+/thing/event/+/post", topic):
             self._answer_post(topic, parts[2], parts[3], parts[6], body)
         elif matches("/shadow/update/+/+", topic):
+            if not self.known(parts[3], parts[4]):  # no state for names a device makes up
+                log.info("responder: shadow update for an unknown device %s/%s", parts[3], parts[4])
+                return
             shadow = self.shadows.setdefault((parts[3], parts[4]), Shadow())
             self.publish(f"/shadow/get/{parts[3]}/{parts[4]}", shadows.handle(shadow, body), qos=1)
         elif matches("/ext/ntp/+/+/request", topic):
@@ -167,6 +180,8 @@ class Responder:
             )  # fmt: skip
         elif matches("/ota/device/inform/+/+", topic):
             params: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
+            if not self.known(parts[4], parts[5]):
+                return
             self.versions[(parts[4], parts[5])] = params
             self._offer_upgrade(parts[4], parts[5], str(params.get("version", "")))
         elif matches("/ota/device/progress/+/+", topic):
@@ -177,11 +192,11 @@ class Responder:
             self._answer_firmware_get(parts[2], parts[3], body)
         elif matches("/ext/rrpc/+/sys/+/+/thing/service/+", topic):
             if "code" in body:  # the device's answer (the request comes back to us too)
-                future = self._replies.pop(f"rrpc:{parts[3]}", None)
+                future = self._replies.pop(f"rrpc:{parts[5]}/{parts[6]}/{parts[3]}", None)
                 if future is not None and not future.done():
                     future.set_result(body)
         elif matches("/sys/+/+/thing/service/#", topic) and topic.endswith("_reply"):
-            future = self._replies.pop(str(body.get("id")), None)
+            future = self._replies.pop(f"{parts[2]}/{parts[3]}/{body.get('id')}", None)
             if future is not None and not future.done():
                 future.set_result(body)
 
@@ -208,6 +223,7 @@ class Responder:
     async def set_desired(self, pk: str, dn: str, desired: dict[str, Any]) -> int:
         """Set a device's desired state (the UpdateDeviceShadow API): the control message
         goes to /shadow/get; the shadow's new version."""
+        _check_names(pk, dn)
         shadow = self.shadows.setdefault((pk, dn), Shadow())
         self.publish(f"/shadow/get/{pk}/{dn}", shadows.control(shadow, desired), qos=1)
         return shadow.version
@@ -240,11 +256,12 @@ class Responder:
         not connected, TIMEOUT when it does not answer within `timeout` (at most 8 s)."""
         if not 0 < timeout <= RRPC_TIMEOUT:
             raise ValueError(f"the RRPC time-out is 0-{RRPC_TIMEOUT:g} s (the RRpc API's 1000-8000 ms)")
+        _check_names(pk, dn)
         if self.online is not None and not self.online(pk, dn):
             return RrpcResult("OFFLINE")
         message_id = str(int(time.time() * 1000) * 1000 + next(self._ids) % 1000)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._rrpc[message_id] = future
+        self._rrpc[f"{pk}/{dn}/{message_id}"] = future
         assert self._writer is not None
         self._writer.write(wire.publish(f"/sys/{pk}/{dn}/rrpc/request/{message_id}", payload, 0, 0))
         try:
@@ -253,35 +270,38 @@ class Responder:
         except TimeoutError:
             return RrpcResult("TIMEOUT")
         finally:
-            self._rrpc.pop(message_id, None)
+            self._rrpc.pop(f"{pk}/{dn}/{message_id}", None)
 
-    async def _call(self, topic: str, method: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def _call(
+        self, pk: str, dn: str, topic_tail: str, method: str, params: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """Push `method` on ``/sys/pk/dn/thing/service/<topic_tail>``; the reply from that device."""
+        _check_names(pk, dn)
         request_id = str(int(time.time() * 1000) + next(self._ids))
+        key = f"{pk}/{dn}/{request_id}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[request_id] = future
+        self._replies[key] = future
         try:
-            self.publish(topic, {"id": request_id, "version": "1.0", "params": params, "method": method})
+            body = {"id": request_id, "version": "1.0", "params": params, "method": method}
+            self.publish(f"/sys/{pk}/{dn}/thing/service/{topic_tail}", body)
             async with asyncio.timeout(timeout):
                 return await future
         finally:
-            self._replies.pop(request_id, None)
+            self._replies.pop(key, None)
 
     async def set_properties(self, pk: str, dn: str, params: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Push ``thing.service.property.set``; the device's reply."""
-        return await self._call(
-            f"/sys/{pk}/{dn}/thing/service/property/set", "thing.service.property.set", params, timeout
-        )
+        return await self._call(pk, dn, "property/set", "thing.service.property.set", params, timeout)
 
     async def call_service(
         self, pk: str, dn: str, identifier: str, params: dict[str, Any], timeout: float = 10.0
     ) -> dict[str, Any]:
         """Call the async service `identifier`; the device's reply."""
+        _check_names(identifier)
         refusal = self._unknown_service(pk, identifier)
         if refusal is not None:
             return refusal
-        return await self._call(
-            f"/sys/{pk}/{dn}/thing/service/{identifier}", f"thing.service.{identifier}", params, timeout
-        )
+        return await self._call(pk, dn, identifier, f"thing.service.{identifier}", params, timeout)
 
     async def call_sync_service(
         self, pk: str, dn: str, identifier: str, params: dict[str, Any], timeout: float = RRPC_TIMEOUT
@@ -291,12 +311,14 @@ class Responder:
         the device's reply. TimeoutError after `timeout` (at most the platform's 8 s)."""
         if not 0 < timeout <= RRPC_TIMEOUT:
             raise ValueError(f"a synchronous call waits 0-{RRPC_TIMEOUT:g} s (the platform's limit)")
+        _check_names(pk, dn, identifier)
         refusal = self._unknown_service(pk, identifier)
         if refusal is not None:
             return refusal
         rrpc_id = str(int(time.time() * 1000) * 1000 + next(self._ids) % 1000)
+        key = f"rrpc:{pk}/{dn}/{rrpc_id}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[f"rrpc:{rrpc_id}"] = future
+        self._replies[key] = future
         try:
             self.publish(
                 f"/ext/rrpc/{rrpc_id}/sys/{pk}/{dn}/thing/service/{identifier}",
@@ -306,7 +328,7 @@ class Responder:
             async with asyncio.timeout(timeout):
                 return await future
         finally:
-            self._replies.pop(f"rrpc:{rrpc_id}", None)
+            self._replies.pop(key, None)
 
     def _unknown_service(self, pk: str, identifier: str) -> dict[str, Any] | None:
         """The platform checks a call against the product's thing model before sending it:
@@ -316,3 +338,11 @@ class Responder:
         if model is None or model.has_service(identifier):
             return None
         return {"code": 6321, "message": f"tsl parse: service not exist -> {identifier}", "data": {}}
+
+
+def _check_names(*names: str) -> None:
+    """Product keys, device names and identifiers go into topics: no wildcard, no level
+    separator, no NUL (a broker drops the connection that publishes one)."""
+    for name in names:
+        if not name or any(c in name for c in "+#/\x00") or not name.isprintable():
+            raise ValueError(f"{name!r} cannot be part of a topic (empty, or with + # / or a control character)")

@@ -71,7 +71,7 @@ class PlatformModel:
             if node is None:
                 dropped[identifier] = NOT_EXIST
                 continue
-            if isinstance(value, dict) and "value" in value:
+            if _timestamped(node, value):
                 value = value["value"]
             _judge(node, value, identifier)
         return dropped
@@ -105,9 +105,9 @@ def _judge(node: dict[str, Any], value: Any, where: str) -> None:
     word = TYPE_WORDS.get(kind, kind)
     wrong = Refused(code, f"tsl parse: data type is not {word} -> {where}")
     if kind in ("int", "float", "double"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise wrong
-        if kind == "int" and ((isinstance(value, float) and not value.is_integer()) or abs(value) > 2**31):
+        if kind == "int" and ((isinstance(value, float) and not value.is_integer()) or not -(2**31) <= value < 2**31):
             raise wrong
         low, high = _bound(specs.get("min")), _bound(specs.get("max"))
         if (low is not None and value < low) or (high is not None and value > high):
@@ -146,6 +146,23 @@ def _judge(node: dict[str, Any], value: Any, where: str) -> None:
 
 def _bound(text: Any) -> float | None:
     try:
-        return float(text)
+        bound = float(text)
     except (TypeError, ValueError):
         return None
+    return bound if math.isfinite(bound) else None
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        return False
+
+
+def _timestamped(node: dict[str, Any], value: Any) -> bool:
+    """``{"value": v, "time": ms}``, Alink's form with a time; not a struct whose own items
+    are called value and time."""
+    if not isinstance(value, dict) or "value" not in value or not set(value) <= {"value", "time"}:
+        return False
+    items = node.get("specs") if node.get("type") == "struct" else None
+    return not (isinstance(items, list) and any(i.get("identifier") == "value" for i in items if isinstance(i, dict)))
