@@ -201,6 +201,17 @@ async def test_the_shadow_keeps_versions_and_pushes_the_desired_state(rig: Rig) 
     shadow.close()
 
 
+async def test_a_device_that_lost_track_reports_to_an_empty_shadow_with_a_version(rig: Rig) -> None:
+    from quecmqtt.cloud.shadow import Shadow
+
+    rig.responder.shadows[(PK, DN)] = Shadow(version=5)  # desired set, then cleared: empty at 5
+    shadow = DeviceShadow(rig.thing)
+    await shadow.start()
+    assert await shadow.report({"Mode": 1}) == 1  # 409, a get (407: empty), cleared to 0, sent again
+    assert rig.responder.shadows[(PK, DN)].reported == {"Mode": 1}
+    shadow.close()
+
+
 def test_the_platforms_shadow_refusals() -> None:
     from quecmqtt.cloud import shadow
 

@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -106,6 +108,10 @@ async def test_the_task_names_the_offered_firmware_and_its_digest(rig: Rig, tmp_
     assert (task.version, task.size, task.sign_method, task.sign) == ("2.0.0", 4096, "sha256", offered.sha256)
     assert task.url.startswith(f"https://{OTA_HOST.format(region='cn-shanghai')}/ota/{PK}/")
     assert "Signature=" not in repr(task)  # the link's signature stays out of logs
+    # known to the redactor as the push arrived (base64: `/`, `+`, `=` percent-encoded in the link)
+    assert offered.signature.encode() in rig.modem.redactor
+    assert quote(offered.signature, safe="").encode() in rig.modem.redactor
+    assert offered.signature not in rig.modem.redactor.redact_text(task.url)
     again = await ota.request()  # after a restart the device asks; the same task comes back
     assert again is not None and again.identity() == task.identity()
     ota.close()
@@ -149,7 +155,6 @@ async def test_a_download_resumes_after_a_link_drop_a_reboot_and_a_restart(rig: 
     steps = [step for *_, step, _ in rig.twin.responder.progress]
     assert steps == sorted(steps) and len(steps) <= 12  # at each 10 %, not at each range
     assert not list(directory.glob("*.part")) and not (directory / "ota-task.json").exists()
-    assert served.offered(PK) is not None and served.offered(PK).token.encode() in rig.modem.redactor  # type: ignore[union-attr]
     second.close()
 
 
@@ -183,3 +188,31 @@ async def test_a_partial_file_of_another_task_is_not_resumed(rig: Rig, tmp_path:
     assert finished.read_bytes() == data
     assert ota.fetched == 70_000
     ota.close()
+
+
+async def test_an_expired_link_fails_at_once_and_is_reported(
+    rig: Rig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, _ = firmware_file(tmp_path, 10_000)
+    offered = rig.twin.firmware.add(PK, "2.0.0", path, "Md5")
+    task = OtaTask.from_message(offered.task(rig.twin.region))
+    expired = OtaTask(task.version, re.sub(r"Expires=\d+", "Expires=1", task.url), task.size, task.sign, "md5")
+    ota = rig.ota(tmp_path / "ota")
+    await ota.start()
+    with pytest.raises(OtaFailed) as failed:
+        await ota.run(expired)  # OSS answers 403: asking again would not help
+    assert failed.value.step == -2 and "HTTP status 403" in str(failed.value)
+    assert not [r for r in caplog.records if "again in" in r.getMessage()]  # no range was asked for twice
+    await until(lambda: any(step == -2 for *_, step, _ in rig.twin.responder.progress), timeout=10)
+    ota.close()
+
+
+async def test_two_runs_of_one_task_share_the_directory_and_the_file(rig: Rig, tmp_path: Path) -> None:
+    path, data = firmware_file(tmp_path, 200_000)
+    rig.twin.firmware.add(PK, "2.0.0", path, "SHA256")
+    first, second = rig.ota(tmp_path / "ota"), rig.ota(tmp_path / "ota")
+    task = await pushed_task(rig, first)
+    done = await asyncio.gather(first.run(task), second.run(task))  # one waits for the other
+    assert done[0] == done[1] and done[0].read_bytes() == data
+    assert first.fetched + second.fetched == 200_000  # the second found the file already verified
+    first.close()

@@ -22,6 +22,7 @@ def test_thing_model_ota_and_console_through_the_cli(tmp_path: Path) -> None:
     (tmp_path / "fw.bin").write_bytes(firmware)
     cloud = spawn(
         "cloud", "--product", f"{PK}:$TWIN_PS", "--device", f"{PK}:dev1:$TWIN_DS", "--tsl", f"{PK}={TSL}",
+        "--product", "pkNoOffer001:$TWIN_PS", "--device", "pkNoOffer001:dev1:$TWIN_DS",
         "--ota", f"{PK}:2.0.0:{tmp_path / 'fw.bin'}", "--ota-sign-method", "SHA256",
         env={**ENV, "TWIN_PS": PS, "TWIN_DS": DS},
     )  # fmt: skip
@@ -69,6 +70,12 @@ def test_thing_model_ota_and_console_through_the_cli(tmp_path: Path) -> None:
                 env=env,
             )  # fmt: skip
             assert status == 0 and "already at 2.0.0: nothing to do" in output, output
+            other = [*device]
+            other[1] = "pkNoOffer001"
+            status, output = run_cli(
+                "aliyun", "ota", "--port", emu.path, *other, "--version", "1.0.0", "--wait", "0.5", env=env
+            )
+            assert status == 3 and "no upgrade task for 1.0.0 within 0.5 s" in output, output
 
         cloud.sendline("rrpc pkOta0000001 dev1 ping")
         cloud.expect("rrpc: OFFLINE")  # the device has gone
@@ -101,3 +108,42 @@ def test_cloud_refuses_a_bad_thing_model_or_firmware_before_it_serves(tmp_path: 
         status, output = run_cli("cloud", *args)
         assert status == 2 and says in output, (args, output)
         assert len(output.strip().splitlines()) == 1, output
+
+
+def test_the_console_leaves_the_terminal_blocking_for_the_next_program() -> None:
+    """The console reads the terminal through a non-blocking pipe transport; after the twin
+    stops, the shell's next program must find the terminal as it was (blocking)."""
+    import signal
+    import sys
+    import uuid
+
+    from tests.children import spawn_child
+
+    marker = f"marker-{uuid.uuid4().hex[:8]}.example"
+    python = sys.executable
+    script = (
+        f"{python} -m quecmqtt cloud --endpoint {marker}; "
+        f"{python} -c 'import os; print(\"stdin blocking:\", os.get_blocking(0))'"
+    )
+    shell = spawn_child("bash", ["-c", script], encoding="utf-8", env=ENV, timeout=30)
+    try:
+        shell.expect("Ctrl-C stops")
+        shell.sendline("help")  # the console is reading the terminal
+        shell.expect("desired PK DN JSON")
+        twin = next(
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and b"quecmqtt\x00cloud\x00" in _cmdline(p) and marker.encode() in _cmdline(p)
+        )  # fmt: skip  (the twin, not the shell whose script names the marker too)
+        os.kill(twin, signal.SIGTERM)
+        shell.expect(r"stdin blocking: (True|False)")
+        assert shell.match.group(1) == "True"
+    finally:
+        shell.close(force=True)
+
+
+def _cmdline(process: Path) -> bytes:
+    try:
+        return (process / "cmdline").read_bytes()
+    except OSError:
+        return b""

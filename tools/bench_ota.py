@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -73,6 +74,7 @@ async def bench(size: int, chunks: list[int], rounds: int) -> None:
     finally:
         await asyncio.to_thread(emulator.close)
         await twin.stop()
+        shutil.rmtree(work, ignore_errors=True)
     baseline = statistics.median(results["single GET"])
     print(f"{size} bytes through the emulated module (TLS), median of {rounds} alternating rounds:")
     for name, times in results.items():

@@ -27,12 +27,14 @@ Disk work runs in a thread, off the event loop that reads the serial port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import json
 import logging
 import os
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,7 @@ from typing import Any
 
 from quecmqtt.aliyun.alink import Thing
 from quecmqtt.at.events import MqttMessage
-from quecmqtt.errors import InvalidArgument, QuecError
+from quecmqtt.errors import HttpStatusError, InvalidArgument, QuecError
 from quecmqtt.services.http import Http
 from quecmqtt.services.network import Network
 
@@ -49,6 +51,7 @@ log = logging.getLogger("quecmqtt.aliyun.ota")
 CHUNK = 32 * 1024  # bytes per range: what a drop can cost, and what the host holds at once
 STEP_UPGRADE_FAILED, STEP_DOWNLOAD_FAILED, STEP_VERIFY_FAILED, STEP_FLASH_FAILED = -1, -2, -3, -4
 HASHES = {"md5": hashlib.md5, "sha256": hashlib.sha256}
+_SIGNATURE = re.compile(rb'[?&]Signature=([^&"\\\s]+)')
 _VERSION = re.compile(r"[\w.+\-]{1,64}")  # it names a file: no separators, no dot-only names
 
 FirmwareHandler = Callable[[Path, "OtaTask"], "Awaitable[None] | None"]
@@ -150,9 +153,12 @@ class Ota:
         self._tasks: asyncio.Queue[OtaTask] = asyncio.Queue(maxsize=4)
         self._pending_get: dict[str, asyncio.Future[Any]] = {}
         self._stop_listening: Callable[[], None] | None = None
+        self._stop_learning: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Listen for tasks (subscribed by the platform itself when the login asked for it)."""
+        if self._stop_learning is None:
+            self._stop_learning = self.http.modem.add_listener(self._learn_from)
         if self._stop_listening is None:
             self._stop_listening = self.thing.link.on_message(self._on_message)
         if not self.thing.auto_subscribed:
@@ -163,6 +169,16 @@ class Ota:
         if self._stop_listening is not None:
             self._stop_listening()
             self._stop_listening = None
+        if self._stop_learning is not None:
+            self._stop_learning()
+            self._stop_learning = None
+
+    def _learn_from(self, event: object) -> None:
+        """In the reader, before the recorder writes the line: a task's link signature is
+        known to the redactor before any transcript or log line could show it."""
+        if isinstance(event, MqttMessage) and event.topic in (self._upgrade_topic, self._get_reply_topic):
+            for match in _SIGNATURE.finditer(event.payload):
+                self._learn_signature("?Signature=" + match.group(1).decode("ascii", errors="replace"))
 
     async def __aenter__(self) -> Ota:
         await self.start()
@@ -250,17 +266,47 @@ class Ota:
             log.warning("OTA: could not report step %d: %s", step, exc)
 
     async def download(self, task: OtaTask) -> Path:
-        """The verified file `<directory>/<version>.bin`. Progress is reported at each 10 %."""
-        signature = _link_signature(task.url)
-        if signature:  # the link is a credential for as long as it lives: kept out of logs and transcripts
-            self.http.modem.redactor.add(signature, "ota_link_signature")
+        """The verified file `<directory>/<version>.bin`. Progress is reported at each 10 %.
+        One download at a time per directory (a second waits); disk errors and permanent
+        refusals (an HTTP 4xx, a link the module cannot take) are `OtaFailed` at once."""
+        self._learn_signature(task.url)
+        async with _directory_lock(self.directory):
+            try:
+                return await self._download(task)
+            except OSError as exc:  # the disk: full, read-only, gone
+                reason = f"download failed: {self.directory}: {exc.strerror or exc}"
+                raise OtaFailed(reason, STEP_DOWNLOAD_FAILED) from exc
+
+    async def _download(self, task: OtaTask) -> Path:
         part = self.directory / f"{task.version}.part"
         done = self.directory / f"{task.version}.bin"
+        if await asyncio.to_thread(_verify, done, task.size, task.sign_method, task.sign):
+            log.info("OTA: %s is already here, verified", task.version)  # a run before got it
+            return done
+        await self.http.configure()  # the SSL context this Http names, whatever ran before
         received = await asyncio.to_thread(_prepare, self.directory, part, task.identity())
         if received > task.size:  # not this task's bytes after all
             received = await asyncio.to_thread(_truncate, part)
-        if received:
+        resumed = received > 0
+        if resumed:
             log.info("OTA: resuming %s at %d of %d bytes", task.version, received, task.size)
+        while True:
+            await self._fetch(task, part, received)
+            if await asyncio.to_thread(_verify, part, task.size, task.sign_method, task.sign):
+                break
+            await asyncio.to_thread(_truncate, part)
+            if not resumed:
+                await asyncio.to_thread(_discard, part, self.directory)
+                raise OtaFailed(f"the firmware's {task.sign_method} does not match the task's", STEP_VERIFY_FAILED)
+            # bytes kept from before (a power cut between a write and its sync can leave zeros)
+            # may be what is wrong: once more from the start before the platform is told
+            log.warning("OTA: the resumed %s did not verify; downloading it again from the start", task.version)
+            resumed, received = False, 0
+        await asyncio.to_thread(_finish, part, done, self.directory)
+        log.info("OTA: %s downloaded and verified (%d bytes)", task.version, task.size)
+        return done
+
+    async def _fetch(self, task: OtaTask, part: Path, received: int) -> None:
         reported = received * 100 // task.size // 10 * 10
         failures = 0
         while received < task.size:
@@ -268,54 +314,88 @@ class Ota:
             try:
                 response = await self.http.get_range(task.url, received, last)
                 piece = range_piece(response.status, response.body, received, last, task.size)
+            except InvalidArgument as exc:  # the module cannot take this link: no retry helps
+                raise OtaFailed(f"download failed: {exc}", STEP_DOWNLOAD_FAILED) from exc
+            except HttpStatusError as exc:
+                if exc.status not in RETRIED_STATUSES:  # 403: the link expired, 404: withdrawn
+                    raise OtaFailed(f"download failed: HTTP status {exc.status}", STEP_DOWNLOAD_FAILED) from exc
+                failures = await self._pause(failures, received, last, exc)
+                continue
             except (QuecError, ValueError) as exc:
-                failures += 1
-                if failures >= self.give_up_after:
-                    raise OtaFailed(f"download failed: {exc}", STEP_DOWNLOAD_FAILED) from exc
-                delay = min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay)
-                log.warning("OTA: range %d-%d failed (%s); again in %.0f s", received, last, exc, delay)
-                await asyncio.sleep(delay)
-                if self.network is not None:
-                    try:
-                        await self.network.ensure_active()
-                    except QuecError as restore_error:  # the next range tells; counted as its failure
-                        log.info("OTA: the PDP context is not back yet: %s", restore_error)
+                failures = await self._pause(failures, received, last, exc)
                 continue
             failures = 0
             self.fetched += len(response.body)
-            received = await asyncio.to_thread(_append, part, piece)
+            received = await asyncio.to_thread(_write_at, part, received, piece)
             if self.on_progress is not None:
                 self.on_progress(received, task.size)
             percent = received * 100 // task.size
             if percent // 10 * 10 > reported or received == task.size:
                 reported = percent // 10 * 10
                 await self._report_quietly(max(1, percent), "downloading")
-        if not await asyncio.to_thread(_verify, part, task.sign_method, task.sign):
-            await asyncio.to_thread(_discard, part, self.directory)
-            raise OtaFailed(f"the firmware's {task.sign_method} does not match the task's", STEP_VERIFY_FAILED)
-        await asyncio.to_thread(_finish, part, done, self.directory)
-        log.info("OTA: %s downloaded and verified (%d bytes)", task.version, task.size)
-        return done
+
+    async def _pause(self, failures: int, first: int, last: int, exc: Exception) -> int:
+        """After a failed range: give up after `give_up_after` in a row, else wait (doubling)
+        and bring the PDP context back if it was lost. The failures so far."""
+        failures += 1
+        if failures >= self.give_up_after:
+            raise OtaFailed(f"download failed: {exc}", STEP_DOWNLOAD_FAILED) from exc
+        delay = min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay)
+        log.warning("OTA: range %d-%d failed (%s); again in %.0f s", first, last, exc, delay)
+        await asyncio.sleep(delay)
+        if self.network is not None:
+            try:
+                await self.network.ensure_active()
+            except QuecError as restore_error:  # the next range tells; counted as its failure
+                log.info("OTA: the PDP context is not back yet: %s", restore_error)
+        return failures
+
+    def _learn_signature(self, url: str) -> None:
+        """The link is a credential for as long as it lives: its signature, as written in the
+        link and decoded, goes to the redactor (logs, transcripts)."""
+        for value in link_signatures(url):
+            self.http.modem.redactor.add(value, "ota_link_signature")
 
 
-def _link_signature(url: str) -> str | None:
-    """The ``Signature`` of a signed download link (OSS's query parameter), if it has one."""
-    from urllib.parse import parse_qs, urlsplit
+RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    values = parse_qs(urlsplit(url).query).get("Signature")
-    return values[0] if values else None
+
+def _directory_lock(directory: Path) -> asyncio.Lock:
+    """One lock per OTA directory in this process: two downloads never write one file."""
+    key = directory.resolve()
+    lock = _locks.get(key)
+    if lock is None:
+        lock = _locks[key] = asyncio.Lock()
+    return lock
+
+
+def link_signatures(url: str) -> list[str]:
+    """The ``Signature`` of a signed download link (OSS's query parameter) as the link
+    writes it (percent-encoded) and decoded; none when it has none."""
+    from urllib.parse import unquote, urlsplit
+
+    found = []
+    for pair in urlsplit(url).query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "Signature" and value:
+            found += [value, unquote(value)]
+    return found
 
 
 def range_piece(status: int, body: bytes, first: int, last: int, size: int) -> bytes:
-    """The bytes `first`..`last` out of a ranged answer (206), or out of the whole file when
-    the server ignored the range (200)."""
+    """What to keep from an answer to a request for `first`..`last`: those bytes of a 206, or
+    everything from `first` on when the server ignored the range and sent the whole file
+    (200): asking again for each range would fetch the file once per range."""
     if status == 206:
         if len(body) != last - first + 1:
             raise ValueError(f"the server sent {len(body)} bytes for range {first}-{last}")
         return body
     if status == 200 and len(body) == size:
-        return body[first : last + 1]
-    raise ValueError(f"HTTP status {status} for range {first}-{last}")
+        return body[first:]
+    if status >= 400:
+        raise HttpStatusError(f"HTTP status {status} for range {first}-{last}", status)
+    raise ValueError(f"HTTP status {status} with {len(body)} bytes for range {first}-{last}")
 
 
 # -- disk, run in a thread ------------------------------------------------------------------
@@ -330,9 +410,12 @@ def _prepare(directory: Path, part: Path, identity: dict[str, Any]) -> int:
     except (OSError, ValueError):
         same = False
     if not same:
-        for old in directory.glob("*.part"):
-            old.unlink()
-        temporary = state.with_suffix(".tmp")
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # the task before's part, no other file
+            before = str(json.loads(state.read_text())["version"])
+            if _VERSION.fullmatch(before) and before.strip("."):
+                (directory / f"{before}.part").unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+        temporary = state.with_name(f"ota-task.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(identity))
         with temporary.open("rb") as file:
             os.fsync(file.fileno())
@@ -344,9 +427,13 @@ def _prepare(directory: Path, part: Path, identity: dict[str, Any]) -> int:
         return 0
 
 
-def _append(part: Path, piece: bytes) -> int:
-    with part.open("ab") as file:
+def _write_at(part: Path, offset: int, piece: bytes) -> int:
+    """Write `piece` at `offset` and sync it; the file ends after it. By position, not by
+    appending: a write that finishes late (its task was cancelled) rewrites the same bytes."""
+    with part.open("r+b" if part.exists() else "wb") as file:
+        file.seek(offset)
         file.write(piece)
+        file.truncate()
         file.flush()
         os.fsync(file.fileno())
         return file.tell()
@@ -357,7 +444,12 @@ def _truncate(part: Path) -> int:
     return 0
 
 
-def _verify(part: Path, method: str, expected: str) -> bool:
+def _verify(part: Path, size: int, method: str, expected: str) -> bool:
+    try:
+        if part.stat().st_size != size:
+            return False
+    except FileNotFoundError:
+        return False
     digest = HASHES[method]()
     with part.open("rb") as file:
         while piece := file.read(1 << 16):

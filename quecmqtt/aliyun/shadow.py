@@ -45,6 +45,7 @@ class DeviceShadow:
         self.version = 0  # the shadow's version as last seen
         self._lock = asyncio.Lock()
         self._reply: asyncio.Future[dict[str, Any]] | None = None
+        self._asked = ""  # the method of the request in flight
         self._on_desired: DesiredHandler | None = None
         self._stop_listening: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -82,7 +83,11 @@ class DeviceShadow:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         elif body.get("method") == "reply" and self._reply is not None and not self._reply.done():
-            self._reply.set_result(body)
+            # replies carry no id: one that does not fit the request (a late answer to a get
+            # that timed out) is not taken for this one's
+            has_state = "state" in _object(body.get("payload"))
+            if has_state == (self._asked == "get") or _object(body.get("payload")).get("status") == "error":
+                self._reply.set_result(body)
 
     def _note_version(self, version: Any) -> None:
         if isinstance(version, int) and not isinstance(version, bool):
@@ -103,6 +108,7 @@ class DeviceShadow:
     async def _request(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         async with self._lock:
             self._reply = asyncio.get_running_loop().create_future()
+            self._asked = str(body.get("method"))
             try:
                 await self.thing.publish_json(self.update_topic, body)
                 async with asyncio.timeout(timeout):
@@ -139,12 +145,15 @@ class DeviceShadow:
         raise AssertionError("unreachable")
 
     async def _refresh_version(self, timeout: float) -> None:
-        """After a 409: learn the shadow's version (a get of an empty shadow is 407)."""
+        """After a 409: learn the shadow's version. A get of an empty shadow is 407 and says
+        no version: an empty shadow loses nothing by being cleared (version -1 sets it to 0)."""
         try:
             await self._request({"method": "get"}, timeout)
         except ShadowError as exc:
             if exc.code != 407:
                 raise
+            await self._request({"method": "update", "state": {"desired": "null"}, "version": -1}, timeout)
+            self.version = 0
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -145,6 +145,7 @@ def _cmd_cloud(args: argparse.Namespace) -> int:
         finally:
             if console is not None:
                 console.cancel()
+                await asyncio.gather(console, return_exceptions=True)
             await twin.stop()
         return stop.status()
 

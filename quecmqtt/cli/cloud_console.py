@@ -11,6 +11,7 @@ platform's console and cloud APIs do to a device, with the device's answer print
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -40,6 +41,14 @@ async def serve(responder: Responder) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 16)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        await _answer(responder, reader)
+    finally:  # the pipe transport made the terminal non-blocking: the shell that reads it next must not see that
+        with contextlib.suppress(OSError, ValueError):
+            os.set_blocking(sys.stdin.fileno(), True)
+
+
+async def _answer(responder: Responder, reader: asyncio.StreamReader) -> None:
     while True:
         try:
             line = await reader.readline()

@@ -13,12 +13,14 @@ from typing import Any
 from quecmqtt.cli.common import Output, UsageError, emit, note, open_modem, positive, read_file, run, seconds
 from quecmqtt.cli.secrets import add_secret_option
 
+NO_TASK = 3  # not a failure, and not a download either: a cron job tells them apart
+
 EPILOG = """\
 Examples:
   quecmqtt aliyun ota --port /dev/ttyUSB2 --product-key PK --device-name DN --device-secret-env DS \\
       --endpoint iot-xxxx.mqtt.iothub.aliyuncs.com --version 1.0.0 --directory /var/lib/app/ota
-  (exit 0: downloaded and verified, or already at the offered version; 1: no task within --wait,
-  or the download failed; the failure is reported to the platform as -2 download or -3 verify)
+  (exit 0: downloaded and verified, or already at the offered version; 3: no task within --wait;
+  1: the download failed, reported to the platform as -2 download or -3 verification failed)
 """
 
 
@@ -107,14 +109,21 @@ async def _ota(args: argparse.Namespace) -> int:
         Ota(thing, http, directory, chunk_size=args.chunk, on_progress=Bar()) as ota,
     ):
         await thing.report_version(args.version)
-        task = await ota.request()
+        try:
+            task = await ota.request()
+        except TimeoutError:
+            task = None
+            note("the platform did not answer thing/ota/firmware/get in 10 s")
+        except ValueError as exc:  # a task this device cannot take; a push may bring another
+            task = None
+            note(f"the pending task cannot be used: {exc}")
         if task is None:
             note(f"reported {args.version}; waiting up to {args.wait:g} s for an upgrade task")
             try:
                 task = await ota.next_task(timeout=args.wait)
             except TimeoutError:
                 emit(args, {"task": None}, f"no upgrade task for {args.version} within {args.wait:g} s")
-                return 1
+                return NO_TASK
         if task.version == args.version:
             emit(args, {"task": task.version, "downloaded": False}, f"already at {task.version}: nothing to do")
             return 0

@@ -14,7 +14,7 @@ import urllib.parse
 from typing import Any
 
 from quecmqtt.cloud.auth import HASHES, sign_ok
-from quecmqtt.cloud.ota import Firmware, FirmwareStore, Unsatisfiable, byte_range
+from quecmqtt.cloud.ota import Firmware, FirmwareStore, Unsatisfiable, byte_range, link_expired
 from quecmqtt.cloud.registry import Registry, RegistryRefusal
 from quecmqtt.wire.http import HttpFramingError, read_request, response
 
@@ -67,6 +67,10 @@ class RegistrationServer:
             async with asyncio.timeout(30):
                 method, path, headers, body = await read_request(reader)
             firmware = self.firmware.find(path) if method in ("GET", "HEAD") else None
+            if firmware is not None and link_expired(path):
+                writer.write(response(403, b"<Error><Code>AccessDenied</Code></Error>", "application/xml"))
+                await writer.drain()
+                return
             if firmware is not None:
                 await self._send_firmware(writer, firmware, headers.get("range"), head_only=method == "HEAD")
                 return
@@ -123,7 +127,8 @@ class RegistrationServer:
                 writer.write(piece)
                 self.firmware.served += len(piece)
                 position += len(piece)
-                await writer.drain()
+                async with asyncio.timeout(60):  # a client that stopped reading is dropped
+                    await writer.drain()
 
 
 def _read_at(file: Any, position: int, size: int) -> bytes:

@@ -5,11 +5,13 @@ served in ranges from the twin's HTTPS, as the platform's OSS link serves it.
 
 The platform's links point at OSS (``iotx-ota.oss-<region>.aliyuncs.com``); the twin's point at
 ``iotx-ota-<region>.aliyuncs.com``, a name its certificate covers (``*.aliyuncs.com`` names one
-label), with a signed-looking query (``Expires``, ``Signature``) that it checks as a token.
+label). The link's query is OSS's (``Expires``, ``OSSAccessKeyId``, a base64 ``Signature``,
+percent-encoded); a link whose ``Expires`` has passed is refused with 403, as OSS does.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -17,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote
 
 OTA_HOST = "iotx-ota-{region}.aliyuncs.com"
 LINK_LIFETIME = 24 * 3600  # how long the link is good for, in seconds [R: the console shows 24 h]
@@ -33,17 +36,19 @@ class Firmware:
     md5: str
     sha256: str
     sign_method: str
-    token: str
+    token: str  # in the path: the link names this file and no other
+    signature: str  # the query's, as OSS signs: base64, so `/`, `+` and `=` percent-encoded in the link
 
     @property
     def url_path(self) -> str:
-        return f"/ota/{self.product_key}/{self.token}/{self.path.name}"
+        return f"/ota/{quote(self.product_key, safe='')}/{self.token}/{quote(self.path.name, safe='')}"
 
     def task(self, region: str, port: int | None = None, message_id: int = 1) -> dict[str, Any]:
         """The ``/ota/device/upgrade`` message (port: None for the default 443)."""
         host = OTA_HOST.format(region=region) + (f":{port}" if port and port != 443 else "")
         expires = int(time.time()) + LINK_LIFETIME
-        url = f"https://{host}{self.url_path}?Expires={expires}&Signature={self.token}"
+        query = f"Expires={expires}&OSSAccessKeyId=LTAI4twin&Signature={quote(self.signature, safe='')}"
+        url = f"https://{host}{self.url_path}?{query}"
         sign = self.md5 if self.sign_method == "Md5" else self.sha256
         data = {"size": self.size, "version": self.version, "url": url, "md5": self.md5,
                 "sign": sign, "signMethod": self.sign_method}  # fmt: skip
@@ -77,7 +82,8 @@ class FirmwareStore:
         size, md5, sha256 = digest_file(file)
         if size == 0:
             raise ValueError(f"{file}: the firmware is empty")
-        firmware = Firmware(product_key, version, file, size, md5, sha256, sign_method, secrets.token_hex(16))
+        token, signature = secrets.token_hex(16), base64.b64encode(secrets.token_bytes(20)).decode()
+        firmware = Firmware(product_key, version, file, size, md5, sha256, sign_method, token, signature)
         self._by_product[product_key] = firmware
         return firmware
 
@@ -91,6 +97,15 @@ class FirmwareStore:
             if secrets.compare_digest(path.encode(), firmware.url_path.encode()):
                 return firmware
         return None
+
+
+def link_expired(target: str, now: float | None = None) -> bool:
+    """The link's ``Expires`` (seconds) has passed, or it has none: OSS answers 403."""
+    query = parse_qs(target.partition("?")[2])
+    try:
+        return int(query["Expires"][0]) < (time.time() if now is None else now)
+    except (KeyError, ValueError):
+        return True
 
 
 class Unsatisfiable(ValueError):
@@ -113,7 +128,9 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable(header)
         return max(0, size - length), size - 1
     first = int(first_text)
-    last = min(int(last_text), size - 1) if last_text else size - 1
-    if first >= size or last < first:
+    if last_text and int(last_text) < first:
+        return None  # not a valid range: ignored (RFC 9110 14.2)
+    if first >= size:
         raise Unsatisfiable(header)
+    last = min(int(last_text), size - 1) if last_text else size - 1
     return first, last
