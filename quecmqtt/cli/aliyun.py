@@ -376,6 +376,17 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca", metavar="FILE", help="CA to verify the server (default: the shipped public roots)")
 
 
+def _login_options(parser: argparse.ArgumentParser) -> None:
+    """What a command that logs the device in takes: the device, its secret, who signs, TLS."""
+    _device_options(parser)
+    add_secret_option(
+        parser, "device-secret", "the DeviceSecret", missing="the stored result is used, else you are prompted"
+    )
+    parser.add_argument("--module-signs", action="store_true", help='let the module sign (AT+QMTCFG="aliauth")')
+    parser.add_argument("--tls", action="store_true", help="connect with TLS")
+    parser.add_argument("--ssl-context", type=int, default=2, help="SSL context index for --tls (default 2)")
+
+
 def add_module_parsers(commands: Any) -> None:
     register = commands.add_parser(
         "register",
@@ -417,13 +428,7 @@ def add_module_parsers(commands: Any) -> None:
                 "store a registration wrote. The host signs the login, or the module does (--module-signs, aliauth)."
             ),
         )
-        _device_options(p)
-        add_secret_option(
-            p, "device-secret", "the DeviceSecret", missing="the stored result is used, else you are prompted"
-        )
-        p.add_argument("--module-signs", action="store_true", help='let the module sign (AT+QMTCFG="aliauth")')
-        p.add_argument("--tls", action="store_true", help="connect with TLS")
-        p.add_argument("--ssl-context", type=int, default=2, help="SSL context index for --tls (default 2)")
+        _login_options(p)
         if name == "post":
             p.add_argument(
                 "--params",
@@ -441,4 +446,4 @@ def add_module_parsers(commands: Any) -> None:
 
     from quecmqtt.cli.ota import add_ota_parser
 
-    add_ota_parser(commands, _device_options)
+    add_ota_parser(commands, _login_options)

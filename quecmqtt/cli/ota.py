@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from quecmqtt.cli.common import Output, UsageError, emit, note, open_modem, positive, read_file, run, seconds
-from quecmqtt.cli.secrets import add_secret_option
 
 NO_TASK = 3  # not a failure, and not a download either: a cron job tells them apart
 
@@ -24,7 +23,8 @@ Examples:
 """
 
 
-def add_ota_parser(commands: Any, device_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_ota_parser(commands: Any, login_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    """`login_options`: the device, secret, signing and TLS options `aliyun connect` takes."""
     ota = commands.add_parser(
         "ota",
         help="report the version, take the upgrade task, download and verify the firmware through the module",
@@ -39,16 +39,12 @@ def add_ota_parser(commands: Any, device_options: Callable[[argparse.ArgumentPar
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    device_options(ota)
-    add_secret_option(
-        ota, "device-secret", "the DeviceSecret", missing="the stored result is used, else you are prompted"
-    )
-    ota.add_argument("--module-signs", action="store_true", help='let the module sign (AT+QMTCFG="aliauth")')
-    ota.add_argument("--tls", action="store_true", help="connect with TLS")
-    ota.add_argument("--ssl-context", type=int, default=2, help="SSL context index for --tls (default 2)")
+    login_options(ota)
     ota.add_argument("--version", required=True, metavar="V", help="the version running now (reported first)")
     ota.add_argument("--directory", "-d", default="ota", metavar="DIR", help="where the firmware goes (default ./ota)")
-    ota.add_argument("--wait", type=seconds, default=60.0, help="seconds to wait for a task (default 60)")
+    ota.add_argument(
+        "--wait", type=seconds, default=60.0, metavar="SECONDS", help="how long to wait for a task (default 60)"
+    )
     ota.add_argument(
         "--download-ca", metavar="FILE", help="CA for the HTTPS download (default: --ca, else the shipped roots)"
     )
