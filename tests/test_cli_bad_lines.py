@@ -315,6 +315,57 @@ BAD: list[tuple[str, int, str]] = [
         "the following arguments are required: --params",
     ),
     (
+        "aliyun post --port {emu} --product-key pk --device-name dn --device-secret x --endpoint e --params"
+        " '{\"Temp\": 1}' --tsl /nonexistent",
+        2,
+        "--tsl: cannot read /nonexistent: No such file or directory",
+    ),
+    (
+        "aliyun post --port {emu} --product-key pk --device-name dn --device-secret x --endpoint e --params"
+        " '{\"Temp\": 1}' --tsl {tmp}",
+        2,
+        "--tsl: cannot read {tmp}: Is a directory",
+    ),
+    (
+        "aliyun ota --port {emu} --product-key pk --device-name dn --device-secret x --endpoint e",
+        2,
+        "the following arguments are required: --version",
+    ),
+    (
+        "aliyun ota --port {emu} --product-key pk --device-name dn --device-secret x --version 1",
+        2,
+        "give --endpoint",
+    ),
+    (
+        "aliyun ota --port {emu} --product-key pk --device-name dn --device-secret x --endpoint e --version 1"
+        " --chunk 0",
+        2,
+        "argument --chunk",
+    ),
+    (
+        "aliyun ota --port {emu} --product-key pk --device-name dn --device-secret x --endpoint e --version 1"
+        " --wait -1",
+        2,
+        "argument --wait",
+    ),
+    (
+        "aliyun ota --port {emu} --product-key pk --device-name dn --device-secret x --endpoint e --version 1"
+        " --download-ca /nonexistent",
+        2,
+        "cannot read the download's CA /nonexistent: No such file or directory",
+    ),
+    (
+        "aliyun ota --port {emu} --product-key pk --device-name dn --device-secret x --endpoint e --version 1"
+        " --directory /proc/self/nope",
+        2,
+        "--directory /proc/self/nope:",
+    ),
+    ("cloud --tsl pk=/nonexistent", 2, "/nonexistent"),
+    ("cloud --tsl /nonexistent", 2, "--tsl wants PRODUCTKEY=FILE"),
+    ("cloud --ota pk:1.0", 2, "--ota wants PK:VERSION:FILE"),
+    ("cloud --ota pk:1.0:/nonexistent", 2, "/nonexistent is not a file"),
+    ("cloud --ota-sign-method CRC32", 2, "argument --ota-sign-method: invalid choice"),
+    (
         'aliyun post --port {emu} --product-key pk --device-name dn --device-secret x --endpoint e --params "{"',
         2,
         "--params is not JSON: Expecting property name enclosed in double quote",

@@ -88,14 +88,14 @@ async def _ota(args: argparse.Namespace) -> int:
     from quecmqtt.services.http import Http, HttpConfig
     from quecmqtt.services.tls import Tls
 
+    secret = await _device_secret(args)  # every argument checked before anything is made on disk
+    ca_file = args.download_ca or args.ca
+    download_ca = await read_file(ca_file, "the download's CA") if ca_file else shipped_roots()
     directory = Path(args.directory)
     try:
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--directory {directory}: {exc.strerror or exc}") from None
-    ca_file = args.download_ca or args.ca
-    download_ca = await read_file(ca_file, "the download's CA") if ca_file else shipped_roots()
-    secret = await _device_secret(args)
     async with (
         open_modem(args) as modem,
         _aliauth_cleared(args, modem),
