@@ -41,7 +41,7 @@ SUBSCRIPTIONS = (
     "/ext/rrpc/+/sys/+/+/thing/service/+",
     "/shadow/update/+/+",
 )
-HISTORY = 1000  # posts and progress reports kept for tests and the console
+HISTORY = 200  # posts and progress reports kept for tests and the console (posts of up to 1 MiB each)
 RRPC_TIMEOUT = 8.0  # the RRpc API's Timeout: 1000-8000 ms; the platform answers TIMEOUT after it
 
 
@@ -187,7 +187,7 @@ class Responder:
         elif matches("/ota/device/progress/+/+", topic):
             report: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
             with contextlib.suppress(KeyError, TypeError, ValueError):
-                self.progress.append((parts[4], parts[5], int(report["step"]), str(report.get("desc", ""))))
+                self.progress.append((parts[4], parts[5], int(report["step"]), str(report.get("desc", ""))[:128]))
         elif matches("/sys/+/+/thing/ota/firmware/get", topic):
             self._answer_firmware_get(parts[2], parts[3], body)
         elif matches("/ext/rrpc/+/sys/+/+/thing/service/+", topic):
