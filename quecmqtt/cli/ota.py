@@ -85,6 +85,7 @@ async def _ota(args: argparse.Namespace) -> int:
     from quecmqtt.aliyun.device import shipped_roots
     from quecmqtt.aliyun.ota import Ota
     from quecmqtt.cli.aliyun import _aliauth_cleared, _device_secret, _logged_in
+    from quecmqtt.errors import CommandTimeout
     from quecmqtt.services.http import Http, HttpConfig
     from quecmqtt.services.tls import Tls
 
@@ -107,6 +108,8 @@ async def _ota(args: argparse.Namespace) -> int:
         await thing.report_version(args.version)
         try:
             task = await ota.request()
+        except CommandTimeout:
+            raise  # the module did not answer: not the platform's silence
         except TimeoutError:
             task = None
             note("the platform did not answer thing/ota/firmware/get in 10 s")
