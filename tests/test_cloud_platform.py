@@ -332,3 +332,62 @@ async def test_ota_rrpc_and_shadow_reach_an_auto_subscribed_sdk_device(twin: Clo
         assert json.loads(reply.payload)["payload"] == {"status": "success", "version": 1}
     finally:
         await asyncio.to_thread(device.close)
+
+
+# -- each device to its own topics ---------------------------------------------------------------
+
+
+def test_the_topic_rules() -> None:
+    from quecmqtt.cloud.topics import may_publish, may_subscribe
+
+    for topic in (f"/sys/{PK}/{DN}/thing/event/property/post", f"/{PK}/{DN}/user/update",
+                  f"/ota/device/progress/{PK}/{DN}", f"/shadow/update/{PK}/{DN}", f"/ext/ntp/{PK}/{DN}/request",
+                  f"/ext/rrpc/123/sys/{PK}/{DN}/thing/service/Get", f"/sys/{PK}/{DN}/rrpc/response/9"):  # fmt: skip
+        assert may_publish(PK, DN, topic), topic
+    for topic in (f"/sys/{PK}/other/thing/event/property/post", "test/abc", f"/shadow/get/{PK}/{DN}",
+                  f"/ota/device/upgrade/{PK}/{DN}", f"/sys/{PK}/{DN}x/thing", f"/broadcast/{PK}/all", ""):  # fmt: skip
+        assert not may_publish(PK, DN, topic), topic
+    for topic_filter in (f"/sys/{PK}/{DN}/#", f"/sys/{PK}/{DN}/thing/service/+", f"/{PK}/{DN}/user/+",
+                         f"/ext/rrpc/+/sys/{PK}/{DN}/thing/service/+", f"/shadow/get/{PK}/{DN}",
+                         f"/ota/device/upgrade/{PK}/{DN}", f"/broadcast/{PK}/#"):  # fmt: skip
+        assert may_subscribe(PK, DN, topic_filter), topic_filter
+    for topic_filter in ("#", "+/#", f"/sys/{PK}/+/thing/event/property/post", f"/sys/{PK}/#", "/ext/rrpc/#",
+                         f"/ext/rrpc/+/sys/{PK}/+/thing/service/+", f"/shadow/get/{PK}/+", "/broadcast/#"):  # fmt: skip
+        assert not may_subscribe(PK, DN, topic_filter), topic_filter
+
+
+async def test_a_device_reaches_only_its_own_topics(twin: CloudTwin) -> None:
+    """A SUBSCRIBE's foreign filters are refused with 0x80 and the rest granted (the field
+    report in aliyun/iotkit-embedded issue 127); a PUBLISH to another device's topic is
+    acknowledged and never delivered; the connection stays."""
+    twin.registry.add_device(PK, "victim", DS)
+
+    def device_side() -> tuple[list[int], bool, dict[str, object]]:
+        victim = SdkDevice(twin.mqtt_port, link_sdk_4_login(dn="victim"))  # auto-subscribed to its property/set
+        plain = link_sdk_4_login()
+        device = SdkDevice(twin.mqtt_port, (plain[0].replace("_ss=1,", ""), plain[1], plain[2]))
+        granted: queue.Queue[list[int]] = queue.Queue()
+        device.client.on_subscribe = lambda c, u, mid, codes, p: granted.put([int(code.value) for code in codes])
+        try:
+            own = f"/sys/{PK}/{DN}/thing/event/+/post_reply"
+            device.client.subscribe([(own, 1), ("#", 0), (f"/sys/{PK}/victim/#", 1)])
+            codes = granted.get(timeout=5)
+            device.client.subscribe("#", 1)
+            codes_all_refused = granted.get(timeout=5)
+            set_topic = f"/sys/{PK}/victim/thing/service/property/set"
+            for qos in (0, 1, 2):  # acknowledged as the protocol wants, then dropped
+                device.client.publish(set_topic, b'{"id":"1","params":{"LightStatus":1}}', qos).wait_for_publish(5)
+            reply = post_and_reply(device.client, device.messages, DN)  # still connected, still served
+            try:
+                victim.messages.get(timeout=0.5)
+                delivered = True
+            except queue.Empty:
+                delivered = False
+            return [*codes, *codes_all_refused], delivered, reply
+        finally:
+            device.close()
+            victim.close()
+
+    codes, delivered, reply = await asyncio.to_thread(device_side)
+    assert codes == [1, 0x80, 0x80, 0x80]  # own granted at QoS 1; #, the victim's, and # alone refused
+    assert not delivered and reply["code"] == 200

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from quecmqtt.cloud.auth import SERVER_UNAVAILABLE, Forward, Push, Refuse, decide, split_client_id
 from quecmqtt.cloud.autosub import QOS, topics_for, wants_auto_subscription
+from quecmqtt.cloud.pipe import DevicePipe
 from quecmqtt.cloud.registry import Registry
 from quecmqtt.wire.mqtt import (
     CONNACK,
@@ -221,20 +222,9 @@ class AuthFront:
                 up_writer.close()
                 raise
 
-        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-
-        down = asyncio.create_task(copy(up_reader, writer))
-        up = asyncio.create_task(copy(reader, up_writer))
         try:
-            await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+            await DevicePipe(decision.product_key, decision.device_name, (reader, writer), (up_reader, up_writer)).run()
         finally:
-            down.cancel()
-            up.cancel()
-            await asyncio.gather(down, up, return_exceptions=True)
             up_writer.close()
             with contextlib.suppress(Exception):
                 await up_writer.wait_closed()
