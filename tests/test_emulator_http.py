@@ -123,3 +123,18 @@ def test_http_errors_on_both_paths(ec200u: tuple[EmulatorThread, Port], ec25: tu
     # EC25: OK, then the error code in the URC
     _, port = ec25
     assert port.two_phase("AT+QHTTPGET=60", "+QHTTPGET: ") == b"\r\nOK\r\n\r\n+QHTTPGET: 714\r\n"
+
+
+def test_a_ranged_get_in_request_header_mode(ec25: tuple[EmulatorThread, Port]) -> None:
+    """``AT+QHTTPGET=<rsptime>,<length>,<input_time>`` takes the request as the host writes it,
+    a Range header included, and only in request-header mode: the syntax changes with it."""
+    _, port = ec25
+    set_url(port, b"http://web.test/big")
+    request = b"GET /big HTTP/1.1\r\nHost: web.test\r\nRange: bytes=0-9\r\n\r\n"
+    answer = port.command(f"AT+QHTTPGET=60,{len(request)},60", until=b"ERROR\r\n")
+    assert answer.endswith(b"ERROR\r\n") and b"CONNECT" not in answer  # requestheader is 0
+    port.command('AT+QHTTPCFG="requestheader",1')
+    assert port.command(f"AT+QHTTPGET=60,{len(request)},60", until=b"CONNECT\r\n").endswith(b"CONNECT\r\n")
+    port.write(request)
+    assert port.read_until(b"+QHTTPGET: ").endswith(b"+QHTTPGET: ")
+    assert port.read_until(b"\r\n").startswith(b"0,200,")  # this stand-in server ignores Range: the whole body

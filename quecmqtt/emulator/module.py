@@ -1123,6 +1123,8 @@ class Module:
         self._open_entry(DataEntry(length, finish, timeout=float(at.arg(1, 60))), b"\r\nCONNECT\r\n")  # type: ignore[arg-type]
 
     def at_QHTTPGET(self, at: AtLine) -> None:
+        if len(at.args) >= 3 and not int(self.http.get("requestheader", 0)):
+            raise PlainError  # the syntax of requestheader=1 while it is 0 [R: how it is refused]
         if len(at.args) >= 3:  # requestheader=1: the host sends the request header
             limit = self.profile.http_data_max
             if limit is not None and not 1 <= int(at.arg(1)) <= limit:  # type: ignore[arg-type]
