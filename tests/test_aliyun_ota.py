@@ -179,7 +179,7 @@ async def test_a_corrupted_file_is_reported_and_never_handed_over(rig: Rig, tmp_
         await ota.run(task)
     assert failed.value.step == STEP_VERIFY_FAILED and "md5" in str(failed.value)
     assert handed == []
-    assert not list((tmp_path / "ota").iterdir())  # nothing that looks like firmware is left
+    assert [p.name for p in (tmp_path / "ota").iterdir()] == [".ota.lock"]  # nothing like firmware is left
     await until(lambda: any(step == -3 for *_, step, _ in rig.twin.responder.progress), timeout=10)
     ota.close()
 
@@ -226,3 +226,54 @@ async def test_two_runs_of_one_task_share_the_directory_and_the_file(rig: Rig, t
     assert done[0] == done[1] and done[0].read_bytes() == data
     assert first.fetched + second.fetched == 200_000  # the second found the file already verified
     first.close()
+
+
+async def test_another_process_downloading_into_the_directory_is_waited_for(
+    rig: Rig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import subprocess
+    import sys
+
+    path, data = firmware_file(tmp_path, 50_000)
+    rig.twin.firmware.add(PK, "2.0.0", path, "Md5")
+    directory = tmp_path / "ota"
+    directory.mkdir()
+    holder = await asyncio.create_subprocess_exec(  # another `aliyun ota` in the same working directory
+        sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+        " fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(directory / ".ota.lock"),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and await holder.stdout.readline() == b"held\n"
+        ota = rig.ota(directory)
+        task = await pushed_task(rig, ota)
+        download = asyncio.create_task(ota.run(task))
+        await until(lambda: "another process is downloading" in caplog.text, timeout=10)
+        assert ota.fetched == 0 and not download.done()
+        assert holder.stdin is not None
+        holder.stdin.close()  # the other process ends: its lock with it
+        assert (await download).read_bytes() == data
+        ota.close()
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
+
+
+async def test_a_module_that_times_out_is_not_taken_for_a_full_disk(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quecmqtt.errors import CommandTimeout
+
+    path, _ = firmware_file(tmp_path, 1000)
+    rig.twin.firmware.add(PK, "2.0.0", path, "Md5")
+    ota = rig.ota(tmp_path / "ota")
+    task = await pushed_task(rig, ota)
+
+    async def silent() -> None:
+        raise CommandTimeout('AT+QHTTPCFG="sslctxid",1', 10.0)
+
+    monkeypatch.setattr(rig.http, "configure", silent)
+    with pytest.raises(CommandTimeout):  # an OSError too in Python 3.11, but the module's, not the disk's
+        await ota.download(task)
+    ota.close()

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import queue
+import socket
 import threading
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,8 @@ from quecmqtt.emulator import EmulatorThread
 from quecmqtt.modem import Modem
 from quecmqtt.mqtt.client import MqttClient
 from quecmqtt.transport.serial import SerialTransport
+from quecmqtt.wire.mqtt import Connect
+from tests.peer import until
 
 PK, DN, DS = "a1PlatfRm01", "sdk-device", "0123456789abcdef0123456789abcdef"
 
@@ -352,7 +355,8 @@ def test_the_topic_rules() -> None:
                          f"/ota/device/upgrade/{PK}/{DN}", f"/broadcast/{PK}/#"):  # fmt: skip
         assert may_subscribe(PK, DN, topic_filter), topic_filter
     for topic_filter in ("#", "+/#", f"/sys/{PK}/+/thing/event/property/post", f"/sys/{PK}/#", "/ext/rrpc/#",
-                         f"/ext/rrpc/+/sys/{PK}/+/thing/service/+", f"/shadow/get/{PK}/+", "/broadcast/#"):  # fmt: skip
+                         f"/ext/rrpc/+/sys/{PK}/+/thing/service/+", f"/shadow/get/{PK}/+", "/broadcast/#",
+                         f"/ext/rrpc/#/sys/{PK}/{DN}/x", f"/sys/{PK}/{DN}/#/x", f"/sys/{PK}/{DN}/a+b", ""):  # fmt: skip
         assert not may_subscribe(PK, DN, topic_filter), topic_filter
 
 
@@ -391,3 +395,41 @@ async def test_a_device_reaches_only_its_own_topics(twin: CloudTwin) -> None:
     codes, delivered, reply = await asyncio.to_thread(device_side)
     assert codes == [1, 0x80, 0x80, 0x80]  # own granted at QoS 1; #, the victim's, and # alone refused
     assert not delivered and reply["code"] == 200
+
+
+def _raw_login(port: int, connect: Connect) -> socket.socket:
+    """A device that speaks MQTT by hand: CONNECT, then the CONNACK read."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(connect.encode())
+    assert sock.recv(4) == b"\x20\x02\x00\x00"
+    return sock
+
+
+async def test_a_will_on_another_devices_topic_is_dropped_and_a_second_connect_ends_it(twin: CloudTwin) -> None:
+    assert twin.responder is not None
+    twin.registry.add_device(PK, "victim", DS)
+    client_id, username, password = link_sdk_4_login()
+
+    def device_side() -> tuple[bool, bytes]:
+        victim = SdkDevice(twin.mqtt_port, link_sdk_4_login(dn="victim"))
+        try:
+            own = f"/sys/{PK}/{DN}/thing/event/property/post"
+            for will in (f"/sys/{PK}/victim/thing/service/property/set", own):
+                body = b'{"id":"66","params":{"LightStatus":1},"method":"thing.event.property.post"}'
+                connect = Connect(client_id, username, password.encode(), 60, True, will_topic=will.encode(),
+                                  will_message=body)  # fmt: skip
+                _raw_login(twin.mqtt_port, connect).close()  # gone without DISCONNECT: the will is sent
+            try:
+                victim.messages.get(timeout=0.5)
+                reached = True
+            except queue.Empty:
+                reached = False
+            sock = _raw_login(twin.mqtt_port, Connect(client_id, username, password.encode(), 60, True))
+            sock.sendall(Connect(client_id, username, password.encode(), 60, True).encode())
+            return reached, sock.recv(16)  # b"": the session ended
+        finally:
+            victim.close()
+
+    reached, after_second_connect = await asyncio.to_thread(device_side)
+    assert not reached and after_second_connect == b""
+    await until(lambda: any(params == {"LightStatus": 1} for *_, params in twin.responder.posts), timeout=5)

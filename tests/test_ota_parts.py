@@ -10,6 +10,7 @@ import http.client
 import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -131,9 +132,12 @@ async def test_the_twin_serves_firmware_in_ranges_and_nothing_else(tmp_path: Pat
             connection.close()
 
     try:
-        path = firmware.url_path + "?Expires=99999999999&Signature=x"
-        expired = firmware.url_path + "?Expires=1&Signature=x"
-        assert (await asyncio.to_thread(get, "GET", expired, {}))[0] == 403  # as OSS refuses an old link
+        signature = quote(firmware.signature, safe="")
+        path = f"{firmware.url_path}?Expires=99999999999&Signature={signature}"
+        for refused in (f"{firmware.url_path}?Expires=1&Signature={signature}",  # as OSS refuses an old link
+                        f"{firmware.url_path}?Expires=99999999999&Signature=forged",
+                        f"{firmware.url_path}?Signature={signature}", firmware.url_path):  # fmt: skip
+            assert (await asyncio.to_thread(get, "GET", refused, {}))[0] == 403, refused
         status, headers, body = await asyncio.to_thread(get, "GET", path, {"Range": "bytes=1000-1999"})
         assert (status, body, headers["Content-Range"]) == (206, data[1000:2000], f"bytes 1000-1999/{len(data)}")
         status, headers, body = await asyncio.to_thread(get, "GET", path, {})

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import inspect
 import json
@@ -35,7 +36,7 @@ import logging
 import os
 import re
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,7 +273,10 @@ class Ota:
         self._learn_signature(task.url)
         async with _directory_lock(self.directory):
             try:
-                return await self._download(task)
+                async with _process_lock(self.directory):
+                    return await self._download(task)
+            except QuecError:
+                raise  # the module's (a CommandTimeout is an OSError too): not the disk's
             except OSError as exc:  # the disk: full, read-only, gone
                 reason = f"download failed: {self.directory}: {exc.strerror or exc}"
                 raise OtaFailed(reason, STEP_DOWNLOAD_FAILED) from exc
@@ -357,17 +361,44 @@ class Ota:
             self.http.modem.redactor.add(value, "ota_link_signature")
 
 
-RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # the others will not change by asking again
 _locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 def _directory_lock(directory: Path) -> asyncio.Lock:
-    """One lock per OTA directory in this process: two downloads never write one file."""
+    """One lock per OTA directory in this process (and event loop): two downloads never
+    write one file. `_process_lock` keeps other processes out."""
     key = directory.resolve()
     lock = _locks.get(key)
     if lock is None:
         lock = _locks[key] = asyncio.Lock()
     return lock
+
+
+@contextlib.asynccontextmanager
+async def _process_lock(directory: Path) -> AsyncIterator[None]:
+    """``flock`` on ``<directory>/.ota.lock``: another process downloading into the same
+    directory (two `aliyun ota` runs from one working directory) waits here, told once."""
+    descriptor = await asyncio.to_thread(_open_lock_file, directory)
+    try:
+        told = False
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # never blocks the loop
+                break
+            except BlockingIOError:
+                if not told:
+                    log.warning("OTA: another process is downloading into %s: waiting for it", directory)
+                    told = True
+                await asyncio.sleep(0.2)
+        yield
+    finally:
+        os.close(descriptor)  # and the lock with it
+
+
+def _open_lock_file(directory: Path) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    return os.open(directory / ".ota.lock", os.O_RDWR | os.O_CREAT, 0o600)
 
 
 def link_signatures(url: str) -> list[str]:
@@ -393,7 +424,7 @@ def range_piece(status: int, body: bytes, first: int, last: int, size: int) -> b
         return body
     if status == 200 and len(body) == size:
         return body[first:]
-    if status >= 400:
+    if status not in (200, 206):  # a redirect the module did not follow, a refusal
         raise HttpStatusError(f"HTTP status {status} for range {first}-{last}", status)
     raise ValueError(f"HTTP status {status} with {len(body)} bytes for range {first}-{last}")
 

@@ -17,6 +17,7 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 
+from quecmqtt.cloud.topics import valid_filter
 from quecmqtt.wire import mqtt as wire
 from quecmqtt.wire.mqtt import Cursor, WireError
 
@@ -158,7 +159,10 @@ class EmbeddedBroker:
             granted = bytearray()
             new: list[str] = []
             while not c.done:
-                topic_filter, qos = c.string().decode(), c.u8() & 3
+                topic_filter, qos = c.string().decode("utf-8", errors="replace"), c.u8() & 3
+                if not valid_filter(topic_filter):  # a # that is not last would match too much
+                    granted.append(0x80)
+                    continue
                 client.subscriptions[topic_filter] = min(qos, 2)
                 granted.append(min(qos, 2))
                 new.append(topic_filter)

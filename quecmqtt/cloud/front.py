@@ -10,11 +10,13 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import replace
 
 from quecmqtt.cloud.auth import SERVER_UNAVAILABLE, Forward, Push, Refuse, decide, split_client_id
 from quecmqtt.cloud.autosub import QOS, topics_for, wants_auto_subscription
 from quecmqtt.cloud.pipe import DevicePipe
 from quecmqtt.cloud.registry import Registry
+from quecmqtt.cloud.topics import may_publish
 from quecmqtt.wire.mqtt import (
     CONNACK,
     CONNECT,
@@ -212,9 +214,16 @@ class AuthFront:
         up_reader: asyncio.StreamReader,
         up_writer: asyncio.StreamWriter,
     ) -> None:
+        will = connect.will_topic
+        pk, dn = decision.product_key, decision.device_name
+        if will is not None and not may_publish(pk, dn, will.decode("utf-8", "replace")):
+            # a will is a publish, later: to another device's topic it would set its properties
+            log.info("front: %s/%s's will on %r dropped", pk, dn, will[:128])
+            connect = replace(connect, will_topic=None, will_message=None, will_qos=0, will_retain=False)
         up_writer.write(connect.forwarded(decision.client_id, self.broker_token).encode())
         split = split_client_id(connect.client_id)
-        if split is not None and wants_auto_subscription(split[1]):
+        auto = split is not None and wants_auto_subscription(split[1])
+        if auto:
             try:
                 async with asyncio.timeout(10):  # a broker that never answers does not hold the session
                     await self._auto_subscribe(decision, up_reader, up_writer, writer)
@@ -223,7 +232,8 @@ class AuthFront:
                 raise
 
         try:
-            await DevicePipe(decision.product_key, decision.device_name, (reader, writer), (up_reader, up_writer)).run()
+            pipe = DevicePipe(pk, dn, (reader, writer), (up_reader, up_writer), connack_passed=auto)
+            await pipe.run()
         finally:
             up_writer.close()
             with contextlib.suppress(Exception):

@@ -14,7 +14,7 @@ import urllib.parse
 from typing import Any
 
 from quecmqtt.cloud.auth import HASHES, sign_ok
-from quecmqtt.cloud.ota import Firmware, FirmwareStore, Unsatisfiable, byte_range, link_expired
+from quecmqtt.cloud.ota import Firmware, FirmwareStore, Unsatisfiable, byte_range, link_refused
 from quecmqtt.cloud.registry import Registry, RegistryRefusal
 from quecmqtt.wire.http import HttpFramingError, read_request, response
 
@@ -67,7 +67,7 @@ class RegistrationServer:
             async with asyncio.timeout(30):
                 method, path, headers, body = await read_request(reader)
             firmware = self.firmware.find(path) if method in ("GET", "HEAD") else None
-            if firmware is not None and link_expired(path):
+            if firmware is not None and link_refused(path, firmware):
                 writer.write(response(403, b"<Error><Code>AccessDenied</Code></Error>", "application/xml"))
                 await writer.drain()
                 return

@@ -99,13 +99,17 @@ class FirmwareStore:
         return None
 
 
-def link_expired(target: str, now: float | None = None) -> bool:
-    """The link's ``Expires`` (seconds) has passed, or it has none: OSS answers 403."""
+def link_refused(target: str, firmware: Firmware, now: float | None = None) -> bool:
+    """OSS answers 403: the link's ``Expires`` (seconds) has passed, or it has none, or its
+    ``Signature`` is not the one issued. (OSS signs Expires with the rest; the twin compares the
+    signature it issued, so a changed Expires is not caught: the path's token still is.)"""
     query = parse_qs(target.partition("?")[2])
     try:
-        return int(query["Expires"][0]) < (time.time() if now is None else now)
+        expired = int(query["Expires"][0]) < (time.time() if now is None else now)
+        signature = query["Signature"][0]
     except (KeyError, ValueError):
         return True
+    return expired or not secrets.compare_digest(signature.encode(), firmware.signature.encode())
 
 
 class Unsatisfiable(ValueError):
