@@ -36,6 +36,16 @@ ServiceHandler = Callable[[Params], "Params | Awaitable[Params | None] | None"]
 RrpcHandler = Callable[[bytes], "bytes | Awaitable[bytes]"]
 
 
+def json_object(payload: bytes) -> Params | None:
+    """The payload as a JSON object; None for anything else: not JSON, not UTF-8, nested
+    deeper than the parser goes (RecursionError), or JSON of another kind."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def ntp_time(device_send: int, server_recv: int, server_send: int, device_recv: int) -> int:
     """The device's UTC time in ms when the NTP response arrived (reference 4, N1)."""
     return (server_recv + server_send + device_recv - device_send) // 2
@@ -110,13 +120,10 @@ class Thing:
         if topic.startswith(self._rrpc_request):  # any bytes: not Alink JSON
             self._spawn(self._serve_rrpc(topic[len(self._rrpc_request) :], message.payload))
             return
-        try:
-            body = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
+        body = json_object(message.payload)
+        if body is None:
             if topic.startswith(self.base) or topic.startswith("/ext/ntp/"):
-                log.warning("not JSON on %s: ignored", topic)
-            return
-        if not isinstance(body, dict):
+                log.warning("not a JSON object on %s: ignored", topic)
             return
         if topic.startswith(f"{self.base}/event/") and topic.endswith("_reply"):
             future = self._waiting.pop(str(body.get("id")), None)

@@ -40,8 +40,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-from quecmqtt.aliyun.alink import Thing
+from quecmqtt.aliyun.alink import Thing, json_object
 from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import HttpStatusError, InvalidArgument, QuecError
 from quecmqtt.services.http import Http
@@ -53,7 +54,7 @@ CHUNK = 32 * 1024  # bytes per range: what a drop can cost, and what the host ho
 STEP_UPGRADE_FAILED, STEP_DOWNLOAD_FAILED, STEP_VERIFY_FAILED, STEP_FLASH_FAILED = -1, -2, -3, -4
 HASHES = {"md5": hashlib.md5, "sha256": hashlib.sha256}
 _SIGNATURE = re.compile(rb'[?&]Signature=([^&"\\\s]+)')
-_VERSION = re.compile(r"[\w.+\-]{1,64}")  # it names a file: no separators, no dot-only names
+_VERSION = re.compile(r"[\w.+\-]{1,64}")
 
 FirmwareHandler = Callable[[Path, "OtaTask"], "Awaitable[None] | None"]
 
@@ -88,7 +89,7 @@ class OtaTask:
         if not isinstance(data, dict) or not data:
             raise ValueError("no task in the message (no data)")
         version, url, size = data.get("version"), data.get("url"), data.get("size")
-        if not isinstance(version, str) or not _VERSION.fullmatch(version) or version.strip(".") == "":
+        if not isinstance(version, str) or not _names_a_file(version):
             raise ValueError(f"the task's version {version!r} is not one this device can name a file after")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise ValueError("the task has no http(s) URL")
@@ -109,6 +110,11 @@ class OtaTask:
     def identity(self) -> dict[str, Any]:
         """What names the partial file's task on disk (the URL changes with each push)."""
         return {"version": self.version, "size": self.size, "sign": self.sign, "signMethod": self.sign_method}
+
+
+def _names_a_file(version: str) -> bool:
+    """A version that can name a file in the OTA directory: no separators, not dots alone."""
+    return bool(_VERSION.fullmatch(version)) and version.strip(".") != ""
 
 
 def _is_hex(text: str) -> bool:
@@ -178,8 +184,7 @@ class Ota:
         """In the reader, before the recorder writes the line: a task's link signature is
         known to the redactor before any transcript or log line could show it."""
         if isinstance(event, MqttMessage) and event.topic in (self._upgrade_topic, self._get_reply_topic):
-            for match in _SIGNATURE.finditer(event.payload):
-                self._learn_signature("?Signature=" + match.group(1).decode("ascii", errors="replace"))
+            self._learn_signatures(event.payload)
 
     async def __aenter__(self) -> Ota:
         await self.start()
@@ -191,13 +196,12 @@ class Ota:
     def _on_message(self, message: MqttMessage) -> None:
         if message.topic not in (self._upgrade_topic, self._get_reply_topic):
             return
-        try:
-            body = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
-            log.warning("OTA: not JSON on %s: ignored", message.topic)
+        body = json_object(message.payload)
+        if body is None:
+            log.warning("OTA: not a JSON object on %s: ignored", message.topic)
             return
         if message.topic == self._get_reply_topic:
-            future = self._pending_get.pop(str(body.get("id")) if isinstance(body, dict) else "", None)
+            future = self._pending_get.pop(str(body.get("id")), None)
             if future is not None and not future.done():
                 future.set_result(body)
             return
@@ -270,7 +274,7 @@ class Ota:
         """The verified file `<directory>/<version>.bin`. Progress is reported at each 10 %.
         One download at a time per directory (a second waits); disk errors and permanent
         refusals (an HTTP 4xx, a link the module cannot take) are `OtaFailed` at once."""
-        self._learn_signature(task.url)
+        self._learn_signatures(task.url.encode())
         async with _directory_lock(self.directory):
             try:
                 async with _process_lock(self.directory):
@@ -354,11 +358,14 @@ class Ota:
                 log.info("OTA: the PDP context is not back yet: %s", restore_error)
         return failures
 
-    def _learn_signature(self, url: str) -> None:
-        """The link is a credential for as long as it lives: its signature, as written in the
-        link and decoded, goes to the redactor (logs, transcripts)."""
-        for value in link_signatures(url):
-            self.http.modem.redactor.add(value, "ota_link_signature")
+    def _learn_signatures(self, text: bytes) -> None:
+        """A link is a credential for as long as it lives: the ``Signature`` of each link in
+        `text` (OSS's query parameter), as written (percent-encoded) and decoded, goes to the
+        redactor (logs, transcripts)."""
+        for match in _SIGNATURE.finditer(text):
+            written = match.group(1).decode("ascii", errors="replace")
+            for value in (written, unquote(written)):
+                self.http.modem.redactor.add(value, "ota_link_signature")
 
 
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # the others will not change by asking again
@@ -401,19 +408,6 @@ def _open_lock_file(directory: Path) -> int:
     return os.open(directory / ".ota.lock", os.O_RDWR | os.O_CREAT, 0o600)
 
 
-def link_signatures(url: str) -> list[str]:
-    """The ``Signature`` of a signed download link (OSS's query parameter) as the link
-    writes it (percent-encoded) and decoded; none when it has none."""
-    from urllib.parse import unquote, urlsplit
-
-    found = []
-    for pair in urlsplit(url).query.split("&"):
-        name, _, value = pair.partition("=")
-        if name == "Signature" and value:
-            found += [value, unquote(value)]
-    return found
-
-
 def range_piece(status: int, body: bytes, first: int, last: int, size: int) -> bytes:
     """What to keep from an answer to a request for `first`..`last`: those bytes of a 206, or
     everything from `first` on when the server ignored the range and sent the whole file
@@ -437,14 +431,13 @@ def _prepare(directory: Path, part: Path, identity: dict[str, Any]) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     state = directory / "ota-task.json"
     try:
-        same = json.loads(state.read_text()) == identity
+        stored = json.loads(state.read_text())
     except (OSError, ValueError):
-        same = False
-    if not same:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # the task before's part, no other file
-            before = str(json.loads(state.read_text())["version"])
-            if _VERSION.fullmatch(before) and before.strip("."):
-                (directory / f"{before}.part").unlink(missing_ok=True)
+        stored = None
+    if stored != identity:
+        before = stored.get("version") if isinstance(stored, dict) else None
+        if isinstance(before, str) and _names_a_file(before):  # the task before's part, no other file
+            (directory / f"{before}.part").unlink(missing_ok=True)
         part.unlink(missing_ok=True)
         temporary = state.with_name(f"ota-task.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(identity))

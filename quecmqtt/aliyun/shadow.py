@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from quecmqtt.aliyun.alink import Thing
+from quecmqtt.aliyun.alink import Thing, json_object
 from quecmqtt.aliyun.errors import AliyunError
 from quecmqtt.at.events import MqttMessage
 from quecmqtt.errors import QuecError
@@ -68,12 +67,9 @@ class DeviceShadow:
     def _on_message(self, message: MqttMessage) -> None:
         if message.topic != self.get_topic:
             return
-        try:
-            body = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
-            log.warning("shadow: not JSON on %s: ignored", message.topic)
-            return
-        if not isinstance(body, dict):
+        body = json_object(message.payload)
+        if body is None:
+            log.warning("shadow: not a JSON object on %s: ignored", message.topic)
             return
         if body.get("method") == "control":
             self._note_version(body.get("version"))

@@ -13,7 +13,7 @@ from typing import Any
 from quecmqtt.cli import cloud_console
 from quecmqtt.cli.common import host_port, listen_port, stop_on_signals
 from quecmqtt.cloud import DEFAULT_ENDPOINT, CloudTwin
-from quecmqtt.cloud.ota import FirmwareStore
+from quecmqtt.cloud.ota import SIGN_METHODS, FirmwareStore
 from quecmqtt.cloud.registry import Registry
 from quecmqtt.cloud.thingmodel import PlatformModel
 
@@ -211,7 +211,7 @@ def add_parser(sub: Any) -> None:
         "(repeatable)",
     )  # fmt: skip
     cloud.add_argument(
-        "--ota-sign-method", choices=("Md5", "SHA256"), default="Md5",
+        "--ota-sign-method", choices=SIGN_METHODS, default="Md5",
         help="the digest the task carries, as the platform spells it (default Md5)",
     )  # fmt: skip
     cloud.set_defaults(func=_cmd_cloud)

@@ -64,8 +64,7 @@ class DevicePipe:
             answered = False  # whether we wrote to the device ourselves
             if kind == wire.PUBLISH:
                 answered = self._publish(flags, body, raw)
-            elif kind == wire.PUBREL and Cursor(body).u16() in self._dropped_qos2:
-                packet_id = Cursor(body).u16()
+            elif kind == wire.PUBREL and (packet_id := Cursor(body).u16()) in self._dropped_qos2:
                 self._dropped_qos2.discard(packet_id)
                 self.device_writer.write(wire.ack(wire.PUBCOMP, packet_id))
                 answered = True

@@ -98,12 +98,11 @@ class Responder:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # the rest of the twin still has to stop
-                log.exception("responder: it had failed")
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await self._task
+                except Exception:  # the rest of the twin still has to stop
+                    log.exception("responder: it had failed")
         if self._writer is not None:
             with contextlib.suppress(OSError):
                 self._writer.write(wire.packet(wire.DISCONNECT, 0, b""))
@@ -179,13 +178,13 @@ class Responder:
                 qos=0,
             )  # fmt: skip
         elif matches("/ota/device/inform/+/+", topic):
-            params: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
+            params = _params(body)
             if not self.known(parts[4], parts[5]):
                 return
             self.versions[(parts[4], parts[5])] = params
             self._offer_upgrade(parts[4], parts[5], str(params.get("version", "")))
         elif matches("/ota/device/progress/+/+", topic):
-            report: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
+            report = _params(body)
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 self.progress.append((parts[4], parts[5], int(report["step"]), str(report.get("desc", ""))[:128]))
         elif matches("/sys/+/+/thing/ota/firmware/get", topic):
@@ -203,7 +202,7 @@ class Responder:
     def _answer_post(self, topic: str, pk: str, dn: str, event: str, body: dict[str, Any]) -> None:
         """post_reply, after the product's thing model (if one is loaded) judged the post."""
         method = str(body.get("method", f"thing.event.{event}.post"))
-        params: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
+        params = _params(body)
         reply: dict[str, Any] = {"code": 200, "data": {}, "id": str(body.get("id", "")), "message": "success",
                                  "method": method, "version": "1.0"}  # fmt: skip
         model = self.models.get(pk)
@@ -338,6 +337,12 @@ class Responder:
         if model is None or model.has_service(identifier):
             return None
         return {"code": 6321, "message": f"tsl parse: service not exist -> {identifier}", "data": {}}
+
+
+def _params(body: dict[str, Any]) -> dict[str, Any]:
+    """An Alink message's ``params`` object (empty when it has none or another kind)."""
+    params = body.get("params")
+    return params if isinstance(params, dict) else {}
 
 
 def _check_names(*names: str) -> None:
